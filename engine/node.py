@@ -1,0 +1,172 @@
+"""The node contract: logic without sockets.
+
+A node is a class that declares its ports and implements `step` (and `produce` for
+sources). The engine (`engine.runtime`) owns the sockets, the loop, stamping of
+`seq`/`t_pub_ns`, heartbeats and counters; tests drive a node directly with
+`engine.testing.NodeHarness`, and the very same class runs as its own process.
+
+Example::
+
+    class Relay(Node):
+        '''Pass every input message through unchanged.'''
+        inputs = {"in": InputSpec(policy="block")}
+        outputs = {"out": OutputSpec(kind="any")}
+
+        def step(self, port: str, msg: Message) -> list[Out]:
+            return [Out.passthrough("out", msg)]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+from engine import wire
+from engine.clock import Clock
+
+Policy = Literal["latest", "drop_oldest", "block"]
+POLICIES: tuple[str, ...] = ("latest", "drop_oldest", "block")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A declared input port. The graph may override `policy` and `queue` per use.
+
+    - ``latest``: keep only the newest message (camera frames for a slow model).
+    - ``drop_oldest``: a bounded queue of `queue` messages; overflow evicts the oldest.
+    - ``block``: lock-step; the publisher waits for this consumer (replay at max rate).
+    Every message evicted by a policy is counted with the reason ``overflow``.
+    """
+
+    kind: str = "any"
+    policy: Policy = "drop_oldest"
+    queue: int = 8
+    required: bool = True
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """A declared output port and the message kind it carries (`any` for pass-through)."""
+
+    kind: str
+    doc: str = ""
+
+
+@dataclass
+class Out:
+    """One message a node wants published; the engine adds stream, seq, t_pub_ns, src, session."""
+
+    port: str
+    kind: str
+    data: Any
+    t_ns: int
+    layout: str | None = None
+    encoding: str | None = None
+    rate: int | None = None
+    sample0: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def tensor(cls, port: str, array: Any, t_ns: int, *, layout: str | None = None, **meta: Any) -> Out:
+        return cls(port, wire.KIND_TENSOR, array, t_ns, layout=layout, meta=meta)
+
+    @classmethod
+    def audio(cls, port: str, samples: Any, t_ns: int, *, rate: int, sample0: int, **meta: Any) -> Out:
+        return cls(port, wire.KIND_AUDIO, samples, t_ns, layout="TC", rate=rate, sample0=sample0, meta=meta)
+
+    @classmethod
+    def record(cls, port: str, record: Any, t_ns: int, **meta: Any) -> Out:
+        return cls(port, wire.KIND_RECORD, record, t_ns, meta=meta)
+
+    @classmethod
+    def text(cls, port: str, text: str, t_ns: int, **meta: Any) -> Out:
+        return cls(port, wire.KIND_BYTES, text.encode("utf-8"), t_ns, encoding="utf-8", meta=meta)
+
+    @classmethod
+    def passthrough(cls, port: str, msg: wire.Message) -> Out:
+        """Republish a received message's content and capture time on another port."""
+        h = msg.header
+        if h.kind in (wire.KIND_TENSOR, wire.KIND_AUDIO):
+            data: Any = msg.array
+        elif h.kind == wire.KIND_RECORD:
+            data = msg.record
+        else:
+            data = msg.data
+        return cls(
+            port, h.kind, data, h.t_ns, layout=h.layout, encoding=h.encoding, rate=h.rate, sample0=h.sample0,
+            meta=dict(h.meta),
+        )
+
+
+class NodeContext:
+    """What a node may use from the engine: identity, the session clock, counters, logging."""
+
+    def __init__(self, name: str, session: str, clock: Clock, counters: Any = None) -> None:
+        self.name = name
+        self.session = session
+        self.clock = clock
+        self.log = logging.getLogger(f"sensorfuse.{name}")
+        self._counters = counters
+        self.rejected: dict[tuple[str, str], int] = {}
+
+    def reject(self, stream: str, reason: str, detail: str = "") -> None:
+        """Count one input the node refused (bad content, wrong shape, NaN ...), with a reason."""
+        key = (stream, reason)
+        self.rejected[key] = self.rejected.get(key, 0) + 1
+        if self._counters is not None:
+            self._counters.count(stream, "rejected", reason)
+        if detail:
+            self.log.warning("%s rejected (%s): %s", stream, reason, detail)
+
+    def gauge(self, name: str, value: float) -> None:
+        """Report a node-specific measurement (e.g. clock drift ppm) in the metrics stream."""
+        if self._counters is not None:
+            self._counters.gauge(name, value)
+
+
+class Node:
+    """Base class of every node kind. Subclasses override the class attributes and methods."""
+
+    inputs: ClassVar[dict[str, InputSpec]] = {}
+    outputs: ClassVar[dict[str, OutputSpec]] = {}
+
+    class Params(msgspec.Struct, forbid_unknown_fields=True):
+        """Node parameters from the graph YAML; subclasses define their own Struct."""
+
+    #: Sources set this to the session time (ns) at which `produce` should next run.
+    next_due_ns: int | None = None
+
+    def __init__(self, params: Any, ctx: NodeContext) -> None:
+        self.params = params
+        self.ctx = ctx
+
+    @classmethod
+    def parse_params(cls, raw: dict[str, Any] | None) -> Any:
+        return msgspec.convert(raw or {}, type=cls.Params)
+
+    def start(self) -> None:
+        """Open devices and load models. Raising here fails the node before READY."""
+
+    def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
+        """Handle one input message; return the messages to publish."""
+        return ()
+
+    def produce(self, now_ns: int) -> Iterable[Out] | None:
+        """Sources only: called when `now_ns >= next_due_ns`. Return None when exhausted."""
+        return None
+
+    def finish(self) -> Iterable[Out]:
+        """All inputs have ended (or a source is exhausted): flush what is pending."""
+        return ()
+
+    def stop(self) -> None:
+        """Release devices, files and models. Called on every exit path."""
+
+    @classmethod
+    def is_source(cls) -> bool:
+        return not cls.inputs and cls.produce is not Node.produce

@@ -1,0 +1,265 @@
+"""Wire protocol v1: every message is a ZeroMQ multipart ``[topic, header, payload...]``.
+
+``topic`` is the UTF-8 stream name, ``header`` a msgpack map (see `Header`), and the
+payload frames carry raw buffers. Arrays travel as one raw frame each and are rebuilt
+on the receiving side with ``numpy.frombuffer`` over the received frame (no copy).
+docs/protocol.md is the normative description; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+
+PROTOCOL_VERSION = 1
+
+#: Message kinds and what their payload frames hold.
+KIND_TENSOR = "tensor"  # one frame: raw array bytes, C order, `dtype` x `shape`
+KIND_AUDIO = "audio"  # one frame: raw samples [frames, channels], plus `rate`, `sample0`
+KIND_RECORD = "record"  # one frame: a msgpack map (events, detections, ticks, status)
+KIND_BYTES = "bytes"  # one frame: opaque bytes described by `encoding` (utf-8, jpeg, ...)
+KIND_EOS = "eos"  # no payload: the producer of this stream has finished
+KINDS = frozenset({KIND_TENSOR, KIND_AUDIO, KIND_RECORD, KIND_BYTES, KIND_EOS})
+_ARRAY_KINDS = frozenset({KIND_TENSOR, KIND_AUDIO})
+
+#: dtypes allowed on the wire (numpy names, little-endian).
+DTYPES = frozenset(
+    {"uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "uint64", "float16", "float32", "float64", "bool"}
+)
+
+#: Largest accepted array, to refuse absurd shapes before allocating anything.
+MAX_PAYLOAD_BYTES = 1 << 30
+
+
+class Header(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
+    """The envelope carried by every message (msgpack map with these keys)."""
+
+    proto: int
+    stream: str
+    kind: str
+    seq: int
+    t_ns: int
+    t_pub_ns: int = 0
+    src: str = ""
+    session: str = ""
+    dtype: str | None = None
+    shape: list[int] | None = None
+    layout: str | None = None
+    encoding: str | None = None
+    rate: int | None = None
+    sample0: int | None = None
+    meta: dict[str, Any] = {}
+
+
+class ProtocolError(ValueError):
+    """A message that cannot be decoded; `reason` is a short counter key."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class UnsupportedVersion(ProtocolError):
+    def __init__(self, version: object) -> None:
+        super().__init__(
+            "bad_version",
+            f"header field 'proto' is {version!r}; this build speaks protocol {PROTOCOL_VERSION}",
+        )
+
+
+_encoder = msgspec.msgpack.Encoder()
+_header_decoder = msgspec.msgpack.Decoder(Header)
+_any_decoder = msgspec.msgpack.Decoder()
+
+
+def encode_header(header: Header) -> bytes:
+    return _encoder.encode(header)
+
+
+def encode_record(record: Any) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_record(buf: Any) -> Any:
+    return _any_decoder.decode(buf)
+
+
+def decode_header(buf: Any) -> Header:
+    """Decode and validate a header frame; raises `ProtocolError` with a reason."""
+    try:
+        header = _header_decoder.decode(buf)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        # Give the version error precedence: a future header may not fit our struct.
+        try:
+            raw = _any_decoder.decode(buf)
+        except msgspec.DecodeError:
+            raise ProtocolError("bad_header", f"header is not msgpack: {exc}") from None
+        if isinstance(raw, dict) and "proto" in raw and raw["proto"] != PROTOCOL_VERSION:
+            raise UnsupportedVersion(raw["proto"]) from None
+        raise ProtocolError("bad_header", str(exc)) from None
+    if header.proto != PROTOCOL_VERSION:
+        raise UnsupportedVersion(header.proto)
+    if header.kind not in KINDS:
+        raise ProtocolError("bad_header", f"header field 'kind' is {header.kind!r}")
+    if header.seq < 0:
+        raise ProtocolError("bad_header", f"header field 'seq' is negative ({header.seq})")
+    return header
+
+
+def array_nbytes(dtype: str, shape: Sequence[int]) -> int:
+    if dtype not in DTYPES:
+        raise ProtocolError("bad_dtype", f"header field 'dtype' is {dtype!r}")
+    if any((not isinstance(d, int)) or d < 0 for d in shape):
+        raise ProtocolError("bad_shape", f"header field 'shape' is {list(shape)!r}")
+    n = math.prod(shape) * np.dtype(dtype).itemsize
+    if n > MAX_PAYLOAD_BYTES:
+        raise ProtocolError("bad_shape", f"shape {list(shape)} is {n} bytes, over the {MAX_PAYLOAD_BYTES} limit")
+    return n
+
+
+class Message:
+    """A received (or locally built) message: header plus payload buffers.
+
+    `array` is a read-only numpy view over the received frame (no copy).
+    """
+
+    __slots__ = ("header", "payload", "t_recv_ns", "_array")
+
+    def __init__(self, header: Header, payload: Sequence[Any], t_recv_ns: int = 0) -> None:
+        self.header = header
+        self.payload = payload
+        self.t_recv_ns = t_recv_ns
+        self._array: np.ndarray | None = None
+
+    @property
+    def stream(self) -> str:
+        return self.header.stream
+
+    @property
+    def seq(self) -> int:
+        return self.header.seq
+
+    @property
+    def t_ns(self) -> int:
+        return self.header.t_ns
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            h = self.header
+            if h.kind not in _ARRAY_KINDS or h.dtype is None or h.shape is None:
+                raise TypeError(f"message on {h.stream!r} is {h.kind!r}, not an array")
+            arr = np.frombuffer(_buffer(self.payload[0]), dtype=h.dtype)
+            self._array = arr.reshape(h.shape)
+        return self._array
+
+    @property
+    def record(self) -> Any:
+        if self.header.kind != KIND_RECORD:
+            raise TypeError(f"message on {self.header.stream!r} is {self.header.kind!r}, not a record")
+        return decode_record(_buffer(self.payload[0]))
+
+    @property
+    def data(self) -> bytes:
+        return bytes(_buffer(self.payload[0]))
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8")
+
+
+def _buffer(part: Any) -> Any:
+    # zmq.Frame exposes `.buffer` (a memoryview); bytes/memoryview are used as they are.
+    return getattr(part, "buffer", part)
+
+
+def decode_message(parts: Sequence[Any], t_recv_ns: int = 0) -> Message:
+    """Validate a received multipart message. Raises `ProtocolError` (never anything else)."""
+    if len(parts) < 2:
+        raise ProtocolError("missing_frames", f"{len(parts)} frame(s), need at least topic and header")
+    try:
+        topic = bytes(_buffer(parts[0])).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("bad_topic", "topic frame is not UTF-8") from None
+    header = decode_header(_buffer(parts[1]))
+    if header.stream != topic:
+        raise ProtocolError("topic_mismatch", f"topic {topic!r} but header field 'stream' is {header.stream!r}")
+    payload = parts[2:]
+    if header.kind == KIND_EOS:
+        return Message(header, payload, t_recv_ns)
+    if len(payload) != 1:
+        raise ProtocolError("payload_frames", f"kind {header.kind!r} needs 1 payload frame, got {len(payload)}")
+    if header.kind in _ARRAY_KINDS:
+        if header.dtype is None or header.shape is None:
+            raise ProtocolError("bad_header", f"kind {header.kind!r} needs header fields 'dtype' and 'shape'")
+        expected = array_nbytes(header.dtype, header.shape)
+        got = len(_buffer(payload[0]))
+        if got != expected:
+            raise ProtocolError(
+                "payload_size", f"dtype {header.dtype} x shape {header.shape} is {expected} bytes, payload is {got}"
+            )
+        if header.kind == KIND_AUDIO and (header.rate is None or header.rate <= 0 or header.sample0 is None):
+            raise ProtocolError("bad_header", "kind 'audio' needs header fields 'rate' > 0 and 'sample0'")
+    elif header.kind == KIND_RECORD:
+        try:
+            decode_record(_buffer(payload[0]))
+        except msgspec.DecodeError as exc:
+            raise ProtocolError("bad_record", f"record payload is not msgpack: {exc}") from None
+    return Message(header, payload, t_recv_ns)
+
+
+def encode_payload(kind: str, data: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Payload frames and the header fields they imply for one outgoing message."""
+    if kind in _ARRAY_KINDS:
+        arr = np.ascontiguousarray(data)
+        if arr.dtype.name not in DTYPES:
+            raise TypeError(f"dtype {arr.dtype} cannot go on the wire")
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        return [memoryview(arr).cast("B")], {"dtype": arr.dtype.name, "shape": list(arr.shape)}
+    if kind == KIND_RECORD:
+        return [encode_record(data)], {}
+    if kind == KIND_BYTES:
+        if isinstance(data, str):
+            return [data.encode("utf-8")], {"encoding": "utf-8"}
+        return [bytes(data) if not isinstance(data, (bytes, memoryview)) else data], {}
+    if kind == KIND_EOS:
+        return [], {}
+    raise ValueError(f"unknown message kind {kind!r}")
+
+
+def encode_message(
+    stream: str,
+    kind: str,
+    data: Any,
+    *,
+    seq: int,
+    t_ns: int,
+    t_pub_ns: int = 0,
+    src: str = "",
+    session: str = "",
+    layout: str | None = None,
+    encoding: str | None = None,
+    rate: int | None = None,
+    sample0: int | None = None,
+    meta: dict[str, Any] | None = None,
+) -> list[Any]:
+    """The multipart frames of one message, payload frames zero-copy where possible."""
+    payload, implied = encode_payload(kind, data)
+    header = Header(
+        proto=PROTOCOL_VERSION, stream=stream, kind=kind, seq=seq, t_ns=t_ns, t_pub_ns=t_pub_ns, src=src,
+        session=session, layout=layout, encoding=implied.get("encoding", encoding), rate=rate, sample0=sample0,
+        meta=meta or {}, dtype=implied.get("dtype"), shape=implied.get("shape"),
+    )
+    return [stream.encode("utf-8"), encode_header(header), *payload]
+
+
+def build_message(stream: str, kind: str, data: Any, *, seq: int, t_ns: int, **fields: Any) -> Message:
+    """Encode then decode one message: what a receiver would see (used by tests and fakes)."""
+    frames = encode_message(stream, kind, data, seq=seq, t_ns=t_ns, **fields)
+    return decode_message([bytes(f) for f in frames])
