@@ -70,6 +70,9 @@ class Out:
     rate: int | None = None
     sample0: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Replay only: publish with this recorded header's seq, t_ns, src and session
+    #: instead of the engine's own stamps (the player republishes logs exactly).
+    replay_header: wire.Header | None = None
 
     @classmethod
     def tensor(cls, port: str, array: Any, t_ns: int, *, layout: str | None = None, **meta: Any) -> Out:

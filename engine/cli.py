@@ -1,0 +1,229 @@
+"""The `sensorfuse` command line.
+
+Commands from the engine: run, status, graph, keys, demo. Packages above the engine
+(models, nodes, replay) add theirs through the ``sensorfuse.commands`` entry-point group:
+each entry is ``register(subparsers)``; handlers take the parsed args and return an
+exit code. User mistakes print one line and exit 2; runtime failures one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import textwrap
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine import __version__
+from engine.errors import SensorfuseError, UsageError
+
+EXAMPLES = {
+    "run": """examples:
+  sensorfuse run examples/relay.yaml
+  sensorfuse run demo --duration 30
+  sensorfuse run my.yaml --set producer.rate_hz=60 --run-dir /tmp/sf-run""",
+    "status": """examples:
+  sensorfuse status              # live table of the newest run
+  sensorfuse status --once --json""",
+    "graph": """examples:
+  sensorfuse graph check examples/relay.yaml   # validate and print derived endpoints""",
+    "keys": """examples:
+  sensorfuse keys generate ~/.config/sensorfuse/keys""",
+    "demo": """examples:
+  sensorfuse demo""",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"sensorfuse: {message} (see `{self.prog} --help`)\n")
+
+
+def _sub(subparsers: Any, name: str, help_: str) -> argparse.ArgumentParser:
+    return subparsers.add_parser(name, help=help_, description=help_, epilog=EXAMPLES.get(name),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _parse_set(pairs: list[str]) -> list[tuple[str, str, Any]]:
+    out = []
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        node, dot, param = key.partition(".")
+        if not eq or not dot or not node or not param:
+            raise UsageError(f"--set wants NODE.PARAM=VALUE, got {pair!r}")
+        out.append((node, param, yaml.safe_load(value)))
+    return out
+
+
+def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: float | None = None,
+              run_dir: str | None = None, host: str = "local", quiet: bool = False) -> int:
+    """Load, plan and supervise a graph until it finishes or is interrupted."""
+    from engine import graph as graph_mod
+    from engine.rundir import new_run_dir
+    from engine.supervisor import Supervisor
+
+    decl = graph_mod.load_decl(source)
+    for node, param, value in _parse_set(list(sets)):
+        if node not in decl.nodes:
+            raise UsageError(f"--set: no node {node!r} in graph {decl.name!r}")
+        decl.nodes[node].params[param] = value
+    rd = new_run_dir(run_dir)
+    plan = graph_mod.plan(decl, str(rd))
+    session = f"{decl.name}-{rd.name}"
+    sup = Supervisor(plan, session=session, local_host=host, quiet=quiet)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if sup.stop_requested:  # second Ctrl-C: no more waiting
+            sup.shutdown_at = -1e9
+        sup.request_stop()
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        return sup.run(duration_s=duration)
+    finally:
+        sup.close()
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    return run_graph(args.graph, sets=args.set, duration=args.duration, run_dir=args.run_dir, host=args.host)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from engine import status as status_mod
+    from engine.rundir import current_run_dir
+
+    run_dir = Path(args.run) if args.run else current_run_dir()
+    if run_dir is None or not run_dir.exists():
+        raise SensorfuseError("no run found: start one with `sensorfuse run GRAPH` or pass --run DIR")
+    if args.once:
+        st = status_mod.read_once(run_dir)
+        if st is None:
+            raise SensorfuseError(f"no status from {run_dir}")
+        print(json.dumps(st, indent=1) if args.json else status_mod.render(st))
+        return 0
+    try:
+        status_mod.watch(run_dir)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a user leaves the live view
+    return 0
+
+
+def _cmd_graph_check(args: argparse.Namespace) -> int:
+    from engine import graph as graph_mod
+
+    decl = graph_mod.load_decl(args.graph)
+    plan = graph_mod.plan(decl, "RUN")
+    print(f"graph {plan.name!r}: {len(plan.nodes)} nodes, start order {' → '.join(plan.order)}")
+    for name, np_ in plan.nodes.items():
+        for stream, eps in np_.bind.items():
+            print(f"  {name:<12} publishes {stream:<20} at {', '.join(eps)}")
+        for ip in np_.inputs:
+            print(f"  {name:<12} reads     {ip.stream:<20} policy={ip.policy} queue={ip.queue}")
+    return 0
+
+
+def _cmd_keys_generate(args: argparse.Namespace) -> int:
+    from engine.security import generate
+
+    server, client = generate(args.dir)
+    print(f"wrote {server} and {client}; use `security: {{keys: {args.dir}}}` in the graph")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    return run_graph("demo", duration=args.duration)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sensorfuse",
+        description="Streaming multimodal perception engine (camera, microphone, text → aligned, fused events).",
+        epilog=textwrap.dedent("""\
+            examples:
+              sensorfuse demo                      # full graph on the bundled sample session
+              sensorfuse run examples/relay.yaml   # run a graph from YAML
+              sensorfuse status                    # live table of the running graph"""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sensorfuse {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log supervisor decisions")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = _sub(sub, "run", "run a graph (YAML file or built-in name), one process per node")
+    p.add_argument("graph", help="graph YAML path or built-in graph name")
+    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a node parameter")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--run-dir", help="directory for sockets and status (default: a new one under /tmp)")
+    p.add_argument("--host", default="local", help="start only the nodes placed on this host (multi-host graphs)")
+    p.set_defaults(func=_cmd_run)
+
+    p = _sub(sub, "status", "show node states, restarts, rates, drops and latency of a running graph")
+    p.add_argument("--run", help="run directory (default: the newest run)")
+    p.add_argument("--once", action="store_true", help="print once and exit")
+    p.add_argument("--json", action="store_true", help="with --once: print the raw status as JSON")
+    p.set_defaults(func=_cmd_status)
+
+    p = _sub(sub, "graph", "inspect graphs")
+    gsub = p.add_subparsers(dest="graph_command", metavar="ACTION", required=True, parser_class=_Parser)
+    g = gsub.add_parser("check", help="validate a graph and print its derived endpoints", epilog=EXAMPLES["graph"],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("graph")
+    g.set_defaults(func=_cmd_graph_check)
+
+    p = _sub(sub, "keys", "manage CurveZMQ keys for endpoints bound beyond loopback")
+    ksub = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True, parser_class=_Parser)
+    k = ksub.add_parser("generate", help="write a server and a client key pair", epilog=EXAMPLES["keys"],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    k.add_argument("dir")
+    k.set_defaults(func=_cmd_keys_generate)
+
+    p = _sub(sub, "demo", "run the demo graph on the bundled sample session")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.set_defaults(func=_cmd_demo)
+
+    for ep in entry_points(group="sensorfuse.commands"):
+        try:
+            register = ep.load()
+        except ImportError as exc:
+            logging.getLogger("sensorfuse").debug("command %s unavailable: %s", ep.name, exc)
+            continue
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(name)s %(levelname)s %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"sensorfuse: {exc}", file=sys.stderr)
+        return 2
+    except SensorfuseError as exc:
+        print(f"sensorfuse: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Graphs: YAML → a validated, resolved plan of nodes, streams and endpoints.
+
+A graph names nodes (kind, params, which stream each port uses) and may declare
+external streams produced or consumed by programs the supervisor does not start.
+Endpoints are derived here, never typed by hand: ``ipc://RUN/s/<stream>`` on one host,
+``tcp://HOST:PORT`` (PORT = ``ports_base`` + the stream's index) when producer and
+consumer sit on different hosts. Example::
+
+    name: relay
+    nodes:
+      producer: {kind: synthetic, params: {rate_hz: 30}, outputs: {out: cam0/frame}}
+      relay:    {kind: relay, inputs: {in: {stream: cam0/frame, policy: block}}, outputs: {out: relay/frame}}
+      sink:     {kind: jsonl, params: {path: out.jsonl}, inputs: {in: relay/frame}}
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from engine.errors import UsageError
+from engine.node import POLICIES, Node
+from engine.streams import stream_type
+
+BUILTIN_GRAPHS_DIR = Path(__file__).with_name("graphs")
+LOCAL_HOST = "local"
+
+
+class InputUse(msgspec.Struct, forbid_unknown_fields=True):
+    stream: str
+    policy: str | None = None
+    queue: int | None = None
+
+
+class NodeDecl(msgspec.Struct, forbid_unknown_fields=True):
+    kind: str
+    params: dict[str, Any] = {}
+    inputs: dict[str, str | InputUse] = {}
+    outputs: dict[str, str] = {}
+    host: str = LOCAL_HOST
+    #: tcp endpoints (beyond ipc) where this node's outputs are also bound, for outside consumers.
+    expose: dict[str, str] = {}
+
+
+class ExternalDecl(msgspec.Struct, forbid_unknown_fields=True):
+    #: stream -> endpoint an outside program binds and publishes on (the engine connects).
+    inputs: dict[str, str] = {}
+
+
+class SecurityDecl(msgspec.Struct, forbid_unknown_fields=True):
+    keys: str | None = None
+
+
+class SupervisorDecl(msgspec.Struct, forbid_unknown_fields=True):
+    startup_timeout_s: float = 30.0
+    heartbeat_interval_s: float = 0.25
+    hang_timeout_s: float = 5.0
+    max_restarts: int = 3
+    restart_window_s: float = 60.0
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+    stop_deadline_s: float = 5.0
+    #: a node whose producers have all exited gets STOP after this long.
+    upstream_grace_s: float = 2.0
+
+
+class GraphDecl(msgspec.Struct, forbid_unknown_fields=True):
+    nodes: dict[str, NodeDecl]
+    name: str = "graph"
+    hosts: dict[str, str] = {}
+    ports_base: int = 47000
+    external: ExternalDecl = msgspec.field(default_factory=ExternalDecl)
+    security: SecurityDecl = msgspec.field(default_factory=SecurityDecl)
+    supervisor: SupervisorDecl = msgspec.field(default_factory=SupervisorDecl)
+
+
+@dataclass
+class InputPlan:
+    port: str
+    stream: str
+    policy: str
+    queue: int
+    endpoints: list[str]
+
+
+@dataclass
+class NodePlan:
+    name: str
+    kind: str
+    cls_path: str
+    params: dict[str, Any]
+    host: str
+    inputs: list[InputPlan]
+    outputs: dict[str, str]  # port -> stream
+    bind: dict[str, list[str]]  # stream -> endpoints to bind
+    nodrop: dict[str, bool]  # stream -> XPUB_NODROP (a block consumer exists)
+    subscribers: dict[str, int]  # stream -> consumers the readiness handshake waits for
+    is_source: bool = False
+
+
+@dataclass
+class GraphPlan:
+    name: str
+    decl: GraphDecl
+    run_dir: str
+    nodes: dict[str, NodePlan]
+    producers: dict[str, str]  # stream -> node name ("" for external)
+    keys_dir: str | None
+    order: list[str] = field(default_factory=list)  # topological: sources first
+
+    def upstream(self, node: str) -> set[str]:
+        return {self.producers[i.stream] for i in self.nodes[node].inputs if self.producers.get(i.stream)}
+
+    def to_json(self) -> bytes:
+        return msgspec.json.encode(
+            {"name": self.name, "run_dir": self.run_dir, "keys_dir": self.keys_dir,
+             "nodes": {n: p.__dict__ for n, p in self.nodes.items()}, "producers": self.producers,
+             "order": self.order, "decl": self.decl}
+        )
+
+
+def resolve_kind(kind: str) -> tuple[str, type[Node]]:
+    """Find the node class for a short kind name (entry point) or a 'module:Class' path."""
+    if ":" in kind:
+        path = kind
+    else:
+        found = [ep for ep in entry_points(group="sensorfuse.nodes") if ep.name == kind]
+        if not found:
+            known = sorted(ep.name for ep in entry_points(group="sensorfuse.nodes"))
+            raise UsageError(f"unknown node kind {kind!r}; known kinds: {', '.join(known)}")
+        path = found[0].value
+    mod_name, _, cls_name = path.rpartition(":")
+    try:
+        if mod_name.endswith(".py"):
+            # A node class in a plain file: "path/to/my_node.py:MyNode".
+            spec = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load {mod_name}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(mod_name)
+        cls = getattr(module, cls_name)
+    except (ImportError, AttributeError, OSError) as exc:
+        raise UsageError(f"node kind {kind!r} ({path}) cannot be loaded: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Node)):
+        raise UsageError(f"{path} is not a sensorfuse Node class")
+    return path, cls
+
+
+def load_decl(source: str | os.PathLike[str] | dict[str, Any]) -> GraphDecl:
+    """Parse a graph from a YAML path, a built-in graph name, or an already-loaded dict."""
+    if isinstance(source, dict):
+        raw = source
+    else:
+        path = Path(source)
+        if not path.exists() and (BUILTIN_GRAPHS_DIR / f"{source}.yaml").exists():
+            path = BUILTIN_GRAPHS_DIR / f"{source}.yaml"
+        if not path.exists():
+            builtin = sorted(p.stem for p in BUILTIN_GRAPHS_DIR.glob("*.yaml"))
+            raise UsageError(f"no graph file {str(source)!r} (built-in graphs: {', '.join(builtin)})")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return msgspec.convert(raw, type=GraphDecl)
+    except msgspec.ValidationError as exc:
+        raise UsageError(f"graph: {exc}") from None
+
+
+def _slug(stream: str) -> str:
+    return stream.replace("/", ".")
+
+
+def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
+    """Validate a graph against its node classes and derive every endpoint."""
+    producers: dict[str, str] = {}
+    classes: dict[str, tuple[str, type[Node]]] = {}
+    for name, nd in decl.nodes.items():
+        if "/" in name or not name:
+            raise UsageError(f"node name {name!r}: use letters, digits, '-' and '_'")
+        classes[name] = resolve_kind(nd.kind)
+        cls = classes[name][1]
+        for port, stream in nd.outputs.items():
+            if port not in cls.outputs and "*" not in cls.outputs:
+                raise UsageError(f"node {name!r} ({nd.kind}) has no output port {port!r}; it has {sorted(cls.outputs)}")
+            if stream in producers:
+                raise UsageError(f"stream {stream!r} is produced by both {producers[stream]!r} and {name!r}")
+            producers[stream] = name
+        if nd.host != LOCAL_HOST and nd.host not in decl.hosts:
+            raise UsageError(f"node {name!r}: host {nd.host!r} is not declared under `hosts:`")
+    for stream in decl.external.inputs:
+        if stream in producers:
+            raise UsageError(f"external stream {stream!r} is also produced by node {producers[stream]!r}")
+        producers[stream] = ""
+    stream_index = {s: i for i, s in enumerate(sorted(producers))}
+
+    def producer_host(stream: str) -> str:
+        return decl.nodes[producers[stream]].host
+
+    consumers: dict[str, list[tuple[str, str]]] = {}  # stream -> [(node, policy)]
+    inputs: dict[str, list[InputPlan]] = {}
+    for name, nd in decl.nodes.items():
+        cls = classes[name][1]
+        inputs[name] = []
+        for port, use in nd.inputs.items():
+            use = InputUse(stream=use) if isinstance(use, str) else use
+            spec = cls.inputs.get(port) or cls.inputs.get("*")
+            if spec is None:
+                raise UsageError(f"node {name!r} ({nd.kind}) has no input port {port!r}; it has {sorted(cls.inputs)}")
+            if use.stream not in producers:
+                raise UsageError(
+                    f"node {name!r} input {port!r} wants stream {use.stream!r}, which no node produces "
+                    "(declare it under external.inputs if an outside program publishes it)"
+                )
+            st = stream_type(use.stream)
+            policy = use.policy or spec.policy
+            if policy not in POLICIES:
+                raise UsageError(f"node {name!r} input {port!r}: policy {policy!r} is not one of {POLICIES}")
+            queue = use.queue or spec.queue or (st.queue if st else 8)
+            if producers[use.stream] == "":
+                endpoints = [decl.external.inputs[use.stream]]
+            elif producer_host(use.stream) == nd.host:
+                endpoints = [f"ipc://{run_dir}/s/{_slug(use.stream)}"]
+            else:
+                addr = decl.hosts[producer_host(use.stream)]
+                endpoints = [f"tcp://{addr}:{decl.ports_base + stream_index[use.stream]}"]
+            inputs[name].append(InputPlan(port, use.stream, policy, queue, endpoints))
+            consumers.setdefault(use.stream, []).append((name, policy))
+        for port, spec in cls.inputs.items():
+            if port != "*" and spec.required and port not in nd.inputs:
+                raise UsageError(f"node {name!r} ({nd.kind}) needs input {port!r} wired to a stream")
+
+    nodes: dict[str, NodePlan] = {}
+    for name, nd in decl.nodes.items():
+        bind: dict[str, list[str]] = {}
+        for stream in nd.outputs.values():
+            eps = [f"ipc://{run_dir}/s/{_slug(stream)}"]
+            if any(decl.nodes[c].host != nd.host for c, _ in consumers.get(stream, [])):
+                eps.append(f"tcp://{decl.hosts[nd.host]}:{decl.ports_base + stream_index[stream]}")
+            if stream in nd.expose:
+                eps.append(nd.expose[stream])
+            bind[stream] = eps
+        for stream in nd.expose:
+            if stream not in nd.outputs.values():
+                raise UsageError(f"node {name!r} exposes {stream!r}, which it does not output")
+        nodes[name] = NodePlan(
+            name=name, kind=nd.kind, cls_path=classes[name][0], params=nd.params, host=nd.host,
+            inputs=inputs[name], outputs=dict(nd.outputs), bind=bind,
+            nodrop={s: any(p == "block" for _, p in consumers.get(s, [])) for s in nd.outputs.values()},
+            subscribers={s: len(consumers.get(s, [])) for s in nd.outputs.values()},
+            is_source=not nd.inputs,
+        )
+    gp = GraphPlan(decl.name, decl, run_dir, nodes, producers, decl.security.keys)
+    gp.order = _topological(gp)
+    return gp
+
+
+def _topological(gp: GraphPlan) -> list[str]:
+    order: list[str] = []
+    remaining = dict.fromkeys(gp.nodes)
+    while remaining:
+        ready = [n for n in remaining if gp.upstream(n) <= set(order) | {n}]
+        if not ready:  # a cycle: keep declaration order for the rest
+            ready = list(remaining)
+        for n in ready:
+            order.append(n)
+            del remaining[n]
+    return order
+
+
+def load_plan_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return msgspec.json.decode(Path(path).read_bytes())

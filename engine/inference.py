@@ -1,0 +1,257 @@
+"""ONNX inference sessions created from a manifest.
+
+Why this module exists rather than nodes calling `onnxruntime.InferenceSession` directly:
+
+- A model must fail *before* its node reports READY, with a message that names the file
+  and says what is wrong (missing, corrupt, hash mismatch, graph does not match the
+  manifest) — a supervisor restarting a node that can never load is a hot loop.
+- Execution providers are chosen from a preference list (TensorRT → CUDA → CPU), but
+  `onnxruntime-gpu` on a machine without a usable GPU lists CUDA as "available" and then
+  prints an error for every session it fails to create. We probe once per process, with
+  the onnxruntime logger silenced, which providers can really be created.
+- One intra-op thread per model by default: several model processes share few cores,
+  and two threads measured faster on median but with 2–4× outliers (docs/benchmarks.md).
+
+The runtime never imports torch (tested in tests/models/test_runtime_imports.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
+
+from engine import manifest as mf
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+DEFAULT_PROVIDERS: tuple[str, ...] = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    CPU,
+)
+# An 81-byte Identity graph (opset 11): creating a session from it is the cheapest way to
+# learn whether a provider's shared libraries really load on this machine.
+_PROBE_MODEL = base64.b64decode(
+    "CAYSCnNlbnNvcmZ1c2U6OwoQCgF4EgF5IghJZGVudGl0eRIFcHJvYmVaDwoBeBIKCggIARIECgIIAWIP"
+    "CgF5EgoKCAgBEgQKAggBQgQKABAL"
+)
+_ORT_DTYPES: dict[str, str] = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+
+# onnxruntime's own exception classes derive from Exception directly, not RuntimeError.
+_ORT_ERRORS: tuple[type[Exception], ...] = (
+    RuntimeError, ValueError, _ort_state.Fail, _ort_state.InvalidArgument,
+    _ort_state.NoSuchFile, _ort_state.InvalidProtobuf, _ort_state.InvalidGraph,
+    _ort_state.RuntimeException, _ort_state.NotImplemented,
+)
+
+
+class ModelLoadError(mf.ManifestError):
+    """The model cannot be loaded: the message names the file and the reason."""
+
+
+class InputShapeError(ValueError):
+    """An input does not match the manifest: the message gives expected vs actual."""
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How to create sessions. `providers` is a preference order, filtered by the probe."""
+
+    providers: tuple[str, ...] = DEFAULT_PROVIDERS
+    intra_op_threads: int = 1
+    warmup_runs: int = 1
+    io_binding: bool | None = None  # None: on when the chosen provider is not the CPU
+    check_hash: bool = True
+
+
+@functools.cache
+def usable_providers() -> tuple[str, ...]:
+    """Providers that can really create a session here, probed once per process."""
+    listed = ort.get_available_providers()
+    usable = []
+    for provider in listed:
+        if provider == CPU or _provider_loads(provider):
+            usable.append(provider)
+    log.debug("onnxruntime providers listed %s, usable %s", listed, usable)
+    return tuple(usable)
+
+
+def _provider_loads(provider: str) -> bool:
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # fatal only: the failure we probe for is expected
+    # Shared-library load failures go to the default logger, not the session's.
+    ort.set_default_logger_severity(4)
+    try:
+        session = ort.InferenceSession(_PROBE_MODEL, options, providers=[provider, CPU])
+    except _ORT_ERRORS as err:
+        log.debug("provider %s cannot create a session: %s", provider, err)
+        return False
+    finally:
+        ort.set_default_logger_severity(2)  # onnxruntime's default: warnings
+    return session.get_providers()[0] == provider
+
+
+def choose_providers(preference: tuple[str, ...]) -> list[str]:
+    """The preferred providers that are usable here, CPU always last as the fallback."""
+    usable = usable_providers()
+    chosen = [p for p in preference if p in usable and p != CPU]
+    chosen.append(CPU)
+    return chosen
+
+
+class ModelSession:
+    """A loaded, checked and warmed-up model. Create with `open_model`."""
+
+    def __init__(self, manifest_path: Path, manifest: mf.Manifest,
+                 session: ort.InferenceSession, config: SessionConfig) -> None:
+        self.manifest_path = manifest_path
+        self.manifest = manifest
+        self.session = session
+        self.provider: str = session.get_providers()[0]
+        use_binding = config.io_binding
+        self.io_binding = self.provider != CPU if use_binding is None else use_binding
+        self._output_names = [o.name for o in manifest.outputs]
+
+    @property
+    def name(self) -> str:
+        """The manifest's model name."""
+        return self.manifest.name
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; inputs are checked against the manifest (InputShapeError otherwise)."""
+        self.check_inputs(feeds)
+        if self.io_binding:
+            return self._run_bound(feeds)
+        outputs = self.session.run(self._output_names, dict(feeds))
+        return dict(zip(self._output_names, outputs))
+
+    def _run_bound(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # IO binding lets onnxruntime place outputs on the device and copy once, instead
+        # of a host round trip per run() call when the provider is CUDA/TensorRT.
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in self._output_names:
+            binding.bind_output(name)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self._output_names, binding.copy_outputs_to_cpu()))
+
+    def check_inputs(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Raise InputShapeError naming the model, the input, expected and actual."""
+        expected_names = {spec.name for spec in self.manifest.inputs}
+        if set(feeds) != expected_names:
+            raise InputShapeError(
+                f"{self.manifest_path}: inputs {sorted(feeds)} given, "
+                f"model expects {sorted(expected_names)}"
+            )
+        for spec in self.manifest.inputs:
+            value = feeds[spec.name]
+            if str(value.dtype) != spec.dtype or not shape_matches(value.shape, spec.shape):
+                raise InputShapeError(
+                    f"{self.manifest_path}: input {spec.name!r} expected "
+                    f"{spec.dtype}{list(spec.shape)}, got {value.dtype}{list(value.shape)}"
+                )
+
+    def warmup(self, runs: int) -> None:
+        """Run on zeros so first-call allocations happen before READY, not on frame 1."""
+        feeds = {spec.name: example_input(spec) for spec in self.manifest.inputs}
+        for _ in range(runs):
+            self.run(feeds)
+
+
+def shape_matches(actual: tuple[int, ...], expected: list[mf.Dim]) -> bool:
+    """True when ranks agree and every static (int, non-negative) dimension is equal."""
+    if len(actual) != len(expected):
+        return False
+    return all(not isinstance(e, int) or e < 0 or a == e for a, e in zip(actual, expected))
+
+
+def example_input(spec: mf.TensorSpec) -> np.ndarray:
+    """Zeros of the declared shape with every dynamic dimension set to 1."""
+    shape = [d if isinstance(d, int) and d >= 0 else 1 for d in spec.shape]
+    return np.zeros(shape, dtype=np.dtype(spec.dtype))
+
+
+def open_model(manifest_path: str | Path, config: SessionConfig | None = None) -> ModelSession:
+    """Load, check and warm up the model a manifest describes.
+
+    Raises ModelLoadError (a ManifestError) naming the path for a missing, corrupt or
+    mismatching file, and naming expected vs actual shapes for a graph that does not
+    match its manifest.
+    """
+    config = config or SessionConfig()
+    manifest_path = Path(manifest_path)
+    try:
+        manifest = mf.load(manifest_path)
+        model_file = mf.model_path(manifest_path, manifest)
+        if config.check_hash:
+            mf.check_file(model_file, manifest.sha256)
+        elif not model_file.is_file():
+            raise mf.ManifestError(f"model file missing: {model_file}")
+    except mf.ManifestError as err:
+        raise ModelLoadError(str(err)) from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = config.intra_op_threads
+    options.inter_op_num_threads = 1
+    providers = choose_providers(config.providers)
+    try:
+        session = ort.InferenceSession(str(model_file), options, providers=providers)
+    except _ORT_ERRORS as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"cannot load model file {model_file}: {first_line}") from None
+    check_graph(model_file, manifest, session)
+    model = ModelSession(manifest_path, manifest, session, config)
+    log.info("model %s on %s (%d intra-op threads%s)", manifest.name, model.provider,
+             config.intra_op_threads, ", IO binding" if model.io_binding else "")
+    model.warmup(config.warmup_runs)
+    return model
+
+
+def check_graph(model_file: Path, manifest: mf.Manifest, session: ort.InferenceSession) -> None:
+    """Raise ModelLoadError if the graph's tensors differ from what the manifest declares."""
+    pairs = [("input", manifest.inputs, session.get_inputs()),
+             ("output", manifest.outputs, session.get_outputs())]
+    for what, declared, actual in pairs:
+        actual_by_name = {a.name: a for a in actual}
+        for spec in declared:
+            found = actual_by_name.get(spec.name)
+            if found is None:
+                raise ModelLoadError(
+                    f"{model_file}: manifest {what} {spec.name!r} is not in the graph "
+                    f"(graph {what}s: {sorted(actual_by_name)})"
+                )
+            dtype = _ORT_DTYPES.get(found.type, found.type)
+            graph_shape = [d if isinstance(d, int) else -1 for d in found.shape]
+            if dtype != spec.dtype or not _dims_compatible(graph_shape, spec.shape):
+                raise ModelLoadError(
+                    f"{model_file}: {what} {spec.name!r} expected {spec.dtype}"
+                    f"{list(spec.shape)} (manifest), graph has {dtype}{found.shape}"
+                )
+
+
+def _dims_compatible(graph: list[int], declared: list[mf.Dim]) -> bool:
+    if len(graph) != len(declared):
+        return False
+    for g, d in zip(graph, declared):
+        if isinstance(d, int) and d >= 0 and g >= 0 and g != d:
+            return False
+    return True

