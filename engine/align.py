@@ -112,7 +112,6 @@ class _Held:
     data: Any
     rate: int | None
     sample0: int | None
-    discontinuity: bool
 
 
 @dataclass
@@ -189,7 +188,7 @@ class Aligner:
     # -- input ---------------------------------------------------------------------------
     def add(
         self, stream: str, seq: int, t_ns: Any, data: Any = None, *,
-        rate: int | None = None, sample0: int | None = None, discontinuity: bool = False,
+        rate: int | None = None, sample0: int | None = None,
     ) -> list[Tick]:
         """Take one message; returns the ticks that are now final (possibly none)."""
         st = self._streams[stream]
@@ -212,7 +211,7 @@ class Aligner:
                 return self._drop(stream, "duplicate_seq", f"seq {seq} already seen")
         if st.last_t is not None and t < st.last_t:
             return self._drop(stream, "bad_timestamp", f"t_ns {t} goes backwards (last {st.last_t})")
-        held = _Held(t, data, rate, sample0, discontinuity)
+        held = _Held(t, data, rate, sample0)
         if seq > st.next_seq:
             if len(st.held) >= st.policy.capacity:
                 return self._drop(stream, "over_capacity", f"{len(st.held)} messages already wait for seq {st.next_seq}")
@@ -236,8 +235,8 @@ class Aligner:
         """Every input has ended: emit all pending ticks with what is there."""
         for st in self._streams.values():
             self._declare_lost(st)
-        if self.config.period_ns is not None:
-            self._schedule_grid()
+        if self.config.period_ns is not None and self._frontier is not None:
+            self._schedule_grid(force=True)
         out: list[Tick] = []
         while self._pending:
             out.append(self._emit("flush"))
@@ -287,7 +286,7 @@ class Aligner:
         if samples.ndim == 1:
             samples = samples[:, None]
         try:
-            block = st.audio.place(seq, msg.t_ns, samples, msg.rate, msg.sample0, msg.discontinuity)
+            block = st.audio.place(seq, msg.t_ns, samples, msg.rate, msg.sample0)
         except BadBlock as exc:
             self._drop(st.name, exc.reason, exc.detail)
             return
@@ -349,19 +348,19 @@ class Aligner:
             return
         self._pending.append(t_ns)
 
-    def _schedule_grid(self) -> None:
+    def _schedule_grid(self, *, force: bool = False) -> None:
         period = self.config.period_ns
         assert period is not None and self._frontier is not None
         if self._next_grid is None:
-            firsts = [s.first_t for s in self._streams.values() if s.policy.required and s.first_t is not None]
+            # The grid starts at the earliest capture time of any stream; decided once every
+            # stream has started or the frontier is a lateness bound past the earliest seen.
+            firsts = [s.first_t for s in self._streams.values() if s.first_t is not None]
             if not firsts:
                 return
-            required = [s for s in self._streams.values() if s.policy.required]
-            all_seen = all(s.max_seen_t is not None for s in required)
-            if not all_seen and self._frontier < min(firsts) + self.config.lateness_ns:
-                return  # wait (within the lateness bound) for every required stream's start
-            start = max(firsts)
-            k = -((self.config.origin_ns - start) // period)  # ceil((start - origin) / period)
+            all_started = len(firsts) == len(self._streams)
+            if not (all_started or force) and self._frontier < min(firsts) + self.config.lateness_ns:
+                return
+            k = -((self.config.origin_ns - min(firsts)) // period)  # ceil((first - origin) / period)
             self._next_grid = self.config.origin_ns + k * period
         while self._next_grid <= self._frontier:
             self._schedule(self._next_grid)
@@ -399,14 +398,16 @@ class Aligner:
 
     def _status(self, st: _Stream, t: int, present: bool) -> tuple[str, int]:
         wm = st.watermark()
-        needed = t + st.lookahead_ns
-        behind = 0 if wm is None or st.complete_for(t) else max(needed - wm, 0)
         if wm is None:
             return ("ended" if st.ended else "absent"), 0
-        if st.ended and not (st.audio.covers(t) if st.audio is not None else wm >= needed):
-            return ("ok" if present else "ended"), 0
-        if behind:
-            return "late", behind
+        if st.ended:
+            covered = st.audio.covers(t) if st.audio is not None else wm >= t + st.lookahead_ns
+            return ("ok" if present else "missing" if covered else "ended"), 0
+        if not st.policy.required:
+            return ("ok" if present else "missing"), 0  # ticks never wait for it: no lateness
+        if not st.complete_for(t):
+            needed = st.audio.time_of(st.audio.index_at(t) + 1) if st.audio is not None else t + st.lookahead_ns
+            return "late", max(needed - wm, 1)
         return ("ok" if present else "missing"), 0
 
     def _member(self, st: _Stream, t: int) -> Item | AudioWindow | None:

@@ -5,9 +5,10 @@ Each block arrives with its capture time (`t_ns` of its first sample), its rate 
 `sample0`. Within a contiguous run the *sample clock* is the authority: a block whose time
 agrees with the previous block's end (within a tolerance of 1 ms) is placed right after it
 by `sample0`, so windows never duplicate or skip a sample because of nanosecond rounding
-of the stamps. When the time and the sample count disagree (the source flagged a
-discontinuity, or its time jumped), the block is placed by its time and becomes a new
-*anchor* of the time -> index map. Samples nobody delivered are zero-filled and masked.
+of the stamps; a gap the source reports by advancing `sample0` (and its time alike) stays
+sample-exact. When the time and the sample count disagree (the source restarted or
+re-anchored its clock), the block is placed by its time and becomes a new *anchor* of
+the time -> index map. Samples nobody delivered are zero-filled and masked.
 
 Pure module: no clocks, no sockets, no imports outside numpy and the standard library.
 """
@@ -115,7 +116,7 @@ class WindowBuffer:
         return self.index_at(t_ns) + 1 - self.n
 
     # -- blocks ----------------------------------------------------------------------
-    def place(self, seq: int, t_ns: int, samples: np.ndarray, rate: int, sample0: int, discontinuity: bool) -> AudioBlock:
+    def place(self, seq: int, t_ns: int, samples: np.ndarray, rate: int, sample0: int) -> AudioBlock:
         """Decide where a block sits on the index; raises `BadBlock` (nothing is changed then)."""
         if samples.ndim != 2 or samples.shape[0] == 0:
             raise BadBlock("bad_payload", f"audio block shape {list(samples.shape)}, need [frames>0, channels]")
@@ -133,7 +134,7 @@ class WindowBuffer:
         gap_by_samples = sample0 - self._next_sample0
         gap_by_time = round((t_ns - self.time_of(self.vend)) * rate / NS_PER_S)
         tolerance = max(1, rate // 1000)  # 1 ms: stamps of a sample-exact source agree far better
-        if not discontinuity and abs(gap_by_time - gap_by_samples) <= tolerance:
+        if abs(gap_by_time - gap_by_samples) <= tolerance:
             if gap_by_samples < 0:
                 raise BadBlock("bad_timestamp", f"sample0 {sample0} goes back before {self._next_sample0}")
             return AudioBlock(seq, t_ns, self.vend + gap_by_samples, samples)

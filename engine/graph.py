@@ -207,6 +207,11 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
     def producer_host(stream: str) -> str:
         return decl.nodes[producers[stream]].host
 
+    def address(host: str) -> str:
+        if host not in decl.hosts:
+            raise UsageError(f"streams cross hosts but host {host!r} has no address: declare `hosts: {{{host}: ADDRESS}}`")
+        return decl.hosts[host]
+
     consumers: dict[str, list[tuple[str, str]]] = {}  # stream -> [(node, policy)]
     inputs: dict[str, list[InputPlan]] = {}
     for name, nd in decl.nodes.items():
@@ -223,7 +228,7 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
                     "(declare it under external.inputs if an outside program publishes it)"
                 )
             st = stream_type(use.stream)
-            policy = use.policy or spec.policy
+            policy = use.policy or spec.policy or (st.policy if st else "drop_oldest")
             if policy not in POLICIES:
                 raise UsageError(f"node {name!r} input {port!r}: policy {policy!r} is not one of {POLICIES}")
             queue = use.queue or spec.queue or (st.queue if st else 8)
@@ -232,7 +237,7 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
             elif producer_host(use.stream) == nd.host:
                 endpoints = [f"ipc://{run_dir}/s/{_slug(use.stream)}"]
             else:
-                addr = decl.hosts[producer_host(use.stream)]
+                addr = address(producer_host(use.stream))
                 endpoints = [f"tcp://{addr}:{decl.ports_base + stream_index[use.stream]}"]
             inputs[name].append(InputPlan(port, use.stream, policy, queue, endpoints))
             consumers.setdefault(use.stream, []).append((name, policy))
@@ -246,7 +251,7 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
         for stream in nd.outputs.values():
             eps = [f"ipc://{run_dir}/s/{_slug(stream)}"]
             if any(decl.nodes[c].host != nd.host for c, _ in consumers.get(stream, [])):
-                eps.append(f"tcp://{decl.hosts[nd.host]}:{decl.ports_base + stream_index[stream]}")
+                eps.append(f"tcp://{address(nd.host)}:{decl.ports_base + stream_index[stream]}")
             if stream in nd.expose:
                 eps.append(nd.expose[stream])
             bind[stream] = eps

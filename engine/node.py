@@ -43,8 +43,9 @@ class InputSpec:
     """
 
     kind: str = "any"
-    policy: Policy = "drop_oldest"
-    queue: int = 8
+    #: None: take the stream table's default for the wired stream (engine.streams).
+    policy: Policy | None = None
+    queue: int | None = None
     required: bool = True
     doc: str = ""
 

@@ -72,6 +72,8 @@ class UnsupportedVersion(ProtocolError):
         )
 
 
+# msgspec raises UnicodeDecodeError (a ValueError) for invalid UTF-8 inside msgpack strings.
+_DECODE_ERRORS = (msgspec.MsgspecError, ValueError)
 _encoder = msgspec.msgpack.Encoder()
 _header_decoder = msgspec.msgpack.Decoder(Header)
 _any_decoder = msgspec.msgpack.Decoder()
@@ -93,11 +95,11 @@ def decode_header(buf: Any) -> Header:
     """Decode and validate a header frame; raises `ProtocolError` with a reason."""
     try:
         header = _header_decoder.decode(buf)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _DECODE_ERRORS as exc:
         # Give the version error precedence: a future header may not fit our struct.
         try:
             raw = _any_decoder.decode(buf)
-        except msgspec.DecodeError:
+        except _DECODE_ERRORS:
             raise ProtocolError("bad_header", f"header is not msgpack: {exc}") from None
         if isinstance(raw, dict) and "proto" in raw and raw["proto"] != PROTOCOL_VERSION:
             raise UnsupportedVersion(raw["proto"]) from None
@@ -208,7 +210,7 @@ def decode_message(parts: Sequence[Any], t_recv_ns: int = 0) -> Message:
     elif header.kind == KIND_RECORD:
         try:
             decode_record(_buffer(payload[0]))
-        except msgspec.DecodeError as exc:
+        except _DECODE_ERRORS as exc:
             raise ProtocolError("bad_record", f"record payload is not msgpack: {exc}") from None
     return Message(header, payload, t_recv_ns)
 

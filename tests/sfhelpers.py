@@ -1,0 +1,120 @@
+"""Shared test helpers: graphs run as real `sensorfuse run` processes, always cleaned up.
+
+Every started process is killed (whole process group) at teardown, run directories are
+short (ipc:// path limits), and waiting is on conditions with deadlines, never sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SENSORFUSE = [sys.executable, "-m", "engine.cli"]
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Poll `cond` until it returns something truthy; fail the test with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class GraphRun:
+    """A `sensorfuse run` subprocess on a graph dict, with helpers to observe it."""
+
+    def __init__(self, graph: dict[str, Any], workdir: Path, extra_args: list[str] = ()) -> None:
+        self.workdir = workdir
+        self.run_dir = Path(tempfile.mkdtemp(prefix="sf", dir="/tmp"))
+        self.graph_path = workdir / "graph.yaml"
+        self.graph_path.write_text(yaml.safe_dump(graph))
+        self.stdout_path = workdir / "run.stdout"
+        self.stderr_path = workdir / "run.stderr"
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.proc = subprocess.Popen(
+            [*SENSORFUSE, "run", str(self.graph_path), "--run-dir", str(self.run_dir), *extra_args],
+            cwd=workdir, stdout=self._out, stderr=self._err, env=env, start_new_session=True,
+        )
+
+    def status(self) -> dict[str, Any] | None:
+        f = self.run_dir / "status.json"
+        try:
+            return json.loads(f.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def node(self, name: str) -> dict[str, Any]:
+        st = self.status()
+        assert st is not None, "no status yet"
+        return st["nodes"][name]
+
+    def wait_running(self, timeout: float = 30.0) -> dict[str, Any]:
+        def running() -> dict[str, Any] | None:
+            st = self.status()
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sensorfuse run exited early ({self.proc.returncode}): {self.stderr()}")
+            return st if st and st["state"] in ("running", "degraded") else None
+
+        return wait_for(running, timeout, "graph to be running")
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"sensorfuse run still running after {timeout} s: {self.stderr()}") from None
+
+    def stderr(self) -> str:
+        self._err.flush()
+        return self.stderr_path.read_text(errors="replace")[-4000:]
+
+    def node_pids(self) -> list[int]:
+        st = self.status() or {"nodes": {}}
+        return [n["pid"] for n in st["nodes"].values() if n.get("pid")]
+
+    def cleanup(self) -> None:
+        pids = self.node_pids()
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        for pid in pids:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+        self._out.close()
+        self._err.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
