@@ -1,0 +1,182 @@
+"""Player node: republishes a recorded MCAP log exactly as the capture nodes did.
+
+Ports: outputs ``*`` — one port per recorded stream, named like the stream
+(``cam0/frame: cam0/frame`` in the graph); streams the graph does not wire are skipped.
+Every message keeps its recorded topic, kind, payload bytes, ``seq``, ``t_ns``,
+``src``, ``session``, layout, rate, ``sample0`` and meta (`Out.replay_header`); only
+``t_pub_ns`` is new (it is wall-clock by definition).
+
+Pacing: messages go out in capture-time order (ties in file order). ``rate: 1`` paces
+them at the recorded spacing, ``rate: X`` X times faster, ``rate: max`` as fast as the
+graph consumes — wire consumers with ``policy: block`` and nothing is dropped
+(lock-step). ``start_s`` / ``end_s`` (seconds from the log's first message) seek
+through the MCAP chunk index; ``streams`` selects topics; ``loop`` replays forever,
+shifting each pass by the log's span + ``loop_gap_s`` so time and ``seq`` keep rising
+(``sample0`` moves with time; each pass starts with a discontinuity).
+
+Damaged logs: unreadable messages are counted (``rejected``/``damaged``) and skipped;
+a truncated log plays its readable prefix; problems are logged at the end.
+A missing or non-MCAP file fails the node at start (not retried).
+
+Config example::
+
+    player:
+      kind: player
+      params: {path: s.mcap, rate: max, start_s: 2.0, streams: [cam0/frame, mic0/audio16k]}
+      outputs: {cam0/frame: cam0/frame, mic0/audio16k: mic0/audio16k}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+
+from engine import wire
+from engine.errors import StartupError
+from engine.node import Node, Out, OutputSpec
+from replay.mcap_io import LogError, LogMessage, LogReader
+
+
+def replay_out(header: wire.Header, payload: bytes) -> Out:
+    """The `Out` that republishes one recorded message byte for byte."""
+    data: Any
+    if header.kind in (wire.KIND_TENSOR, wire.KIND_AUDIO):
+        data = np.frombuffer(payload, dtype=header.dtype or "uint8").reshape(header.shape or [-1])
+    elif header.kind == wire.KIND_RECORD:
+        data = msgspec.Raw(payload)  # re-encoded verbatim: the record bytes stay exact
+    else:
+        data = payload
+    return Out(header.stream, header.kind, data, header.t_ns, layout=header.layout, encoding=header.encoding,
+               rate=header.rate, sample0=header.sample0, meta=dict(header.meta), replay_header=header)
+
+
+class PlayerNode(Node):
+    """Replay an MCAP log (see the module docstring)."""
+
+    inputs = {}
+    outputs = {"*": OutputSpec(kind="any", doc="each recorded stream, on a port named like the stream")}
+
+    class Params(msgspec.Struct, forbid_unknown_fields=True):
+        path: str
+        rate: float | Literal["max"] = 1.0
+        start_s: float | None = None
+        end_s: float | None = None
+        loop: bool = False
+        loop_gap_s: float = 1.0
+        streams: list[str] | None = None
+        #: messages handed over per `produce` call at most (keeps the runtime responsive)
+        batch: int = 32
+
+    def start(self) -> None:
+        p = self.params
+        if p.rate != "max" and not p.rate > 0:
+            raise StartupError(f"player: rate must be > 0 or 'max', got {p.rate!r}")
+        try:
+            self.reader = LogReader(p.path)
+        except FileNotFoundError:
+            raise StartupError(f"player: no such log {p.path!r}") from None
+        except LogError as exc:
+            raise StartupError(f"player: {exc}") from None
+        self.first_ns, self.last_ns = self._time_range()
+        self.start_ns = None if p.start_s is None else self.first_ns + int(p.start_s * 1e9)
+        self.end_ns = None if p.end_s is None else self.first_ns + int(p.end_s * 1e9)
+        self.published: dict[str, int] = {}
+        self.damaged = 0
+        self._pass = 0
+        self._seq_span: dict[str, int] = {}
+        self._anchor_wall_ns: int | None = None
+        self._anchor_log_ns: int | None = None
+        self._pending: LogMessage | None = None
+        self._iter = self._messages()
+        self.next_due_ns = None
+
+    def stop(self) -> None:
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            for problem in reader.problems:
+                self.ctx.log.warning("%s: %s", self.params.path, problem)
+            reader.close()
+
+    # --- pacing ----------------------------------------------------------------------
+
+    def produce(self, now_ns: int) -> list[Out] | None:
+        outs: list[Out] = []
+        while len(outs) < self.params.batch:
+            msg = self._peek()
+            if msg is None:
+                return outs if outs else None
+            due = self._due_ns(msg.log_time, now_ns)
+            if due > now_ns:
+                self.next_due_ns = due
+                return outs
+            self._pending = None
+            out = self._decode(msg)
+            if out is not None:
+                outs.append(out)
+        self.next_due_ns = None if self.params.rate == "max" else now_ns
+        return outs
+
+    def _due_ns(self, log_ns: int, now_ns: int) -> int:
+        if self.params.rate == "max":
+            return now_ns
+        if self._anchor_wall_ns is None or self._anchor_log_ns is None:
+            self._anchor_wall_ns, self._anchor_log_ns = now_ns, log_ns
+        return self._anchor_wall_ns + int((log_ns - self._anchor_log_ns) / float(self.params.rate))
+
+    def _peek(self) -> LogMessage | None:
+        if self._pending is None:
+            self._pending = next(self._iter, None)
+        return self._pending
+
+    # --- reading ---------------------------------------------------------------------
+
+    def _messages(self) -> Iterator[LogMessage]:
+        while True:
+            yield from self.reader.iter_messages(self.params.streams, start_ns=self.start_ns, end_ns=self.end_ns)
+            if not self.params.loop or not self.published:
+                return
+            self._pass += 1
+
+    def _decode(self, msg: LogMessage) -> Out | None:
+        try:
+            header, _, payload = msg.decode()
+        except ValueError as exc:  # ProtoDecodeError and wire.ProtocolError are ValueErrors
+            self.damaged += 1
+            self.ctx.reject(msg.topic, "damaged", str(exc))
+            return None
+        if header.kind == wire.KIND_EOS:
+            return None  # the runtime sends its own end-of-stream when the log is done
+        if self._pass:
+            header = self._shift(header)
+        self.published[header.stream] = self.published.get(header.stream, 0) + 1
+        if not self._pass:
+            self._seq_span[header.stream] = max(self._seq_span.get(header.stream, 0), header.seq + 1)
+        return replay_out(header, payload)
+
+    def _shift(self, header: wire.Header) -> wire.Header:
+        """Header of a looped pass: time and seq continue past the previous pass."""
+        lo = self.start_ns if self.start_ns is not None else self.first_ns
+        hi = min(self.end_ns, self.last_ns + 1) if self.end_ns is not None else self.last_ns + 1
+        period = (hi - lo) + int(self.params.loop_gap_s * 1e9)
+        shift = self._pass * period
+        sample0 = header.sample0
+        if sample0 is not None and header.rate:
+            sample0 += round(shift * header.rate / 1e9)
+        return msgspec.structs.replace(header, t_ns=header.t_ns + shift, sample0=sample0,
+                                       seq=header.seq + self._pass * self._seq_span.get(header.stream, 0))
+
+    def _time_range(self) -> tuple[int, int]:
+        summary = self.reader.summary
+        stats = summary.statistics if summary is not None else None
+        if stats is not None and stats.message_count:
+            return stats.message_start_time, stats.message_end_time
+        first = last = None
+        for msg in self.reader.iter_messages():
+            first = msg.log_time if first is None else first
+            last = msg.log_time
+        if first is None or last is None:
+            return 0, 0
+        return first, last

@@ -1,0 +1,295 @@
+"""Recorder node: writes every stream the graph wires to it into an MCAP log.
+
+Ports: inputs ``*`` (any number, any stream; the stream name comes from each message's
+header); output ``status`` (records: ``recorder_error`` once when writing fails,
+``recorder_summary`` at the end with counts, drops and files).
+
+The node's `step` never touches the disk: it hands the message (header and payload,
+not copied) to a bounded write cache drained by a writer thread. When the cache is
+full the message is dropped and counted per stream (``cache_full``), so a slow disk
+never blocks the live graph. The writer closes a chunk at least every ``flush_s``
+(default 0.5 s) and pushes it to the OS, so a SIGKILL loses at most that much (the
+chunk in memory); `stop()` finalises the file with its summary and index. A write
+error (disk full, I/O error) is reported once on ``status`` and in the log; the
+graph keeps running, later messages are counted as dropped (``write_error``) and the
+file keeps its readable prefix.
+
+An existing file is never overwritten: the next free ``NAME.N.mcap`` is used (so a
+recorder restarted by the supervisor keeps its crashed predecessor's log).
+
+Splitting: with ``split_mb`` and/or ``split_s`` the log becomes ``NAME_0000.mcap``,
+``NAME_0001.mcap``, ...; the message that crosses a limit opens the next file, so no
+message falls between two files. ``split_s`` counts capture time (t_ns), not wall time.
+
+Config example::
+
+    recorder:
+      kind: recorder
+      params: {path: runs/s.mcap, flush_s: 0.5, split_mb: 512, jpeg: [cam0/frame]}
+      inputs: {frames: cam0/frame, audio: mic0/audio, events: perceive/events}
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import msgspec
+
+from engine import wire
+from engine.node import InputSpec, Node, Out, OutputSpec
+from replay.mcap_io import LogWriter
+
+Opener = Callable[[str], IO[bytes]]
+
+
+def _open_file(path: str) -> IO[bytes]:
+    return open(path, "wb")
+
+
+@dataclass
+class RecorderStats:
+    written: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: messages known to be in the OS (a flushed chunk) — what survives a SIGKILL
+    flushed_messages: int = 0
+    files: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class _Writer(threading.Thread):
+    """Owns the files: drains the cache, flushes on a wall-clock cadence, splits, finalises."""
+
+    def __init__(self, params: Any, opener: Opener, jpeg_quality: int) -> None:
+        super().__init__(name="recorder-writer", daemon=True)
+        self.params = params
+        self.opener = opener
+        self.jpeg_quality = jpeg_quality
+        self.cache: deque[tuple[wire.Header, bytes, Any, int]] = deque()
+        self.cache_bytes = 0
+        self.cond = threading.Condition()
+        self.closing = False
+        self.stats = RecorderStats()
+        self._file: IO[bytes] | None = None
+        self._log: LogWriter | None = None
+        self._file_bytes = 0
+        self._file_first_t: int | None = None
+        self._unflushed = 0
+        self._index = 0
+        self.flush_listeners: list[Callable[[int], None]] = []
+        #: set once a write fails (tests and the node wait on it)
+        self.failed = threading.Event()
+
+    # called from the node thread
+    def offer(self, header: wire.Header, payload: Any) -> bool:
+        size = len(payload) if payload is not None else 0
+        with self.cond:
+            if self.stats.error is not None:
+                self.stats.dropped[(header.stream, "write_error")] += 1
+                return False
+            if self.cache_bytes + size > self.params.cache_mb * 1e6 and self.cache:
+                self.stats.dropped[(header.stream, "cache_full")] += 1
+                return False
+            self.cache.append((header, wire.encode_header(header), payload, size))
+            self.cache_bytes += size
+            self.cond.notify()
+        return True
+
+    def close(self, timeout_s: float) -> None:
+        with self.cond:
+            self.closing = True
+            self.cond.notify()
+        self.join(timeout_s)
+
+    def run(self) -> None:
+        next_flush = time.monotonic() + self.params.flush_s
+        while True:
+            with self.cond:
+                while not self.cache and not self.closing:
+                    remaining = next_flush - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self.cond.wait(remaining)
+                batch = list(self.cache)
+                self.cache.clear()
+                self.cache_bytes = 0
+                closing = self.closing
+            for header, header_bytes, payload, _ in batch:
+                self._write(header, header_bytes, payload)
+            if time.monotonic() >= next_flush or closing:
+                self._guard(self._flush)
+                next_flush = time.monotonic() + self.params.flush_s
+            if closing:
+                self._guard(self._finish)
+                return
+
+    def _write(self, header: wire.Header, header_bytes: bytes, payload: Any) -> None:
+        if self.stats.error is not None:
+            self.stats.dropped[(header.stream, "write_error")] += 1
+            return
+        try:
+            if self._log is None or self._should_split(header):
+                self._rotate()
+            assert self._log is not None
+            jpeg = None
+            if header.stream in self.params.jpeg and header.kind == wire.KIND_TENSOR:
+                jpeg = _as_jpeg(header, payload, self.jpeg_quality)
+            self._file_bytes += self._log.write(header, header_bytes, payload if payload is not None else b"",
+                                                jpeg=jpeg)
+            if self._file_first_t is None:
+                self._file_first_t = header.t_ns
+            self._unflushed += 1
+            self.stats.written[header.stream] += 1
+        except OSError as exc:
+            self._fail(exc)
+            self.stats.dropped[(header.stream, "write_error")] += 1
+
+    def _should_split(self, header: wire.Header) -> bool:
+        p = self.params
+        if p.split_mb is not None and self._file_bytes >= p.split_mb * 1e6:
+            return True
+        return (p.split_s is not None and self._file_first_t is not None
+                and header.t_ns - self._file_first_t >= p.split_s * 1e9)
+
+    def _path(self) -> str:
+        """The next file name; an existing file is never overwritten (a restarted recorder
+        must not destroy the log its crashed predecessor left), it gets a `.N` suffix."""
+        stem, ext = os.path.splitext(self.params.path)
+        ext = ext or ".mcap"
+        if self.params.split_mb is not None or self.params.split_s is not None:
+            stem = f"{stem}_{self._index:04d}"
+        path, n = f"{stem}{ext}", 0
+        while os.path.exists(path):
+            n += 1
+            path = f"{stem}.{n}{ext}"
+        return path
+
+    def _rotate(self) -> None:
+        if self._log is not None:
+            self._finish()
+        path = self._path()
+        self._index += 1
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._file = self.opener(path)
+        self._log = LogWriter(self._file, chunk_bytes=int(self.params.chunk_mb * 1e6))
+        self._file_bytes = 0
+        self._file_first_t = None
+        self.stats.files.append(path)
+
+    def _flush(self) -> None:
+        if self._log is not None and self._file is not None and self._unflushed:
+            self._log.flush()
+            self._file.flush()
+            self.stats.flushed_messages += self._unflushed
+            self._unflushed = 0
+            for listener in self.flush_listeners:
+                listener(self.stats.flushed_messages)
+
+    def _finish(self) -> None:
+        if self._log is not None and self._file is not None:
+            log, f = self._log, self._file
+            self._log = self._file = None
+            log.finish()
+            self.stats.flushed_messages += self._unflushed
+            self._unflushed = 0
+            f.close()
+
+    def _guard(self, action: Callable[[], None]) -> None:
+        if self.stats.error is not None:
+            return
+        try:
+            action()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        with self.cond:
+            if self.stats.error is None:
+                self.stats.error = f"{type(exc).__name__}: {exc}"
+        self.failed.set()
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the error is already recorded; the file keeps what reached the disk
+        self._log = self._file = None
+
+
+def _as_jpeg(header: wire.Header, payload: Any, quality: int) -> bytes:
+    """JPEG bytes of a frame; the tensor header is kept, so replay decodes back to a frame."""
+    import cv2
+    import numpy as np
+
+    frame = np.frombuffer(payload, dtype=header.dtype or "uint8").reshape(header.shape or [])
+    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for a {header.shape} frame")
+    return bytes(buf.tobytes())
+
+
+class RecorderNode(Node):
+    """Record every wired stream to MCAP (see the module docstring)."""
+
+    inputs = {"*": InputSpec(kind="any", policy="drop_oldest", queue=256, doc="any stream to record")}
+    outputs = {"status": OutputSpec(kind=wire.KIND_RECORD, doc="recorder_error / recorder_summary records")}
+
+    #: How files are opened; tests substitute one that fails (disk full).
+    opener: Opener = staticmethod(_open_file)
+
+    class Params(msgspec.Struct, forbid_unknown_fields=True):
+        path: str = "recording.mcap"
+        chunk_mb: float = 4.0
+        flush_s: float = 0.5
+        split_mb: float | None = None
+        split_s: float | None = None
+        cache_mb: float = 256.0
+        #: streams of frames to store as JPEG (lossy; replay decodes them back to frames)
+        jpeg: list[str] = []
+        jpeg_quality: int = 90
+        #: seconds `stop()` waits for the writer to finalise the file
+        close_timeout_s: float = 30.0
+
+    def start(self) -> None:
+        self.writer = _Writer(self.params, type(self).opener, self.params.jpeg_quality)
+        self._error_reported = False
+        self._last_t_ns = 0
+        self.writer.start()
+
+    @property
+    def stats(self) -> RecorderStats:
+        return self.writer.stats
+
+    def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
+        payload = getattr(msg.payload[0], "buffer", msg.payload[0]) if msg.payload else None
+        self._last_t_ns = msg.header.t_ns
+        self.writer.offer(msg.header, payload)
+        return self._error_status()
+
+    def finish(self) -> Iterable[Out]:
+        self.writer.close(self.params.close_timeout_s)
+        outs = list(self._error_status())
+        s = self.stats
+        outs.append(Out.record("status", {
+            "event": "recorder_summary", "files": s.files, "written": dict(s.written),
+            "dropped": {f"{stream}:{reason}": n for (stream, reason), n in s.dropped.items()},
+            "error": s.error,
+        }, self._last_t_ns))
+        return outs
+
+    def stop(self) -> None:
+        if self.writer.is_alive():
+            self.writer.close(self.params.close_timeout_s)
+
+    def _error_status(self) -> list[Out]:
+        error = self.stats.error
+        if error is None or self._error_reported:
+            return []
+        self._error_reported = True
+        self.ctx.log.error("recording stopped: %s (the graph keeps running)", error)
+        return [Out.record("status", {"event": "recorder_error", "error": error,
+                                      "files": list(self.stats.files)}, self._last_t_ns)]
