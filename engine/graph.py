@@ -103,6 +103,7 @@ class NodePlan:
     bind: dict[str, list[str]]  # stream -> endpoints to bind
     nodrop: dict[str, bool]  # stream -> XPUB_NODROP (a block consumer exists)
     subscribers: dict[str, int]  # stream -> consumers the readiness handshake waits for
+    hwm: dict[str, int]  # stream -> publisher high-water mark (the deepest consumer queue)
     is_source: bool = False
 
 
@@ -212,7 +213,7 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
             raise UsageError(f"streams cross hosts but host {host!r} has no address: declare `hosts: {{{host}: ADDRESS}}`")
         return decl.hosts[host]
 
-    consumers: dict[str, list[tuple[str, str]]] = {}  # stream -> [(node, policy)]
+    consumers: dict[str, list[tuple[str, str, int]]] = {}  # stream -> [(node, policy, queue)]
     inputs: dict[str, list[InputPlan]] = {}
     for name, nd in decl.nodes.items():
         cls = classes[name][1]
@@ -240,7 +241,7 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
                 addr = address(producer_host(use.stream))
                 endpoints = [f"tcp://{addr}:{decl.ports_base + stream_index[use.stream]}"]
             inputs[name].append(InputPlan(port, use.stream, policy, queue, endpoints))
-            consumers.setdefault(use.stream, []).append((name, policy))
+            consumers.setdefault(use.stream, []).append((name, policy, queue))
         for port, spec in cls.inputs.items():
             if port != "*" and spec.required and port not in nd.inputs:
                 raise UsageError(f"node {name!r} ({nd.kind}) needs input {port!r} wired to a stream")
@@ -250,7 +251,7 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
         bind: dict[str, list[str]] = {}
         for stream in nd.outputs.values():
             eps = [f"ipc://{run_dir}/s/{_slug(stream)}"]
-            if any(decl.nodes[c].host != nd.host for c, _ in consumers.get(stream, [])):
+            if any(decl.nodes[c].host != nd.host for c, _, _ in consumers.get(stream, [])):
                 eps.append(f"tcp://{address(nd.host)}:{decl.ports_base + stream_index[stream]}")
             if stream in nd.expose:
                 eps.append(nd.expose[stream])
@@ -261,7 +262,10 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
         nodes[name] = NodePlan(
             name=name, kind=nd.kind, cls_path=classes[name][0], params=nd.params, host=nd.host,
             inputs=inputs[name], outputs=dict(nd.outputs), bind=bind,
-            nodrop={s: any(p == "block" for _, p in consumers.get(s, [])) for s in nd.outputs.values()},
+            nodrop={s: any(p == "block" for _, p, _ in consumers.get(s, [])) for s in nd.outputs.values()},
+            # Publisher-side queues in messages: as deep as the deepest consumer's, so a slow
+            # consumer's backlog lives (and is counted) at the consumer, not in ZeroMQ.
+            hwm={s: max([q for _, _, q in consumers.get(s, [])] + [2]) for s in nd.outputs.values()},
             subscribers={s: len(consumers.get(s, [])) for s in nd.outputs.values()},
             is_source=not nd.inputs,
         )

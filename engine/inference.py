@@ -29,6 +29,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from engine import manifest as mf
+from engine.errors import StartupError
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,12 @@ _ORT_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-class ModelLoadError(mf.ManifestError):
-    """The model cannot be loaded: the message names the file and the reason."""
+class ModelLoadError(mf.ManifestError, StartupError):
+    """The model cannot be loaded: the message names the file and the reason.
+
+    A StartupError: a node raising it exits with EXIT_STARTUP and the supervisor does not
+    restart it (a corrupt file stays corrupt).
+    """
 
 
 class InputShapeError(ValueError):

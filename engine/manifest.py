@@ -1,6 +1,6 @@
 """Model manifests: what the runtime needs to know about an ONNX file, and nothing else.
 
-A manifest is a JSON file next to its model (``<name>.json``). It names the ONNX file and
+A manifest is a JSON file next to its model (``<name>.manifest.json``). It names the ONNX file and
 its sha256, the input/output tensors (dtype and shape, ``-1`` or a name for a dynamic
 dimension), how to pre-process sensor data for it and post-process its outputs, the
 labels file, license and provenance, int8 accuracy deltas, and the reference
@@ -15,6 +15,7 @@ one of these by hand (see docs/models.md); nothing here depends on how it was bu
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Literal, Union
 
@@ -22,6 +23,8 @@ import msgspec
 
 SCHEMA_VERSION = 1
 Dim = Union[int, str]
+CACHE_ENV = "SENSORFUSE_MODEL_CACHE"
+MANIFEST_SUFFIX = ".manifest.json"
 
 
 class ManifestError(ValueError):
@@ -278,3 +281,35 @@ def check_files(manifest_path: Path, manifest: Manifest) -> None:
         extras.append(ExtraFile(manifest.reference.file, manifest.reference.sha256))
     for extra in extras:
         check_file(base / extra.file, extra.sha256)
+
+
+def default_cache_dir() -> Path:
+    """`$SENSORFUSE_MODEL_CACHE`, else `$XDG_CACHE_HOME/sensorfuse/models` (~/.cache/...)."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sensorfuse" / "models"
+
+
+def find_manifest(model: str, cache: Path | None = None) -> Path:
+    """A model reference → its manifest path: a `.json` path as given, else a pack name.
+
+    Raises ManifestError naming the cache and the build command when it is not there.
+    """
+    if model.endswith(".json"):
+        return Path(model)
+    cache = cache if cache is not None else default_cache_dir()
+    path = cache / f"{model}{MANIFEST_SUFFIX}"
+    if not path.is_file():
+        raise ManifestError(
+            f"model {model!r} not found in {cache} (run: sensorfuse models build --cache {cache})"
+        )
+    return path
+
+
+def list_manifests(cache: Path) -> list[Path]:
+    """Manifest files in a cache directory, sorted by name."""
+    if not cache.is_dir():
+        return []
+    return sorted(p for p in cache.glob(f"*{MANIFEST_SUFFIX}") if not p.name.startswith("."))

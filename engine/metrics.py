@@ -32,9 +32,9 @@ class StreamCounters:
         self._last_snapshot_received = 0
         self._last_snapshot_published = 0
 
-    def on_receive(self, seq: int, t_ns: int, t_recv_ns: int) -> int:
-        """Account one received message; returns how many messages the seq gap says were lost."""
-        self.received += 1
+    def on_receive(self, seq: int, t_ns: int, t_recv_ns: int, *, data: bool = True) -> int:
+        """Account one received message (`data=False` for end-of-stream markers, which only
+        close a sequence); returns how many messages the seq gap says were lost."""
         gap = 0
         if self.last_seq is not None:
             if seq > self.last_seq + 1:
@@ -44,7 +44,9 @@ class StreamCounters:
                 # The producer restarted and counts from 0 again (or a duplicate arrived).
                 self.seq_resets += 1
         self.last_seq = seq
-        self.latency_ns.append(t_recv_ns - t_ns)
+        if data:
+            self.received += 1
+            self.latency_ns.append(t_recv_ns - t_ns)
         return gap
 
     def snapshot(self, dt_s: float) -> dict[str, Any]:

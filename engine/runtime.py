@@ -70,7 +70,7 @@ class NodeRunner:
         for port, stream in self.np["outputs"].items():
             self.publishers[port] = Publisher(
                 self.zctx, stream, self.np["bind"][stream], nodrop=self.np["nodrop"][stream],
-                hwm=64, keys=keys, counters=self.counters.streams[stream],
+                hwm=self.np["hwm"][stream], keys=keys, counters=self.counters.streams[stream],
             )
         for ip in self.np["inputs"]:
             ip = InputPlan(**ip)
@@ -190,15 +190,22 @@ class NodeRunner:
             self.heartbeat()
 
     def _step_inputs(self, node: Node) -> None:
-        for sub in self.subscribers:
-            for _ in range(STEP_BATCH):
+        """Round-robin one message per input, re-draining the sockets before every round so
+        a slow `step` never lets a backlog build up behind a dropping policy."""
+        for _ in range(STEP_BATCH):
+            stepped = False
+            for sub in self.subscribers:
                 msg = sub.pop()
                 if msg is None:
-                    break
+                    continue
                 if msg.header.kind == wire.KIND_EOS:
                     sub.ended = True
                     continue
                 self.publish(node.step(sub.port, msg))
+                stepped = True
+                sub.drain()
+            if not stepped or self.stopping:
+                return
 
     def drain_remaining(self) -> None:
         """On STOP: handle what is already queued (no new reads), then finish."""

@@ -167,7 +167,8 @@ class Supervisor:
             self.graph_state = "stopping"
             for name in self.plan.order:
                 st = self.nodes.get(name)
-                if st and self.plan.nodes[name].is_source and st.alive:
+                # Sources, and nodes fed only by external streams, start the drain.
+                if st and not self.plan.upstream(name) and st.alive:
                     self._send(name, {"type": "stop"})
                     st.stop_sent_at = time.monotonic()
 

@@ -152,8 +152,9 @@ class Subscriber:
         if msg.header.stream != self.stream:
             # SUB filters by prefix: "cam0/frame" also matches "cam0/frame2".
             return
-        self.stats.on_receive(msg.header.seq, msg.header.t_ns, t_recv)
-        if msg.header.kind == wire.KIND_EOS:
+        is_eos = msg.header.kind == wire.KIND_EOS
+        self.stats.on_receive(msg.header.seq, msg.header.t_ns, t_recv, data=not is_eos)
+        if is_eos:
             self.pending.append(msg)
             return
         if self.policy != "block" and len(self.pending) >= self.capacity:
