@@ -1,0 +1,277 @@
+"""`sensorfuse` subcommands from the replay package: replay, record, sample, log.
+
+Registered through the ``sensorfuse.commands`` entry point (`register`). User mistakes
+raise `UsageError` (one line, exit 2); runtime failures `SensorfuseError` (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.errors import SensorfuseError, UsageError
+
+EXAMPLES = {
+    "replay": """examples:
+  sensorfuse replay s.mcap --rate max                 # as fast as the graph takes it, nothing dropped
+  sensorfuse replay s.mcap --rate 2 --start 5 --end 15 --streams cam0/frame mic0/audio16k
+  sensorfuse replay s.mcap --graph my-perception.yaml # your graph, capture nodes replaced by the log
+  sensorfuse replay s.mcap --rate max --out events.jsonl""",
+    "record": """examples:
+  sensorfuse record -o s.mcap --graph live.yaml --duration 60
+  sensorfuse record -o s.mcap --graph live.yaml --streams cam0/frame mic0/audio --split-mb 512""",
+    "sample": """examples:
+  sensorfuse sample -o s.mcap                         # 20 s, seed 0 (training media)
+  sensorfuse sample -o eval.mcap --seed 1000003       # held-out media (seeds >= 1000000)""",
+    "log": """examples:
+  sensorfuse log info s.mcap
+  sensorfuse log export s.mcap --to out/              # PNG frames, WAV audio, JSONL records/text
+  sensorfuse log import --video clip.mp4 --wav clip.wav --text lines.txt -o s.mcap""",
+}
+
+
+def _parser(sub: Any, name: str, help_: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_, description=help_, epilog=EXAMPLES[name],
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _rate(value: str) -> float | str:
+    if value == "max":
+        return "max"
+    try:
+        rate = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rate wants a number > 0 or 'max', got {value!r}") from None
+    if not rate > 0:
+        raise argparse.ArgumentTypeError(f"--rate wants a number > 0 or 'max', got {value!r}")
+    return rate
+
+
+def register(subparsers: Any) -> None:
+    p = _parser(subparsers, "replay", "replay an MCAP log through a graph (same topics, headers, timestamps)")
+    p.add_argument("file")
+    p.add_argument("--rate", type=_rate, default=1.0, help="speed factor, or 'max' (lock-step, nothing dropped)")
+    p.add_argument("--start", type=float, help="seconds from the log's start")
+    p.add_argument("--end", type=float, help="seconds from the log's start")
+    p.add_argument("--loop", action="store_true", help="replay forever (time and seq keep rising)")
+    p.add_argument("--streams", nargs="+", help="replay only these streams")
+    p.add_argument("--graph", help="graph YAML to run on the log; nodes producing recorded streams are replaced")
+    p.add_argument("--out", help="JSONL file the replayed streams are written to (default: none with --graph, "
+                                 "else replay.jsonl)")
+    p.add_argument("--run-dir", help="directory for sockets and status")
+    p.set_defaults(func=cmd_replay)
+
+    p = _parser(subparsers, "record", "run a graph and record its streams to MCAP")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--graph", required=True, help="graph YAML (or built-in name) whose streams are recorded")
+    p.add_argument("--streams", nargs="+", help="record only these streams (default: all the graph produces)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--split-mb", type=float)
+    p.add_argument("--split-s", type=float)
+    p.add_argument("--jpeg", nargs="+", default=[], metavar="STREAM", help="store these frame streams as JPEG")
+    p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    p.set_defaults(func=cmd_record)
+
+    p = _parser(subparsers, "sample", "generate a labelled sample session from packaged media")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
+    p.add_argument("--size", default="320x240", help="frame size WxH (default 320x240)")
+    p.add_argument("--fps", type=float, default=15.0)
+    p.set_defaults(func=cmd_sample)
+
+    p = _parser(subparsers, "log", "inspect, export and import logs")
+    lsub = p.add_subparsers(dest="log_command", metavar="ACTION", required=True)
+    q = lsub.add_parser("info", help="streams, counts, rates, duration, gaps", epilog=EXAMPLES["log"],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("file")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_log_info)
+    q = lsub.add_parser("export", help="frames as PNG, audio as WAV, records/text as JSONL", epilog=EXAMPLES["log"],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("file")
+    q.add_argument("--to", required=True, metavar="DIR")
+    q.add_argument("--streams", nargs="+")
+    q.set_defaults(func=cmd_log_export)
+    q = lsub.add_parser("import", help="video + WAV + timed text file → a session log", epilog=EXAMPLES["log"],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("-o", "--output", required=True)
+    q.add_argument("--video")
+    q.add_argument("--wav")
+    q.add_argument("--text", help="lines 'SECONDS text'")
+    q.add_argument("--session", default="imported")
+    q.set_defaults(func=cmd_log_import)
+
+
+def _existing_log(path: str) -> None:
+    if not os.path.isfile(path):
+        raise UsageError(f"no such log: {path}")
+
+
+def _log_streams(path: str) -> list[str]:
+    from replay.mcap_io import LogError, LogReader
+
+    try:
+        with LogReader(path) as reader:
+            if reader.summary is not None:
+                return sorted({c.topic for c in reader.summary.channels.values()})
+            return sorted({m.topic for m in reader.iter_messages()})
+    except LogError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def replay_graph(path: str, *, rate: float | str = 1.0, start: float | None = None, end: float | None = None,
+                 loop: bool = False, streams: list[str] | None = None, graph: dict[str, Any] | None = None,
+                 out: str | None = None) -> dict[str, Any]:
+    """The graph `sensorfuse replay` runs: a player node plus `graph` (its nodes that
+    produce recorded streams removed) and/or a JSONL sink of every replayed stream."""
+    available = _log_streams(path)
+    selected = streams or available
+    missing = sorted(set(selected) - set(available))
+    if missing:
+        raise UsageError(f"{path} has no stream(s) {', '.join(missing)}; it has {', '.join(available)}")
+    params: dict[str, Any] = {"path": os.path.abspath(path), "rate": rate, "loop": loop, "streams": selected}
+    if start is not None:
+        params["start_s"] = start
+    if end is not None:
+        params["end_s"] = end
+    nodes: dict[str, Any] = {}
+    name = "replay"
+    if graph is not None:
+        name = graph.get("name", "replay")
+        for node_name, nd in graph.get("nodes", {}).items():
+            if set((nd.get("outputs") or {}).values()) & set(selected):
+                continue  # a capture node: the log replaces it
+            nodes[node_name] = nd
+    consumed = {(u if isinstance(u, str) else u["stream"]) for nd in nodes.values()
+                for u in (nd.get("inputs") or {}).values()}
+    if graph is None or out:
+        policy = "block" if rate == "max" else "drop_oldest"
+        nodes["replay_sink"] = {"kind": "jsonl", "params": {"path": os.path.abspath(out or "replay.jsonl")},
+                                "inputs": {f"in{i}": {"stream": s, "policy": policy, "queue": 256}
+                                           for i, s in enumerate(selected)}}
+        consumed |= set(selected)
+    wired = [s for s in selected if s in consumed]
+    nodes["player"] = {"kind": "player", "params": {**params, "streams": wired}, "outputs": {s: s for s in wired}}
+    return {"name": name, "nodes": {"player": nodes.pop("player"), **nodes}}
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import yaml
+
+    from engine.cli import run_graph
+    from replay import logtools
+
+    _existing_log(args.file)
+    graph = None
+    if args.graph:
+        try:
+            graph = yaml.safe_load(Path(args.graph).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"cannot read graph {args.graph}: {exc}") from None
+    g = replay_graph(args.file, rate=args.rate, start=args.start, end=args.end, loop=args.loop,
+                     streams=args.streams, graph=graph, out=args.out)
+    summary = logtools.info(args.file)
+    print(f"replaying {args.file}: {summary['messages']} messages, {summary['duration_s']:.1f} s, "
+          f"rate {args.rate}", file=sys.stderr)
+    code = run_graph(g, run_dir=args.run_dir)
+    print(f"replay finished (exit {code}); replayed streams: {', '.join(g['nodes']['player']['outputs'])}",
+          file=sys.stderr)
+    return code
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    import yaml
+
+    from engine import graph as graph_mod
+    from engine.cli import run_graph
+
+    if os.path.exists(args.output):
+        if not args.force:
+            raise UsageError(f"{args.output} exists (use --force to overwrite)")
+        os.remove(args.output)
+    source: str | dict[str, Any] = args.graph
+    decl = graph_mod.load_decl(source)
+    g = yaml.safe_load(Path(args.graph).read_text()) if os.path.isfile(args.graph) else msgspec_to_dict(decl)
+    produced = sorted({s for nd in g["nodes"].values() for s in (nd.get("outputs") or {}).values()})
+    wanted = args.streams or produced
+    missing = sorted(set(wanted) - set(produced))
+    if missing:
+        raise UsageError(f"graph {args.graph} produces no stream(s) {', '.join(missing)}")
+    params: dict[str, Any] = {"path": os.path.abspath(args.output), "jpeg": args.jpeg}
+    if args.split_mb:
+        params["split_mb"] = args.split_mb
+    if args.split_s:
+        params["split_s"] = args.split_s
+    g["nodes"]["recorder"] = {"kind": "recorder", "params": params,
+                              "inputs": {f"in{i}": s for i, s in enumerate(wanted)}}
+    return run_graph(g, duration=args.duration)
+
+
+def msgspec_to_dict(decl: Any) -> dict[str, Any]:
+    import msgspec
+
+    return msgspec.to_builtins(decl)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from replay.sample import generate
+
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size wants WxH, e.g. 320x240, got {args.size!r}") from None
+    if args.duration <= 0 or args.fps <= 0 or w < 64 or h < 48:
+        raise UsageError("--duration and --fps must be > 0, --size at least 64x48")
+    summary = generate(args.output, seed=args.seed, duration_s=args.duration, size=(w, h), fps=args.fps)
+    streams = ", ".join(f"{k} {v}" for k, v in summary["streams"].items())
+    print(f"wrote {args.output}: seed {args.seed} ({summary['split']} media), {streams}")
+    return 0
+
+
+def cmd_log_info(args: argparse.Namespace) -> int:
+    from replay import logtools
+    from replay.mcap_io import LogError
+
+    _existing_log(args.file)
+    try:
+        d = logtools.info(args.file)
+    except LogError as exc:
+        raise SensorfuseError(str(exc)) from None
+    print(json.dumps(d, indent=1) if args.json else logtools.render_info(d))
+    return 1 if d["problems"] and not d["messages"] else 0
+
+
+def cmd_log_export(args: argparse.Namespace) -> int:
+    from replay import logtools
+    from replay.mcap_io import LogError
+
+    _existing_log(args.file)
+    try:
+        written = logtools.export(args.file, args.to, args.streams)
+    except LogError as exc:
+        raise SensorfuseError(str(exc)) from None
+    for topic, n in sorted(written.items()):
+        print(f"{topic}: {n}")
+    return 0
+
+
+def cmd_log_import(args: argparse.Namespace) -> int:
+    from replay import logtools
+
+    if not (args.video or args.wav or args.text):
+        raise UsageError("log import needs at least one of --video, --wav, --text")
+    for f in (args.video, args.wav, args.text):
+        if f and not os.path.isfile(f):
+            raise UsageError(f"no such file: {f}")
+    try:
+        counts = logtools.import_session(args.output, video=args.video, wav=args.wav, text=args.text,
+                                         session=args.session)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wrote {args.output}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
