@@ -235,13 +235,12 @@ class Aligner:
         """Every input has ended: emit all pending ticks with what is there."""
         for st in self._streams.values():
             self._declare_lost(st)
+            st.ended = True  # nothing is late any more: what is missing now is "ended"
         if self.config.period_ns is not None and self._frontier is not None:
             self._schedule_grid(force=True)
         out: list[Tick] = []
         while self._pending:
             out.append(self._emit("flush"))
-        for st in self._streams.values():
-            st.ended = True
         return out
 
     # -- per-stream bookkeeping -------------------------------------------------------------
@@ -291,9 +290,7 @@ class Aligner:
             self._drop(st.name, exc.reason, exc.detail)
             return
         st.last_t = msg.t_ns
-        late = False
-        if self._last_emitted is not None and st.audio.rate is not None:
-            late = block.vstart + block.frames <= st.audio.window_start(self._last_emitted)
+        late = self._last_emitted is not None and st.audio.ends_before_window(block, msg.rate, self._last_emitted)
         evicted = st.audio.append(block, msg.rate, msg.sample0, keep=not late)
         if late:
             self._drop(st.name, "late", f"block seq {seq} ends before the window of emitted tick {self._last_emitted}")

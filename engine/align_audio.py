@@ -115,6 +115,14 @@ class WindowBuffer:
     def window_start(self, t_ns: int) -> int:
         return self.index_at(t_ns) + 1 - self.n
 
+    def ends_before_window(self, block: AudioBlock, rate: int, t_ns: int) -> bool:
+        """Does `block` end before the window of tick `t_ns` starts (so no later tick needs it)?"""
+        if self.rate is not None:
+            return block.vstart + block.frames <= self.window_start(t_ns)
+        n = (self.window_ns * rate + NS_PER_S // 2) // NS_PER_S  # first block: it is its own anchor
+        start = block.vstart + ((t_ns - block.t_ns) * rate) // NS_PER_S + 1 - n
+        return block.vstart + block.frames <= start
+
     # -- blocks ----------------------------------------------------------------------
     def place(self, seq: int, t_ns: int, samples: np.ndarray, rate: int, sample0: int) -> AudioBlock:
         """Decide where a block sits on the index; raises `BadBlock` (nothing is changed then)."""
