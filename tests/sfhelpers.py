@@ -44,10 +44,11 @@ class GraphRun:
     def __init__(self, graph: dict[str, Any], workdir: Path, extra_args: list[str] = ()) -> None:
         self.workdir = workdir
         self.run_dir = Path(tempfile.mkdtemp(prefix="sf", dir="/tmp"))
-        self.graph_path = workdir / "graph.yaml"
+        tag = self.run_dir.name  # unique, so several runs can share a workdir
+        self.graph_path = workdir / f"graph-{tag}.yaml"
         self.graph_path.write_text(yaml.safe_dump(graph))
-        self.stdout_path = workdir / "run.stdout"
-        self.stderr_path = workdir / "run.stderr"
+        self.stdout_path = workdir / f"run-{tag}.stdout"
+        self.stderr_path = workdir / f"run-{tag}.stderr"
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
         env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -91,3 +91,20 @@ def test_with_keys_only_peers_holding_the_server_key_can_subscribe(graph_run, tm
     wrong_pub, _ = zmq.curve_keypair()
     assert not _receives(ep, server_key=wrong_pub, client=client, timeout_ms=1500), "a peer with the wrong key received data"
     wait_for(lambda: run.node("camera")["state"] == "running", 5, "camera still running")
+
+
+def test_two_hosts_one_graph_file(graph_run, tmp_path: Path) -> None:
+    """The same graph started with --host a and --host b: the stream crosses over tcp."""
+    base = free_port()
+    g = {"name": "split", "hosts": {"a": "127.0.0.1", "b": "127.0.0.1"}, "ports_base": base,
+         "nodes": {"camera": {"kind": "synthetic", "host": "a", "params": {"rate_hz": 50, "count": 60, "shape": [8, 8, 3]},
+                              "outputs": {"out": "cam0/frame"}},
+                   "sink": {"kind": "jsonl", "host": "b", "params": {"path": "b.jsonl"},
+                            "inputs": {"in": {"stream": "cam0/frame", "policy": "block"}}}}}
+    run_a = graph_run(g, ["--host", "a"])
+    run_b = graph_run(g, ["--host", "b"])
+    assert run_b.wait_exit(60) == 0, run_b.stderr()
+    assert run_a.wait_exit(30) == 0, run_a.stderr()
+    assert set(run_a.status()["nodes"]) == {"camera"} and set(run_b.status()["nodes"]) == {"sink"}
+    rows = [json.loads(x) for x in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert [r["seq"] for r in rows] == list(range(60))
