@@ -174,19 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="with --once: print the raw status as JSON")
     p.set_defaults(func=_cmd_status)
 
-    p = _sub(sub, "graph", "inspect graphs")
-    gsub = p.add_subparsers(dest="graph_command", metavar="ACTION", required=True, parser_class=_Parser)
-    g = gsub.add_parser("check", help="validate a graph and print its derived endpoints", epilog=EXAMPLES["graph"],
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    g.add_argument("graph")
-    g.set_defaults(func=_cmd_graph_check)
-
-    p = _sub(sub, "keys", "manage CurveZMQ keys for endpoints bound beyond loopback")
-    ksub = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True, parser_class=_Parser)
-    k = ksub.add_parser("generate", help="write a server and a client key pair", epilog=EXAMPLES["keys"],
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    k.add_argument("dir")
-    k.set_defaults(func=_cmd_keys_generate)
+    for group, group_help, action, action_help, arg, func in (
+        ("graph", "inspect graphs", "check", "validate a graph and print its derived endpoints", "graph",
+         _cmd_graph_check),
+        ("keys", "manage CurveZMQ keys for endpoints bound beyond loopback", "generate",
+         "write a server and a client key pair", "dir", _cmd_keys_generate),
+    ):
+        p = _sub(sub, group, group_help)
+        actions = p.add_subparsers(dest=f"{group}_command", metavar="ACTION", required=True, parser_class=_Parser)
+        a = actions.add_parser(action, help=action_help, description=action_help, epilog=EXAMPLES[group],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        a.add_argument(arg)
+        a.set_defaults(func=func)
 
     p = _sub(sub, "demo", "run the demo graph on the bundled sample session")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
