@@ -86,19 +86,22 @@ class _Writer(threading.Thread):
         self.failed = threading.Event()
 
     # called from the node thread
-    def offer(self, header: wire.Header, payload: Any) -> bool:
+    def offer(self, header: wire.Header, payload: Any) -> str | None:
+        """Queue one message for writing; returns the drop reason when it cannot be."""
         size = len(payload) if payload is not None else 0
         with self.cond:
+            reason = None
             if self.stats.error is not None:
-                self.stats.dropped[(header.stream, "write_error")] += 1
-                return False
-            if self.cache_bytes + size > self.params.cache_mb * 1e6 and self.cache:
-                self.stats.dropped[(header.stream, "cache_full")] += 1
-                return False
+                reason = "write_error"
+            elif self.cache_bytes + size > self.params.cache_mb * 1e6 and self.cache:
+                reason = "cache_full"
+            if reason is not None:
+                self.stats.dropped[(header.stream, reason)] += 1
+                return reason
             self.cache.append((header, wire.encode_header(header), payload, size))
             self.cache_bytes += size
             self.cond.notify()
-        return True
+        return None
 
     def close(self, timeout_s: float) -> None:
         with self.cond:
@@ -267,7 +270,9 @@ class RecorderNode(Node):
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         payload = getattr(msg.payload[0], "buffer", msg.payload[0]) if msg.payload else None
         self._last_t_ns = msg.header.t_ns
-        self.writer.offer(msg.header, payload)
+        reason = self.writer.offer(msg.header, payload)
+        if reason is not None:
+            self.ctx.reject(msg.header.stream, f"recorder_{reason}")  # visible in `sensorfuse status`
         return self._error_status()
 
     def finish(self) -> Iterable[Out]:
