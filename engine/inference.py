@@ -177,10 +177,29 @@ class ModelSession:
                 )
 
     def warmup(self, runs: int) -> None:
-        """Run on zeros so first-call allocations happen before READY, not on frame 1."""
-        feeds = {spec.name: example_input(spec) for spec in self.manifest.inputs}
-        for _ in range(runs):
-            self.run(feeds)
+        """Run before READY so first-call allocations do not land on the first frame.
+
+        Uses the manifest's reference inputs when it has them (real shapes and values:
+        zeros with every dynamic dimension 1 are not valid for every model, e.g. Silero
+        needs a real sample rate and more than one sample); zeros otherwise.
+        """
+        feeds = self._warmup_feeds()
+        try:
+            for _ in range(runs):
+                self.run(feeds)
+        except _ORT_ERRORS as err:
+            raise ModelLoadError(
+                f"{self.manifest_path}: warm-up run failed: {_first_line(err)}"
+            ) from None
+
+    def _warmup_feeds(self) -> dict[str, np.ndarray]:
+        reference = self.manifest.reference
+        if reference is not None:
+            path = self.manifest_path.parent / reference.file
+            if path.is_file():
+                with np.load(path) as data:
+                    return {spec.name: data[f"input/{spec.name}"] for spec in self.manifest.inputs}
+        return {spec.name: example_input(spec) for spec in self.manifest.inputs}
 
 
 def shape_matches(actual: tuple[int, ...], expected: list[mf.Dim]) -> bool:
@@ -221,14 +240,18 @@ def open_model(manifest_path: str | Path, config: SessionConfig | None = None) -
     try:
         session = ort.InferenceSession(str(model_file), options, providers=providers)
     except _ORT_ERRORS as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"cannot load model file {model_file}: {first_line}") from None
+        raise ModelLoadError(f"cannot load model file {model_file}: {_first_line(err)}") from None
     check_graph(model_file, manifest, session)
     model = ModelSession(manifest_path, manifest, session, config)
     log.info("model %s on %s (%d intra-op threads%s)", manifest.name, model.provider,
              config.intra_op_threads, ", IO binding" if model.io_binding else "")
     model.warmup(config.warmup_runs)
     return model
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def check_graph(model_file: Path, manifest: mf.Manifest, session: ort.InferenceSession) -> None:

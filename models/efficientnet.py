@@ -7,6 +7,7 @@ open-vocabulary matching use. Batch is dynamic, the input fixed at 224×224.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -45,8 +46,14 @@ def load_torch() -> LogitsAndEmbedding:
 def export(model: nn.Module, path: Path) -> None:
     """TorchScript-based exporter at opset 17 (the dynamo one cannot emit 17)."""
     example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
-    torch.onnx.export(
-        model, (example,), str(path), dynamo=False, opset_version=17,
-        input_names=["image"], output_names=["logits", "embedding"],
-        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
-    )
+    with warnings.catch_warnings():
+        # The TorchScript exporter warns about Slice steps it cannot constant-fold: harmless.
+        warnings.filterwarnings("ignore", message="Constant folding")
+        # dynamo=False is deliberate (MODELS.md: the dynamo exporter cannot emit opset 17).
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        torch.onnx.export(
+            model, (example,), str(path), dynamo=False, opset_version=17,
+            input_names=["image"], output_names=["logits", "embedding"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+        )

@@ -79,9 +79,14 @@ def _rename(graph: onnx.GraphProto, renames: dict[str, str]) -> None:
 
 def tflite_reference(model: TfliteModel, image_nchw: np.ndarray) -> dict[str, np.ndarray]:
     """Run the original TFLite graph (NHWC) and return outputs in our ONNX layout."""
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_path=str(model.source.locate()), num_threads=1)
+    # Plain builtin kernels: the reference should be TFLite's own arithmetic, and the
+    # XNNPACK delegate would also print an INFO line on every build.
+    interpreter = Interpreter(
+        model_path=str(model.source.locate()), num_threads=1,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     interpreter.allocate_tensors()
     (input_detail,) = interpreter.get_input_details()
     interpreter.set_tensor(input_detail["index"], np.ascontiguousarray(image_nchw.transpose(0, 2, 3, 1)))

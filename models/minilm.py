@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -145,8 +146,14 @@ def export(model: nn.Module, path: Path) -> None:
     ids = torch.tensor([[101, 1037, 4937, 102]], dtype=torch.int64)
     mask = torch.ones_like(ids)
     axes = {0: "batch", 1: "tokens"}
-    torch.onnx.export(
-        model, (ids, mask), str(path), dynamo=False, opset_version=17,
-        input_names=["input_ids", "attention_mask"], output_names=["embedding"],
-        dynamic_axes={"input_ids": axes, "attention_mask": axes, "embedding": {0: "batch"}},
-    )
+    with warnings.catch_warnings():
+        # The TorchScript exporter warns about Slice steps it cannot constant-fold: harmless.
+        warnings.filterwarnings("ignore", message="Constant folding")
+        # dynamo=False is deliberate (MODELS.md: the dynamo exporter cannot emit opset 17).
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        torch.onnx.export(
+            model, (ids, mask), str(path), dynamo=False, opset_version=17,
+            input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "embedding": {0: "batch"}},
+        )

@@ -8,6 +8,7 @@ installing torchvision.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -82,8 +83,14 @@ def load_torch() -> MobileNetV2:
 def export(model: nn.Module, path: Path) -> None:
     """Opset 17 with a dynamic batch, like EfficientNet."""
     example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
-    torch.onnx.export(
-        model, (example,), str(path), dynamo=False, opset_version=17,
-        input_names=["image"], output_names=["logits", "embedding"],
-        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
-    )
+    with warnings.catch_warnings():
+        # The TorchScript exporter warns about Slice steps it cannot constant-fold: harmless.
+        warnings.filterwarnings("ignore", message="Constant folding")
+        # dynamo=False is deliberate (MODELS.md: the dynamo exporter cannot emit opset 17).
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        torch.onnx.export(
+            model, (example,), str(path), dynamo=False, opset_version=17,
+            input_names=["image"], output_names=["logits", "embedding"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+        )

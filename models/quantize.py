@@ -14,6 +14,7 @@ recompute them without torch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,8 +83,16 @@ def quantize_minilm(fp32_path: Path, int8_path: Path) -> None:
     """Dynamic per-channel int8 weights for the MatMuls."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32_path), str(int8_path), per_channel=True, reduce_range=True,
-                     weight_type=QuantType.QInt8)
+    # quantize_dynamic logs a root-logger warning suggesting shape pre-processing, which
+    # only matters for static quantisation.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(fp32_path), str(int8_path), per_channel=True, reduce_range=True,
+                         weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
 
 
 def _session(path: Path) -> ort.InferenceSession:

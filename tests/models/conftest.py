@@ -1,0 +1,57 @@
+"""Fixtures for the model-pack tests: the pack is built once per session.
+
+The cache lives in pytest's cache directory (`.pytest_cache/d/sensorfuse-models`) so a
+second test run reuses it through the idempotent build (hashes verified, nothing rebuilt);
+with the cache provider disabled it falls back to a session temp directory.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import inference
+from engine import manifest as mf
+from models import builder, media, pack
+
+
+@pytest.fixture(scope="session")
+def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fully built and verified default pack."""
+    config_cache = getattr(request.config, "cache", None)
+    cache = (config_cache.mkdir("sensorfuse-models") if config_cache is not None
+             else tmp_path_factory.mktemp("sensorfuse-models"))
+    builder.build(pack.PACK, Path(cache), stream=io.StringIO())
+    return Path(cache)
+
+
+@pytest.fixture(scope="session")
+def open_model(model_cache: Path) -> Callable[..., inference.ModelSession]:
+    """Open a pack model by name (one intra-op thread, as in production)."""
+    def opener(name: str, **config: object) -> inference.ModelSession:
+        return inference.open_model(mf.find_manifest(name, model_cache),
+                                    inference.SessionConfig(**config))
+    return opener
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """The shipped test photos as RGB arrays."""
+    return {name: media.load_rgb(name) for name in ("astronaut", "chelsea", "coffee")}
+
+
+@pytest.fixture
+def small_model_copy(model_cache: Path, tmp_path: Path) -> Path:
+    """A private copy of blazeface_short (manifest + files) that a test may damage."""
+    source = model_cache / f"blazeface_short{mf.MANIFEST_SUFFIX}"
+    manifest = mf.load(source)
+    names = [source.name, manifest.file]
+    if manifest.reference is not None:
+        names.append(manifest.reference.file)
+    for name in names:
+        (tmp_path / name).write_bytes((model_cache / name).read_bytes())
+    return tmp_path / source.name

@@ -1,0 +1,100 @@
+"""Pre/post-processing units: anchors, letterbox, weighted NMS, crops, tokenisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import manifest as mf
+from engine.prepost import blazeface, imagenet, landmarks, text
+from models import specs
+
+
+def test_anchor_counts_and_order() -> None:
+    short = blazeface.anchor_centers(128, specs.BLAZEFACE_POST_SHORT)
+    full = blazeface.anchor_centers(192, specs.BLAZEFACE_POST_FULL)
+    assert short.shape == (896, 2) and full.shape == (2304, 2)
+    # Stride 8 grid first (16×16 cells, 2 anchors each), row-major, x before y.
+    assert np.allclose(short[0], [0.5 / 16, 0.5 / 16]) and np.allclose(short[1], short[0])
+    assert np.allclose(short[2], [1.5 / 16, 0.5 / 16])
+    assert np.allclose(short[512], [0.5 / 8, 0.5 / 8])  # then the stride-16 grid, 6 per cell
+    assert np.allclose(short[517], short[512]) and not np.allclose(short[518], short[512])
+
+
+@settings(max_examples=40, deadline=None)
+@given(height=st.integers(20, 400), width=st.integers(20, 400))
+def test_letterbox_round_trip(height: int, width: int) -> None:
+    image = np.zeros((height, width, 3), np.uint8)
+    tensor, placement = blazeface.letterbox(image, specs.BLAZEFACE_PRE_SHORT)
+    assert tensor.shape == (1, 3, 128, 128) and tensor.dtype == np.float32
+    corners = np.array([[placement.pad_left, placement.pad_top],
+                        [placement.pad_left + width, placement.pad_top + height]]) / placement.square
+    assert np.allclose(placement.to_pixels(corners), [[0, 0], [width, height]])
+
+
+def test_weighted_nms_blends_overlaps_and_keeps_separate_faces() -> None:
+    boxes = np.array([[0.10, 0.10, 0.30, 0.30], [0.12, 0.10, 0.32, 0.30], [0.60, 0.60, 0.80, 0.80]])
+    keypoints = np.zeros((3, 6, 2))
+    scores = np.array([0.9, 0.6, 0.8])
+    kept = blazeface.weighted_nms(blazeface.Faces(boxes, keypoints, scores), 0.3)
+    assert len(kept) == 2
+    assert kept.scores.tolist() == [0.9, 0.8]
+    assert kept.boxes[0, 0] == pytest.approx((0.10 * 0.9 + 0.12 * 0.6) / 1.5)
+    assert np.allclose(kept.boxes[1], boxes[2])
+
+
+def test_decode_with_no_candidates_gives_empty_faces() -> None:
+    post = specs.BLAZEFACE_POST_SHORT
+    anchors = blazeface.anchor_centers(128, post)
+    faces = blazeface.decode(np.zeros((1, 896, 16), np.float32), np.full((1, 896, 1), -50.0, np.float32),
+                             anchors, 128, post)
+    assert len(blazeface.weighted_nms(faces, 0.3)) == 0
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.4, -1.0])
+def test_face_crop_maps_back_to_the_frame(angle: float) -> None:
+    image = np.zeros((300, 400, 3), np.uint8)
+    image[140:160, 190:210] = 255  # a bright square at the box centre (200, 150)
+    box = np.array([150.0, 100.0, 250.0, 200.0])
+    crop, placement = landmarks.crop_face(image, box, specs.LANDMARK_PRE, angle=angle)
+    assert crop.shape == (1, 3, 192, 192)
+    assert np.allclose(placement.to_frame(np.array([96.0, 96.0])), [200.0, 150.0])
+    assert placement.side == pytest.approx(150.0)
+    assert crop[0, 0, 96, 96] == pytest.approx(1.0)  # the square sits in the crop centre
+    raw = np.zeros((1, 1404, 1, 1), np.float32)
+    mesh = landmarks.postprocess(raw, np.array([[[[5.0]]]]), placement, specs.LANDMARK_POST)
+    assert np.allclose(mesh.points[0, :2], placement.to_frame(np.zeros(2)))
+    assert mesh.presence > 0.99
+
+
+def test_imagenet_preprocess_crops_centre_and_normalises() -> None:
+    image = np.full((100, 200, 3), 255, np.uint8)
+    image[:, :50] = 0  # outside the centre crop
+    tensor = imagenet.preprocess(image, specs.EFFICIENTNET_PRE)
+    assert tensor.shape == (1, 3, 224, 224)
+    assert np.allclose(tensor, (255 - 127) / 128, atol=1e-5)
+
+
+def test_top_k_is_sorted_and_labelled() -> None:
+    logits = np.zeros(1000, np.float32)
+    logits[[967, 5]] = [9.0, 4.0]
+    labels = [f"class {i}" for i in range(1000)]
+    best = imagenet.top_k(logits, labels, 2)
+    assert [b.index for b in best] == [967, 5] and best[0].probability > best[1].probability
+
+
+def test_tokenizer_pads_to_the_batch_not_to_128(tmp_path: Path) -> None:
+    from models.sources import MINILM_TOKENIZER
+
+    tokenizer = text.load_tokenizer(MINILM_TOKENIZER.locate(), mf.TokenizerPre(file="t", max_length=16))
+    feeds = text.encode(tokenizer, ["a cat", "a much longer sentence " * 20])
+    assert feeds["input_ids"].shape == (2, 16)  # truncated at max_length
+    single = text.encode(tokenizer, ["a cat"])
+    assert single["input_ids"].tolist() == [[101, 1037, 4937, 102]]
+    assert feeds["attention_mask"][0].tolist() == [1, 1, 1, 1] + [0] * 12
+    with pytest.raises(ValueError):
+        text.encode(tokenizer, [])
