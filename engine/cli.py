@@ -35,8 +35,6 @@ EXAMPLES = {
   sensorfuse graph check examples/relay.yaml   # validate and print derived endpoints""",
     "keys": """examples:
   sensorfuse keys generate ~/.config/sensorfuse/keys""",
-    "demo": """examples:
-  sensorfuse demo""",
 }
 
 
@@ -141,10 +139,6 @@ def _cmd_keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    return run_graph("demo", duration=args.duration)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sensorfuse",
@@ -186,10 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         a.add_argument(arg)
         a.set_defaults(func=func)
-
-    p = _sub(sub, "demo", "run the demo graph on the bundled sample session")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.set_defaults(func=_cmd_demo)
 
     for ep in entry_points(group="sensorfuse.commands"):
         try:

@@ -52,14 +52,19 @@ class NodeHarness:
     def _publish(self, outs: Iterable[Out] | None) -> list[wire.Message]:
         msgs = []
         for out in outs or ():
-            if out.port not in self.node.outputs:
+            if out.port not in self.node.outputs and "*" not in self.node.outputs:
                 raise KeyError(f"{type(self.node).__name__} has no output port {out.port!r}")
-            stream = self.streams[out.port]
-            seq = self._out_seq.get(stream, 0)
+            # A "*" output port publishes on the stream of the same name unless mapped.
+            stream = self.streams.get(out.port, out.port)
+            rh = out.replay_header
+            if rh is not None:  # as the runtime does: the recorded stamps, not ours
+                seq, t_ns, src, session = rh.seq, rh.t_ns, rh.src, rh.session
+            else:
+                seq, t_ns, src, session = self._out_seq.get(stream, 0), out.t_ns, self.ctx.name, self.ctx.session
             self._out_seq[stream] = seq + 1
             msgs.append(
                 wire.build_message(
-                    stream, out.kind, out.data, seq=seq, t_ns=out.t_ns, src=self.ctx.name, session=self.ctx.session,
+                    stream, out.kind, out.data, seq=seq, t_ns=t_ns, src=src, session=session,
                     layout=out.layout, encoding=out.encoding, rate=out.rate, sample0=out.sample0, meta=out.meta,
                 )
             )
