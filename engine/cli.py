@@ -26,6 +26,7 @@ from engine.errors import SensorfuseError, UsageError
 EXAMPLES = {
     "run": """examples:
   sensorfuse run examples/relay.yaml
+  sensorfuse run --camera 0 --mic default      # live graph on your sensors
   sensorfuse run demo --duration 30
   sensorfuse run my.yaml --set producer.rate_hz=60 --run-dir /tmp/sf-run""",
     "status": """examples:
@@ -92,7 +93,18 @@ def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: f
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    return run_graph(args.graph, sets=args.set, duration=args.duration, run_dir=args.run_dir, host=args.host)
+    sets = list(args.set)
+    graph = args.graph
+    if args.camera is not None or args.mic is not None:
+        # Live sensors: the built-in `live` graph with its `camera` and `mic` nodes pointed at them.
+        graph = graph or "live"
+        if args.camera is not None:
+            sets.append(f"camera.source={args.camera}")
+        if args.mic is not None:
+            sets.append(f"mic.device={args.mic}" if args.mic != "default" else "mic.device=null")
+    if graph is None:
+        raise UsageError("run needs a GRAPH (YAML path or built-in name) or --camera/--mic for the live graph")
+    return run_graph(graph, sets=sets, duration=args.duration, run_dir=args.run_dir, host=args.host)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -155,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = _sub(sub, "run", "run a graph (YAML file or built-in name), one process per node")
-    p.add_argument("graph", help="graph YAML path or built-in graph name")
+    p.add_argument("graph", nargs="?", help="graph YAML path or built-in graph name (default with --camera/--mic: live)")
+    p.add_argument("--camera", help="live graph: camera device index, video file or URL/GStreamer pipeline")
+    p.add_argument("--mic", help="live graph: microphone name or index ('default' for the system default)")
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a node parameter")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--run-dir", help="directory for sockets and status (default: a new one under /tmp)")

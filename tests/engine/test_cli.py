@@ -34,7 +34,7 @@ def test_every_command_has_help_with_an_example(cmd: list[str]) -> None:
     ("args", "code", "needle"),
     [
         (["run", "no/such/graph.yaml"], 2, "no graph file"),
-        (["run"], 2, "the following arguments are required: graph"),
+        (["run"], 2, "run needs a GRAPH"),
         (["frobnicate"], 2, "invalid choice"),
         (["run", "examples/relay.yaml", "--set", "oops"], 2, "--set wants NODE.PARAM=VALUE"),
         (["run", "examples/relay.yaml", "--set", "ghost.rate_hz=3"], 2, "no node 'ghost'"),
