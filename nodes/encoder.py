@@ -159,9 +159,9 @@ class EncoderNode(Node):
             self._vad_anchor = (h.t_ns, h.rate)
         segments = self.vad_stream.push(mono.astype(np.float32, copy=False))
         outs += [self._segment_out(s) for s in segments]
-        probability = self.vad_stream.probabilities[-1] if self.vad_stream.probabilities else 0.0
         outs.append(Out.record("activity", {"speech": self.vad_stream.segmenter.in_speech,
-                                            "probability": round(probability, 4)}, h.t_ns))
+                                            "probability": round(self.vad_stream.last_probability, 4)},
+                               h.t_ns))
         return outs
 
     def _segment_out(self, segment: vad.SpeechSegment) -> Out:

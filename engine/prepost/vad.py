@@ -54,10 +54,10 @@ class SpeechSegmenter:
     post: VadPost
     sample_rate: int
     chunk: int
-    _triggered: bool = False
-    _start: int = 0
-    _temp_end: int = 0
-    _chunks_seen: int = 0
+    _triggered: bool = field(default=False, init=False)
+    _start: int = field(default=0, init=False)
+    _temp_end: int = field(default=0, init=False)  # 0 = no silence pending (as in silero)
+    _chunks_seen: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         rate = self.sample_rate
@@ -111,9 +111,9 @@ class SileroStream:
     model: VadModel
     pre: AudioStreamPre
     post: VadPost
-    probabilities: list[float] = field(default_factory=list)
-    _pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    _total: int = 0
+    last_probability: float = field(default=0.0, init=False)  # not a list: streams run for hours
+    _pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), init=False)
+    _total: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self._context = np.zeros(self.pre.context, np.float32)
@@ -153,7 +153,7 @@ class SileroStream:
         window = np.concatenate([self._context, block])[None]
         probability, self._state = self.model(window, self._state, self._rate)
         self._context = block[-self.pre.context:]
-        self.probabilities.append(probability)
+        self.last_probability = probability
         return self.segmenter.push(probability)
 
 

@@ -55,13 +55,14 @@ def test_speech_segments_from_audio_blocks(model_cache: Path) -> None:
     h = harness("silero_vad", model_cache)
     audio, rate = soundfile.read(SPEECH, dtype="float32", always_2d=True)
     t0 = 7_000_000_000
-    segments = []
+    segments, activity = [], []
     for start in range(0, len(audio), 1600):  # 100 ms blocks, as the microphone sends
         block = np.ascontiguousarray(audio[start:start + 1600])
         t_ns = t0 + start * 1_000_000_000 // rate
         for m in h.send("in", Out.audio("in", block, t_ns, rate=rate, sample0=start)):
-            if m.stream == "out":
-                segments.append(m.record)
+            (segments if m.stream == "out" else activity).append(m.record)
+    assert len(activity) == -(-len(audio) // 1600)
+    assert not activity[0]["speech"] and any(a["speech"] for a in activity)
     segments += [m.record for m in h.finish() if m.stream == "out"]
     assert [(s["start_sample"], s["end_sample"]) for s in segments] == [
         (13344, 26592), (30240, 45024), (69664, 120288), (139296, 170976)]  # == silero's own
@@ -109,3 +110,33 @@ def test_corrupt_model_node_is_failed_not_restarted(graph_run, small_model_copy:
     assert status["nodes"]["camera"]["state"] in ("running", "starting", "done")
     assert "blazeface_short.onnx" in run.stderr() and "corrupt" in run.stderr()
     assert "Traceback" not in run.stderr()
+
+
+def test_bring_your_own_model_with_a_hand_written_manifest(model_cache: Path, tmp_path: Path,
+                                                           photos: dict[str, np.ndarray]) -> None:
+    """A user's ONNX file plus a manifest written by hand runs in the same node kind."""
+    onnx_file = tmp_path / "my_encoder.onnx"
+    onnx_file.write_bytes((model_cache / "mobilenet_v2.onnx").read_bytes())
+    labels = tmp_path / "my_labels.txt"
+    labels.write_bytes((model_cache / "imagenet_labels.txt").read_bytes())
+    manifest = {
+        "name": "my_encoder", "task": "image_classification", "file": onnx_file.name,
+        "sha256": mf.sha256_file(onnx_file),
+        "inputs": [{"name": "image", "dtype": "float32", "shape": ["batch", 3, 224, 224]}],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 1000]},
+                    {"name": "embedding", "dtype": "float32", "shape": ["batch", 1280]}],
+        "preprocessing": {"kind": "center_crop", "size": 224, "crop_fraction": 0.875,
+                          "interpolation": "bilinear", "mean": [123.675, 116.28, 103.53],
+                          "std": [58.395, 57.12, 57.375]},
+        "postprocessing": {"kind": "classifier", "logits": "logits", "embedding": "embedding"},
+        "labels": {"file": labels.name, "sha256": mf.sha256_file(labels)},
+        "license": "MIT",
+        "source": {"package": "my-own", "version": "1", "path": "my_encoder.onnx",
+                   "sha256": mf.sha256_file(onnx_file)},
+    }
+    manifest_path = tmp_path / "my_encoder.manifest.json"
+    manifest_path.write_text(json.dumps(manifest))
+    h = NodeHarness(EncoderNode, {"model": str(manifest_path)})
+    published = h.send("in", Out.tensor("in", photos["coffee"], t_ns=1, layout="HWC/rgb8"))
+    labels_out = next(m for m in published if m.stream == "out").record["labels"]
+    assert labels_out[0][1] == "espresso"
