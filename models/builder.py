@@ -13,6 +13,8 @@ entry instead of trusting half-written files.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -20,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -163,7 +165,7 @@ def build(entries: Sequence[PackEntry], cache: Path, *, only: Sequence[str] | No
     progress = Progress(len(selected), stream)
     keys: dict[str, str] = {}
     results = []
-    with tempfile.TemporaryDirectory(prefix=".build-", dir=cache) as work_dir:
+    with _exclusive(cache), tempfile.TemporaryDirectory(prefix=".build-", dir=cache) as work_dir:
         for entry in selected:
             key = build_key(entry, [keys[d] for d in entry.depends])
             keys[entry.name] = key
@@ -180,6 +182,19 @@ def build(entries: Sequence[PackEntry], cache: Path, *, only: Sequence[str] | No
             progress.done(f"built {artifact.manifest.file}")
             results.append(EntryResult(entry.name, True, time.monotonic() - started))
     return results
+
+
+@contextlib.contextmanager
+def _exclusive(cache: Path) -> Iterator[None]:
+    """One builder per cache at a time (two test runs or two shells sharing a cache would
+    otherwise interleave file replacements and leave manifests naming the other's bytes).
+    The second waits, then finds everything up to date."""
+    with (cache / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def install(cache: Path, name: str, artifact: Artifact, key: str) -> None:

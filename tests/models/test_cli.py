@@ -127,3 +127,15 @@ def test_env_var_selects_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.delenv(mf.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert mf.default_cache_dir() == tmp_path / "sensorfuse" / "models"
+
+
+def test_concurrent_builds_of_one_cache_serialise(tmp_path: Path) -> None:
+    """Two builders on one cache (two test runs, say): one builds, the other finds it done."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = tmp_path / "shared"
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: builder.build(pack.PACK, cache, only=["silero_vad"],
+                                                     stream=io.StringIO()), range(2)))
+    assert sorted(r[0].rebuilt for r in runs) == [False, True]
+    assert builder.is_up_to_date(cache, "silero_vad", builder.build_key(next(e for e in pack.PACK if e.name == "silero_vad"), []))
