@@ -51,6 +51,7 @@ system-deps:
 
 bench: setup
 	$(PY) bench/transport.py
+	$(PY) bench/models.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
