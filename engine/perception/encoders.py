@@ -1,0 +1,147 @@
+"""The pack's encoders behind small typed calls: faces, landmarks, scene, VAD, text.
+
+Every model is opened through `engine.inference.open_model` (hash, graph and warm-up
+checks, one intra-op thread) from the model cache. Pre/post-processing is the pack's own
+(`engine.prepost`), so a detection here is exactly what the `encoder` node would give.
+
+Why the scene encoder looks at two square crops instead of the manifest's centre crop:
+the sample sessions (and real rooms) put objects near the frame edges; a 4:3 frame
+centre-cropped at 87.5 % of its short side loses a third of its width. The left and
+right squares cover the whole frame; per class we keep the larger probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import msgspec
+import numpy as np
+
+from engine import inference
+from engine import manifest as mf
+from engine.prepost import blazeface, imagenet, landmarks, text, vad
+
+FACE_MODEL = "blazeface_short"
+LANDMARK_MODEL = "face_landmarks"
+SCENE_MODEL = "efficientnet_lite0_int8"
+VAD_MODEL = "silero_vad"
+TEXT_MODEL = "minilm_l6_v2_int8"
+# Landmark indices of the MediaPipe 468-point mesh: inner lips and the eye corners.
+UPPER_LIP, LOWER_LIP = 13, 14
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    """One detected face in frame pixels, with its mouth opening from the landmarks."""
+
+    box: np.ndarray  # x0, y0, x1, y1
+    score: float
+    keypoints: np.ndarray  # [6, 2]
+    mouth_open: float  # inner-lip gap / eye-corner distance; nan when landmarks failed
+    presence: float  # landmark model's face-present probability
+
+
+@dataclass(frozen=True)
+class SceneObservation:
+    probabilities: np.ndarray  # [1000] float32, max over the crops
+    embedding: np.ndarray  # [1280] float32, mean over the crops
+
+
+class Encoders:
+    """Opened pack models. `cache` None: $SENSORFUSE_MODEL_CACHE or the user cache."""
+
+    def __init__(self, cache: Path | None = None, *, threads: int = 1) -> None:
+        config = inference.SessionConfig(intra_op_threads=threads)
+
+        def load(name: str) -> inference.ModelSession:
+            return inference.open_model(mf.find_manifest(name, cache), config)
+
+        self.face = load(FACE_MODEL)
+        self.landmarks = load(LANDMARK_MODEL)
+        self.scene = load(SCENE_MODEL)
+        self.vad = load(VAD_MODEL)
+        self.text = load(TEXT_MODEL)
+        scene_manifest = self.scene.manifest
+        assert scene_manifest.labels is not None, "the scene encoder must ship its labels"
+        self.labels = imagenet.load_labels(self.scene.manifest_path.parent / scene_manifest.labels.file,
+                                           expected=1000)
+        text_pre = self.text.manifest.preprocessing
+        assert isinstance(text_pre, mf.TokenizerPre)
+        self.tokenizer = text.load_tokenizer(self.text.manifest_path.parent / text_pre.file, text_pre)
+        self.providers = {m.name: m.provider for m in (self.face, self.landmarks, self.scene, self.vad, self.text)}
+
+    # -- vision ------------------------------------------------------------------------
+    def faces(self, rgb: np.ndarray, *, max_faces: int) -> list[FaceObservation]:
+        pre, post = self.face.manifest.preprocessing, self.face.manifest.postprocessing
+        assert isinstance(pre, mf.LetterboxPre) and isinstance(post, mf.SsdFacePost)
+        tensor, placement = blazeface.letterbox(rgb, pre)
+        out = self.face.run({"image": tensor})
+        found = blazeface.postprocess(out["regressors"], out["scores"], placement, pre, post)
+        result = []
+        for i in range(min(len(found), max_faces)):
+            box = found.boxes[i]
+            if box[2] - box[0] < 4 or box[3] - box[1] < 4:
+                continue  # a degenerate box cannot be cropped for landmarks
+            mouth, presence = self._mouth(rgb, box, found.keypoints[i])
+            result.append(FaceObservation(box.astype(np.float64), float(found.scores[i]),
+                                          found.keypoints[i].astype(np.float64), mouth, presence))
+        return result
+
+    def _mouth(self, rgb: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> tuple[float, float]:
+        pre, post = self.landmarks.manifest.preprocessing, self.landmarks.manifest.postprocessing
+        assert isinstance(pre, mf.FaceCropPre) and isinstance(post, mf.LandmarksPost)
+        tensor, crop = landmarks.crop_face(rgb, box, pre, angle=landmarks.eye_angle(keypoints))
+        out = self.landmarks.run({"image": tensor})
+        mesh = landmarks.postprocess(out["landmarks"], out["face_flag"], crop, post)
+        if mesh.presence < post.min_presence:
+            return float("nan"), mesh.presence
+        p = mesh.points[:, :2]
+        eyes = float(np.linalg.norm(p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]))
+        gap = float(np.linalg.norm(p[LOWER_LIP] - p[UPPER_LIP]))
+        return (gap / eyes if eyes > 1e-6 else float("nan")), mesh.presence
+
+    def scene_probabilities(self, rgb: np.ndarray) -> SceneObservation:
+        pre = self.scene.manifest.preprocessing
+        assert isinstance(pre, mf.CenterCropPre)
+        h, w = rgb.shape[:2]
+        side = min(h, w)
+        crops = [rgb[:side, :side], rgb[h - side:, w - side:]] if w != h else [rgb]
+        full_pre = msgspec.structs.replace(pre, crop_fraction=1.0)
+        batch = np.concatenate([imagenet.preprocess(np.ascontiguousarray(c), full_pre) for c in crops])
+        out = self.scene.run({"image": batch})
+        probs = imagenet.softmax(out["logits"]).max(axis=0)
+        return SceneObservation(probs.astype(np.float32), out["embedding"].mean(axis=0).astype(np.float32))
+
+    # -- audio and text ------------------------------------------------------------------
+    def vad_stream(self, probabilities: list[float]) -> vad.SileroStream:
+        """A streaming VAD; each chunk's speech probability is appended to `probabilities`."""
+        pre, post = self.vad.manifest.preprocessing, self.vad.manifest.postprocessing
+        assert isinstance(pre, mf.AudioStreamPre) and isinstance(post, mf.VadPost)
+        model = vad.silero_model(self.vad.run)
+
+        def recording(window: np.ndarray, state: np.ndarray, rate: np.ndarray) -> tuple[float, np.ndarray]:
+            probability, state = model(window, state, rate)
+            probabilities.append(probability)
+            return probability, state
+
+        return vad.SileroStream(recording, pre, post)
+
+    def embed_texts(self, texts: list[str], *, batch: int = 64) -> np.ndarray:
+        """Unit-length sentence embeddings [N, 384] (float32)."""
+        chunks = []
+        for i in range(0, len(texts), batch):
+            feeds = text.encode(self.tokenizer, texts[i:i + batch])
+            chunks.append(self.text.run(feeds)["embedding"].astype(np.float32))
+        return np.concatenate(chunks) if chunks else np.zeros((0, 384), np.float32)
+
+
+def to_rgb(frame: np.ndarray, layout: str | None) -> np.ndarray:
+    """A camera frame (HWC bgr8 by the stream table, or rgb8 / mono8) as HxWx3 RGB."""
+    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
+        return cv2.cvtColor(frame.reshape(frame.shape[0], frame.shape[1]), cv2.COLOR_GRAY2RGB)
+    if layout is not None and layout.endswith("rgb8"):
+        return np.ascontiguousarray(frame)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)

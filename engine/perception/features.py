@@ -1,0 +1,235 @@
+"""Per-tick perception: encoders at their rates, tracking, and the fusion head's inputs.
+
+This is the one place that turns an aligned tick into features. The perceive node calls
+it on live/replayed ticks and `sensorfuse fusion train` calls it on ticks of generated
+sessions, so the head is trained on exactly what it sees at run time.
+
+Rates: face detector + landmarks on every frame; the scene encoder every
+`scene_period_ns` of event time (its result is reused in between); Silero VAD on each new
+audio sample exactly once (the windows of consecutive ticks overlap; we feed only what
+is past the last fed sample); the text encoder once per distinct text (cached).
+
+Feature contract (`FEATURES`), batch 1, float32 — the fusion head's ONNX inputs:
+
+| input | shape | content |
+|---|---|---|
+| faces | [1, F, FACE_DIM] | per face slot: mouth opening history (HIST ticks, scaled), fraction of it observed, its std, mean absolute change, detector score, box height / frame height |
+| face_mask | [1, F] | 1 where a tracked face fills the slot (slots ordered by track id) |
+| audio | [1, AUDIO_DIM] | VAD probability history (HIST ticks), log-energy history (HIST), in-speech flag |
+| audio_text | [1, 384] | audio in the text space: ConSE of p(speech) over "someone is speaking" / "silence" |
+| audio_mask, vision_mask, query_mask | [1, 1] | modality present in this tick (aligner mask) |
+| scene | [1, 384] | ConSE of the scene classifier's top labels in the text space (Norouzi et al. 2014) |
+| query | [1, 384] | the active text's sentence embedding |
+
+Times are event time only (tick `t_ns`); nothing reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.perception.encoders import Encoders, FaceObservation, to_rgb
+from engine.perception.ticks import Ref, TickInput
+from engine.perception.tracking import IouTracker
+
+FACE_SLOTS = 3
+HIST = 8
+FACE_DIM = HIST + 5
+AUDIO_DIM = 2 * HIST + 1
+TEXT_DIM = 384
+CONSE_TOP = 10
+OPEN_SCALE = 5.0  # mouth opening / eye distance is ~0.02..0.3; scaled to ~0.1..1.5
+SPEECH_CONCEPTS = ("someone is speaking", "silence")
+FEATURES: dict[str, tuple[int, ...]] = {
+    "faces": (1, FACE_SLOTS, FACE_DIM), "face_mask": (1, FACE_SLOTS),
+    "audio": (1, AUDIO_DIM), "audio_text": (1, TEXT_DIM), "audio_mask": (1, 1),
+    "scene": (1, TEXT_DIM), "vision_mask": (1, 1),
+    "query": (1, TEXT_DIM), "query_mask": (1, 1),
+}
+MODALITY_INPUTS: dict[str, tuple[str, ...]] = {
+    "vision": ("faces", "face_mask", "scene", "vision_mask"),
+    "audio": ("audio", "audio_text", "audio_mask"),
+    "text": ("query", "query_mask"),
+}
+
+
+@dataclass(frozen=True)
+class FaceState:
+    track_id: int
+    box: list[float]
+    score: float
+    keypoints: list[list[float]]
+    mouth_open: float | None
+
+
+@dataclass
+class TickFeatures:
+    index: int
+    t_ns: int
+    inputs: dict[str, np.ndarray]
+    faces: list[FaceState] = field(default_factory=list)
+    slot_ids: list[int] = field(default_factory=list)  # track id per filled face slot
+    appeared: list[int] = field(default_factory=list)
+    left: list[int] = field(default_factory=list)
+    frame_shape: tuple[int, int] | None = None
+    scene_top: list[tuple[str, float]] | None = None
+    scene_embedding: np.ndarray | None = None
+    scene_fresh: bool = False
+    speech_prob: float | None = None
+    in_speech: bool = False
+    text: str | None = None
+    status: dict[str, str] = field(default_factory=dict)
+    refs: list[Ref] = field(default_factory=list)
+    frame_ref: Ref | None = None
+    text_ref: Ref | None = None
+
+    @property
+    def present(self) -> dict[str, bool]:
+        return {m: bool(self.inputs[f"{m}_mask"].max() > 0) for m in ("vision", "audio", "query")}
+
+
+def empty_inputs() -> dict[str, np.ndarray]:
+    return {name: np.zeros(shape, np.float32) for name, shape in FEATURES.items()}
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return (v / n).astype(np.float32) if n > 1e-8 else v.astype(np.float32)
+
+
+class Perception:
+    """Stateful per-session perception; feed ticks in time order."""
+
+    def __init__(self, encoders: Encoders, label_embeddings: np.ndarray, *,
+                 scene_period_ns: int = 333_000_000, max_faces: int = FACE_SLOTS, top_k: int = 5) -> None:
+        self.enc = encoders
+        self.label_embeddings = label_embeddings
+        self.scene_period_ns = scene_period_ns
+        self.max_faces = max_faces
+        self.top_k = top_k
+        self.tracker = IouTracker()
+        self._vad_probs: list[float] = []  # chunks of the current tick only (cleared per tick)
+        self.vad = encoders.vad_stream(self._vad_probs)
+        self._fed_until: int | None = None  # absolute index of the next audio sample to feed
+        self._prev_t: int | None = None
+        self._open: dict[int, deque[float]] = {}
+        self._vad_hist: deque[float] = deque([0.0] * HIST, maxlen=HIST)
+        self._energy_hist: deque[float] = deque([0.0] * HIST, maxlen=HIST)
+        self._scene_t: int | None = None
+        self._scene_text = np.zeros(TEXT_DIM, np.float32)
+        self._scene_top: list[tuple[str, float]] | None = None
+        self._scene_emb: np.ndarray | None = None
+        self._text_cache: dict[str, np.ndarray] = {}
+        self._concepts = encoders.embed_texts(list(SPEECH_CONCEPTS))
+        self.frames = 0
+        self.audio_blocks = 0
+
+    def process(self, tick: TickInput) -> TickFeatures:
+        feats = TickFeatures(tick.index, tick.t_ns, empty_inputs(), status=dict(tick.status), refs=list(tick.refs),
+                             frame_ref=tick.frame_ref, text_ref=tick.text_ref)
+        if tick.frame is not None:
+            self._vision(tick, feats)
+        if tick.audio is not None:
+            self._audio(tick, feats)
+        if tick.text is not None:
+            emb = self.text_embedding(tick.text)
+            feats.inputs["query"][0] = emb
+            feats.inputs["query_mask"][0, 0] = 1.0
+            feats.text = tick.text
+        self._prev_t = tick.t_ns
+        return feats
+
+    def text_embedding(self, text: str) -> np.ndarray:
+        if text not in self._text_cache:
+            if len(self._text_cache) >= 256:  # bounded: drop the oldest entry
+                del self._text_cache[next(iter(self._text_cache))]
+            self._text_cache[text] = self.enc.embed_texts([text])[0]
+        return self._text_cache[text]
+
+    # -- vision ------------------------------------------------------------------------
+    def _vision(self, tick: TickInput, feats: TickFeatures) -> None:
+        assert tick.frame is not None
+        rgb = to_rgb(tick.frame, tick.frame_layout)
+        self.frames += 1
+        height = rgb.shape[0]
+        feats.frame_shape = (rgb.shape[0], rgb.shape[1])
+        observed = self.enc.faces(rgb, max_faces=self.max_faces)
+        ids, dropped = self.tracker.update([o.box for o in observed])
+        known = set(self._open)
+        for track in dropped:
+            self._open.pop(track.track_id, None)
+            feats.left.append(track.track_id)
+        by_id: dict[int, FaceObservation] = dict(zip(ids, observed))
+        for track in self.tracker.tracks:
+            hist = self._open.setdefault(track.track_id, deque([float("nan")] * HIST, maxlen=HIST))
+            obs = by_id.get(track.track_id)
+            hist.append(obs.mouth_open if obs is not None else float("nan"))
+        feats.appeared = sorted(i for i in ids if i not in known)
+        for slot, track_id in enumerate(sorted(ids)[:FACE_SLOTS]):
+            obs = by_id[track_id]
+            feats.inputs["faces"][0, slot] = self._face_token(self._open[track_id], obs, height)
+            feats.inputs["face_mask"][0, slot] = 1.0
+            feats.slot_ids.append(track_id)
+        for track_id in sorted(ids):
+            obs = by_id[track_id]
+            mouth = None if np.isnan(obs.mouth_open) else round(obs.mouth_open, 4)
+            feats.faces.append(FaceState(track_id, [round(float(v), 1) for v in obs.box], round(obs.score, 4),
+                                         [[round(float(x), 1), round(float(y), 1)] for x, y in obs.keypoints],
+                                         mouth))
+        if self._scene_t is None or tick.t_ns - self._scene_t >= self.scene_period_ns:
+            self._scene(rgb)
+            self._scene_t = tick.t_ns
+            feats.scene_fresh = True
+        feats.scene_top, feats.scene_embedding = self._scene_top, self._scene_emb
+        feats.inputs["scene"][0] = self._scene_text
+        feats.inputs["vision_mask"][0, 0] = 1.0
+
+    @staticmethod
+    def _face_token(hist: deque[float], obs: FaceObservation, height: int) -> np.ndarray:
+        values = np.asarray(hist, dtype=np.float64) * OPEN_SCALE
+        seen = ~np.isnan(values)
+        filled = np.where(seen, values, 0.0)
+        valid = values[seen]
+        std = float(valid.std()) if valid.size > 1 else 0.0
+        change = float(np.abs(np.diff(valid)).mean()) if valid.size > 1 else 0.0
+        box_h = float(obs.box[3] - obs.box[1]) / max(1, height)
+        return np.concatenate([filled, [seen.mean(), std * 4, change * 4, obs.score, box_h]]).astype(np.float32)
+
+    def _scene(self, rgb: np.ndarray) -> None:
+        obs = self.enc.scene_probabilities(rgb)
+        order = np.argsort(-obs.probabilities, kind="stable")
+        top = order[:CONSE_TOP]
+        weights = obs.probabilities[top] / max(1e-8, float(obs.probabilities[top].sum()))
+        self._scene_text = _unit((weights[:, None] * self.label_embeddings[top]).sum(axis=0))
+        self._scene_top = [(self.enc.labels[i], round(float(obs.probabilities[i]), 4)) for i in order[:self.top_k]]
+        self._scene_emb = obs.embedding
+
+    # -- audio -------------------------------------------------------------------------
+    def _audio(self, tick: TickInput, feats: TickFeatures) -> None:
+        assert tick.audio is not None
+        samples, start = tick.audio, tick.audio_sample0
+        end = start + samples.size
+        if self._fed_until is None or self._fed_until < start or self._fed_until > end:
+            self._fed_until = start  # first window, or a jump: restart from this window
+        self._vad_probs.clear()
+        new = samples[self._fed_until - start:]
+        if new.size:
+            self.vad.push(new)
+            self.audio_blocks += len(self._vad_probs)  # 32 ms VAD chunks run
+        self._fed_until = end
+        probs = self._vad_probs
+        prob = max(probs) if probs else (self._vad_hist[-1] if self._vad_hist else 0.0)
+        span = tick.t_ns - self._prev_t if self._prev_t is not None else 66_666_667
+        n_energy = int(np.clip(span * tick.audio_rate // 1_000_000_000, 160, samples.size))
+        rms = float(np.sqrt(np.mean(np.square(samples[-n_energy:], dtype=np.float64)))) if samples.size else 0.0
+        self._vad_hist.append(float(prob))
+        self._energy_hist.append(float(np.clip((np.log10(rms + 1e-5) + 5.0) / 4.0, 0.0, 1.5)))
+        in_speech = self.vad.segmenter.in_speech
+        feats.inputs["audio"][0] = np.concatenate([self._vad_hist, self._energy_hist, [float(in_speech)]])
+        speech, quiet = self._concepts
+        feats.inputs["audio_text"][0] = _unit(prob * speech + (1.0 - prob) * quiet)
+        feats.inputs["audio_mask"][0, 0] = 1.0
+        feats.speech_prob, feats.in_speech = round(float(prob), 4), bool(in_speech)

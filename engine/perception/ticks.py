@@ -1,0 +1,93 @@
+"""What perception takes from one aligned tick, decoded from an `align/ticks` record.
+
+The aligner (`nodes.aligner`, docs/time.md) publishes each tick as a record with the
+members embedded: a frame as ``{dtype, shape, layout, data}``, an audio window as
+``{sample0, n, rate, channels, data, ...}``, the latest text as ``{text}``. Perception
+reads those three ports (names configurable) and keeps, for provenance, the stream and
+`seq`s of every member it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One input message behind a result: its stream and seq (and capture time)."""
+
+    stream: str
+    seq: int
+    t_ns: int
+
+
+@dataclass
+class TickInput:
+    index: int
+    t_ns: int
+    frame: np.ndarray | None = None  # HxWx3 uint8 as published (layout below)
+    frame_layout: str | None = None
+    audio: np.ndarray | None = None  # float32 [n] mono window ending at t_ns
+    audio_sample0: int = 0
+    audio_rate: int = 16_000
+    text: str | None = None
+    status: dict[str, str] = field(default_factory=dict)  # modality -> aligner status
+    refs: list[Ref] = field(default_factory=list)
+    frame_ref: Ref | None = None
+    text_ref: Ref | None = None
+
+
+@dataclass(frozen=True)
+class Ports:
+    frame: str = "frame"
+    audio: str = "audio"
+    text: str = "text"
+
+
+class BadTick(ValueError):
+    """A tick record whose member cannot be decoded; the message says which and why."""
+
+
+def tick_from_record(record: dict[str, Any], ports: Ports = Ports()) -> TickInput:
+    """Decode an `align/ticks` record (raises BadTick on a malformed member)."""
+    try:
+        members = record.get("members") or {}
+        streams = record.get("streams") or {}
+        status = record.get("status") or {}
+        tick = TickInput(int(record["tick"]), int(record["t_ns"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadTick(f"tick record without tick/t_ns: {exc}") from None
+    tick.status = {"vision": status.get(ports.frame, "absent"), "audio": status.get(ports.audio, "absent"),
+                   "text": status.get(ports.text, "absent")}
+    frame = members.get(ports.frame)
+    if frame is not None and "data" in frame:
+        shape = tuple(frame.get("shape") or ())
+        if frame.get("dtype") != "uint8" or len(shape) not in (2, 3):
+            raise BadTick(f"frame member {frame.get('dtype')}{list(shape)}: expected uint8 HxW[xC]")
+        data = np.frombuffer(frame["data"], dtype=np.uint8)
+        if data.size != int(np.prod(shape)):
+            raise BadTick(f"frame member has {data.size} bytes for shape {list(shape)}")
+        tick.frame, tick.frame_layout = data.reshape(shape), frame.get("layout")
+        tick.frame_ref = Ref(streams.get(ports.frame, ports.frame), int(frame["seq"]), int(frame["t_ns"]))
+        tick.refs.append(tick.frame_ref)
+    audio = members.get(ports.audio)
+    if audio is not None and "data" in audio:
+        channels = int(audio.get("channels") or 1)
+        samples = np.frombuffer(audio["data"], dtype=np.float32)
+        if samples.size != int(audio["n"]) * channels:
+            raise BadTick(f"audio member has {samples.size} samples, header says {audio['n']}×{channels}")
+        tick.audio = samples.reshape(-1, channels).mean(axis=1) if channels > 1 else samples
+        tick.audio_sample0, tick.audio_rate = int(audio["sample0"]), int(audio["rate"])
+        stream = streams.get(ports.audio, ports.audio)
+        seqs = audio.get("seqs") or []
+        if seqs:  # the newest block is the one that completed this tick
+            tick.refs.append(Ref(stream, int(seqs[-1]), int(audio.get("t_end_ns") or tick.t_ns)))
+    text = members.get(ports.text)
+    if text is not None and isinstance(text.get("text"), str):
+        tick.text = text["text"]
+        tick.text_ref = Ref(streams.get(ports.text, ports.text), int(text["seq"]), int(text["t_ns"]))
+        tick.refs.append(tick.text_ref)
+    return tick

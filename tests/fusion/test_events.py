@@ -1,0 +1,92 @@
+"""Event logic (engine.events): hysteresis, minimum duration, hold, cooldown, updates, provenance."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.events import EventRule, EventTracker, Observation
+from engine.perception.ticks import Ref
+
+MS = 1_000_000
+pytestmark = pytest.mark.timeout(30)
+
+
+def run(tracker: EventTracker, scores: list[float | None], key: str = "k", period_ms: int = 100) -> list:
+    events = []
+    for i, score in enumerate(scores):
+        obs = {} if score is None else {key: Observation(score, ("audio",), (Ref("mic0/audio16k", i, i * period_ms * MS),))}
+        events += tracker.step(i * period_ms * MS, obs)
+    return events
+
+
+def test_start_needs_min_duration_and_is_stamped_at_first_tick() -> None:
+    tracker = EventTracker(EventRule("x", on=0.6, off=0.4, min_duration_ns=200 * MS))
+    events = run(tracker, [0.1, 0.7, 0.7, 0.1, 0.7, 0.7, 0.7])
+    starts = [e for e in events if e.phase == "start"]
+    assert len(starts) == 1
+    assert starts[0].start_ns == 400 * MS and starts[0].t_ns == 600 * MS
+    # provenance: the inputs of the first tick above `on` and of the confirming tick
+    assert [r.seq for r in starts[0].refs] == [4, 6]
+
+
+def test_hysteresis_keeps_event_between_off_and_on() -> None:
+    tracker = EventTracker(EventRule("x", on=0.6, off=0.4))
+    events = run(tracker, [0.7, 0.5, 0.45, 0.5, 0.3])
+    assert [e.phase for e in events] == ["start", "end"]
+    assert events[1].end_ns == 400 * MS and events[1].record()["duration_ns"] == 400 * MS
+
+
+def test_hold_bridges_short_dips() -> None:
+    tracker = EventTracker(EventRule("x", on=0.6, off=0.4, hold_ns=250 * MS))
+    events = run(tracker, [0.9, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1])
+    assert [e.phase for e in events] == ["start", "end"]
+    assert events[1].end_ns == 400 * MS and events[1].t_ns == 700 * MS
+
+
+def test_cooldown_blocks_restart_of_the_same_key() -> None:
+    tracker = EventTracker(EventRule("x", on=0.6, off=0.4, cooldown_ns=300 * MS))
+    events = run(tracker, [0.9, 0.1, 0.9, 0.9, 0.9, 0.9])
+    assert [(e.phase, e.t_ns // MS) for e in events] == [("start", 0), ("end", 100), ("start", 400)]
+
+
+def test_updates_at_most_every_period_and_ids_are_stable() -> None:
+    tracker = EventTracker(EventRule("x", on=0.6, off=0.4, update_every_ns=200 * MS))
+    events = run(tracker, [0.9] * 6 + [0.0])
+    assert [e.phase for e in events] == ["start", "update", "update", "end"]
+    assert len({e.event_id for e in events}) == 1
+    assert events[-1].peak_score == pytest.approx(0.9)
+
+
+def test_unobserved_key_scores_zero_and_flush_ends_active() -> None:
+    tracker = EventTracker(EventRule("x", on=0.6, off=0.4))
+    events = run(tracker, [0.9, None])
+    assert [e.phase for e in events] == ["start", "end"]
+    tracker2 = EventTracker(EventRule("x", on=0.6, off=0.4))
+    run(tracker2, [0.9, 0.9])
+    flushed = tracker2.flush(500 * MS)
+    assert [e.phase for e in flushed] == ["end"] and flushed[0].end_ns == 500 * MS
+    assert tracker2.flush(600 * MS) == []
+
+
+def test_keys_are_independent_and_memory_is_bounded() -> None:
+    tracker = EventTracker(EventRule("x", on=0.6, off=0.4, cooldown_ns=10**12), max_keys=8)
+    for i in range(100):
+        tracker.step(i * MS, {f"k{i}": Observation(0.9)})
+        tracker.step(i * MS + 1, {})
+    assert len(tracker._keys) <= 8
+
+
+def test_record_schema() -> None:
+    tracker = EventTracker(EventRule("speaker.active", on=0.5, off=0.5))
+    (event,) = tracker.step(5, {"track:1": Observation(0.8, ("vision", "audio"), (Ref("cam0/frame", 3, 5),),
+                                                     {"track_id": 1})})
+    rec = event.record()
+    assert rec == {"type": "speaker.active", "phase": "start", "event_id": "speaker.active:1", "key": "track:1",
+                   "t_ns": 5, "start_ns": 5, "score": 0.8, "peak_score": 0.8, "modalities": ["vision", "audio"],
+                   "subject": {"track_id": 1}, "provenance": [{"stream": "cam0/frame", "seq": 3, "t_ns": 5}]}
+
+
+@pytest.mark.parametrize("kwargs", [dict(on=0.3, off=0.5), dict(on=1.5, off=0.5), dict(on=0.5, off=0.4, hold_ns=-1)])
+def test_invalid_rules_are_refused(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        EventRule("x", **kwargs)
