@@ -139,11 +139,12 @@ class AlignerNode(Node):
         return [self._out(t) for t in self.aligner.finish()]
 
     def _out(self, tick: Tick) -> Out:
+        # Mask and status first: they are what a reader of a console line looks for.
         record = {
-            "tick": tick.index, "t_ns": tick.t_ns, "emitted_by": tick.emitted_by,
-            "streams": dict(self.stream_names), "mask": tick.mask, "status": tick.status,
-            "late_ns": tick.late_ns,
+            "tick": tick.index, "t_ns": tick.t_ns, "mask": tick.mask, "status": tick.status,
+            "late_ns": tick.late_ns, "emitted_by": tick.emitted_by,
             "members": {port: self._member(port, m, tick.t_ns) for port, m in tick.members.items()},
+            "streams": dict(self.stream_names),
         }
         return Out.record("ticks", record, tick.t_ns)
 

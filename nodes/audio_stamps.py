@@ -5,12 +5,16 @@
 afterwards block k starts at ``anchor + sample0 * 1e9 / rate`` (sample-exact), whatever
 jitter the measured times have. The measured times are still used for three things:
 
-- a *gap* (the driver reported an overflow, or the measured time runs more than three
-  blocks ahead of the sample clock): ``sample0`` skips the missing samples, so time and
-  index both jump and nothing is silently concatenated;
+- a *gap*: the driver reported an overflow and the measured time runs ahead of the
+  sample clock, or the node itself had to drop blocks (`lost_frames`): ``sample0``
+  skips the missing samples, so time and index both jump and nothing is silently
+  concatenated. Without an overflow PortAudio delivers every sample, so a jump in the
+  measured time alone is a clock artifact, never a gap (PulseAudio's ALSA plugin moves
+  its ADC-time estimate by tens of ms while a stream settles, with no sample lost);
 - *drift*: the slope of (measured - sample clock) over time, in ppm, for the metrics;
-- *re-anchoring* when the two clocks have drifted more than ``max_skew_ns`` apart: the
-  anchor moves to the measured time (a discontinuity with ``gap_samples: 0``).
+- *re-anchoring* when the two clocks disagree by more than ``max_skew_ns`` for
+  `SKEW_BLOCKS` blocks in a row: the anchor moves by their median (a discontinuity with
+  ``gap_samples: 0`` and ``reanchor_ns``); a single outlier moves nothing.
 
 `Resampler16k` wraps a streaming soxr resampler (stateful across blocks), restarted at
 each discontinuity so no filter state smears across a gap.
@@ -26,6 +30,7 @@ import soxr
 
 NS = 1_000_000_000
 MODEL_RATE = 16_000
+SKEW_BLOCKS = 25
 
 
 @dataclass
@@ -49,34 +54,46 @@ class BlockStamper:
         self.anchor_sample = 0
         self.next_sample0 = 0
         self._errors: deque[tuple[float, float]] = deque(maxlen=drift_points)  # (elapsed s, error ns)
+        self._recent: deque[int] = deque(maxlen=SKEW_BLOCKS)
         self._first_measured: int | None = None
 
     def time_of(self, sample: int) -> int:
         assert self.anchor_ns is not None
         return self.anchor_ns + (sample - self.anchor_sample) * NS // self.rate
 
-    def stamp(self, frames: int, measured_ns: int, *, overflow: bool = False) -> Stamp:
-        """Stamp the next block of `frames` whose first sample was measured at `measured_ns`."""
+    def stamp(self, frames: int, measured_ns: int, *, overflow: bool = False, lost_frames: int = 0) -> Stamp:
+        """Stamp the next block of `frames` whose first sample was measured at `measured_ns`
+        (`lost_frames`: samples the caller knows were dropped just before this block)."""
         if self.anchor_ns is None:
             self.anchor_ns, self.anchor_sample = measured_ns, 0
             self._first_measured = measured_ns
             out = Stamp(measured_ns, 0)
         else:
-            error = measured_ns - self.time_of(self.next_sample0)
-            block_ns = frames * NS // self.rate
-            out = Stamp(0, self.next_sample0, overflow=overflow)
-            if (overflow and error > block_ns // 2) or error > 3 * block_ns:
-                out.gap_samples = round(error * self.rate / NS)
-                out.sample0 += out.gap_samples
-            elif abs(error) > self.max_skew_ns:
-                self.anchor_ns, self.anchor_sample = measured_ns, self.next_sample0
-                out.reanchor_ns = error
+            error = measured_ns - self.time_of(self.next_sample0 + lost_frames)
+            out = Stamp(0, self.next_sample0, overflow=overflow, gap_samples=lost_frames)
+            if overflow and error > frames * NS // self.rate // 2:
+                out.gap_samples += round(error * self.rate / NS)
             else:
-                assert self._first_measured is not None
-                self._errors.append(((measured_ns - self._first_measured) / NS, float(error)))
+                self._track_skew(out, error, measured_ns)
+            out.sample0 += out.gap_samples
             out.t_ns = self.time_of(out.sample0)
         self.next_sample0 = out.sample0 + frames
         return out
+
+    def _track_skew(self, out: Stamp, error: int, measured_ns: int) -> None:
+        self._recent.append(error)
+        recent = sorted(self._recent)
+        if len(recent) == SKEW_BLOCKS and (recent[0] > self.max_skew_ns or recent[-1] < -self.max_skew_ns):
+            shift = recent[len(recent) // 2]
+            assert self.anchor_ns is not None
+            self.anchor_ns += shift
+            out.reanchor_ns = shift
+            self._recent.clear()
+            self._errors.clear()
+            self._first_measured = measured_ns
+            return
+        assert self._first_measured is not None
+        self._errors.append(((measured_ns - self._first_measured) / NS, float(error)))
 
     def drift_ppm(self) -> float | None:
         """Sample clock vs host clock: + means the device's clock runs slow (ppm)."""

@@ -21,9 +21,11 @@ Rates
 Failure behaviour
     No PortAudio library, no such device, or a stream that cannot open: the node stops
     at start with one line naming what is missing and how to install or list it (not
-    restarted). Input overflows and callback gaps are counted (``mic_overflows``,
-    ``mic_gaps`` gauges) and published as discontinuities; the sample clock's drift
-    against the host clock is the ``mic_clock_drift_ppm`` gauge.
+    restarted). Input overflows and blocks the node had to drop are counted
+    (``mic_overflows``, ``mic_gaps`` gauges) and published as discontinuities; the
+    sample clock's drift against the host clock is the ``mic_clock_drift_ppm`` gauge.
+    A device's first ``warmup_ms`` of audio is discarded: host APIs settle their
+    latency, and with it the ADC time, while a stream starts.
 
 Config example::
 
@@ -71,6 +73,7 @@ class MicrophoneNode(Node):
         origin_ns: int = 0
         pace: str = "native"
         max_skew_ms: float = 20.0
+        warmup_ms: float = 1000.0  # device only: discard the stream's first blocks (unsettled timing)
         queue_blocks: int = 200  # callback -> node queue (4 s of 20 ms blocks)
 
     outputs = {
@@ -126,9 +129,13 @@ class MicrophoneNode(Node):
             ) from None
         self.rate = int(p.rate or info["default_samplerate"])
         self.channels = p.channels
-        self.callbacks: queue.Queue[tuple[np.ndarray, float, float, int, bool]] = queue.Queue(p.queue_blocks)
+        # (samples, ADC time, callback time, monotonic ns, overflow, frames dropped before it)
+        self.callbacks: queue.Queue[tuple[np.ndarray, float, float, int, bool, int]] = queue.Queue(p.queue_blocks)
         self.offsets: list[int] = []  # monotonic - stream time, per callback (min = best estimate)
         self.dropped_in_node = 0
+        self.dropped_frames = 0  # frames lost to a full queue: a gap we can count exactly
+        self.accounted_frames = 0
+        self.warmup_blocks = 0
         block = max(1, round(self.rate * p.block_ms / 1000))
         try:
             self.stream = sd.InputStream(
@@ -136,6 +143,7 @@ class MicrophoneNode(Node):
                 blocksize=block, callback=self._callback,
             )
             self.stream.start()
+            self.stream_started_ns = self.ctx.clock.now_ns()
         except sd.PortAudioError as exc:
             raise StartupError(f"microphone: cannot open input {info['name']!r} at {self.rate} Hz: {exc}") from None
         self.ctx.log.info("microphone %r at %d Hz, %d ch, %d-frame blocks", info["name"], self.rate,
@@ -145,11 +153,12 @@ class MicrophoneNode(Node):
         # PortAudio's thread: copy and hand over, nothing else (no logging, no allocation-heavy work).
         mono_ns = self.ctx.clock.now_ns()
         item = (indata.copy(), float(time_info.inputBufferAdcTime), float(time_info.currentTime), mono_ns,
-                bool(status.input_overflow))
+                bool(status.input_overflow), self.dropped_frames)
         try:
             self.callbacks.put_nowait(item)
         except queue.Full:
-            self.dropped_in_node += 1  # shows up as a gap on the next block's ADC time
+            self.dropped_in_node += 1
+            self.dropped_frames += frames
 
     def stop(self) -> None:
         if self.stream is not None:
@@ -167,10 +176,17 @@ class MicrophoneNode(Node):
         outs: list[Out] = []
         for _ in range(64):
             try:
-                data, adc_s, current_s, mono_ns, overflow = self.callbacks.get_nowait()
+                data, adc_s, current_s, mono_ns, overflow, dropped_before = self.callbacks.get_nowait()
             except queue.Empty:
                 break
-            outs += self._block(data, self._adc_ns(data, adc_s, current_s, mono_ns), overflow=overflow)
+            adc_ns = self._adc_ns(data, adc_s, current_s, mono_ns)
+            if mono_ns - self.stream_started_ns < self.params.warmup_ms * 1e6:
+                # Host APIs settle their latency (and so the ADC time) during the first blocks.
+                self.warmup_blocks += 1
+                continue
+            lost = dropped_before - self.accounted_frames
+            self.accounted_frames = dropped_before
+            outs += self._block(data, adc_ns, overflow=overflow, lost_frames=lost)
         self.next_due_ns = now_ns + round(self.params.block_ms * 1e6 / 2)
         return outs
 
@@ -202,8 +218,9 @@ class MicrophoneNode(Node):
         self.next_due_ns = None
         return self._block(data, t_ns, overflow=False)
 
-    def _block(self, data: np.ndarray, measured_ns: int, *, overflow: bool) -> list[Out]:
-        stamp = self.stamper.stamp(len(data), measured_ns, overflow=overflow)
+    def _block(self, data: np.ndarray, measured_ns: int, *, overflow: bool, lost_frames: int = 0) -> list[Out]:
+        lost = lost_frames if self.blocks else 0  # nothing is "missing" before the first block
+        stamp = self.stamper.stamp(len(data), measured_ns, overflow=overflow, lost_frames=lost)
         outs: list[Out] = []
         meta: dict[str, Any] = {}
         if overflow:
@@ -235,7 +252,7 @@ class MicrophoneNode(Node):
         tail, s16, t16 = self.resampler.flush()
         if len(tail):
             outs.append(Out.audio("audio16k", tail, t16, rate=16_000, sample0=s16))
-        reason = "overflow" if stamp.overflow else "clock_reanchor" if stamp.reanchor_ns else "gap"
+        reason = "overflow" if stamp.overflow else "clock_reanchor" if stamp.reanchor_ns else "dropped_in_node"
         outs.append(Out.record("status", {"event": "discontinuity", "reason": reason, **meta}, stamp.t_ns))
         return outs
 

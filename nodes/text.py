@@ -14,7 +14,7 @@ Sources (``source``)
     ``zmq``    a PULL socket bound at ``endpoint`` (default ``tcp://127.0.0.1:5599``);
                any program connects a PUSH socket and sends one single-frame UTF-8
                message per text (docs/text-ingest.md). Binding beyond loopback needs
-               CurveZMQ keys (``keys``: a directory made by `sensorfuse keys`).
+               CurveZMQ keys (``keys``: a directory made by `sensorfuse keys generate DIR`).
 
 Failure behaviour
     Invalid UTF-8, empty (or whitespace-only) texts and texts over ``max_bytes`` are

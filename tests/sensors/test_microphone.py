@@ -114,7 +114,7 @@ def deliver(sd: FakeSoundDevice, block: np.ndarray, adc_s: float, *, overflow: b
 
 
 def test_device_blocks_are_stamped_from_adc_time_sample_exact_despite_jitter(fake_sd: FakeSoundDevice) -> None:
-    h = NodeHarness(MicrophoneNode, {"device": "fake", "block_ms": 20}, streams=STREAMS)
+    h = NodeHarness(MicrophoneNode, {"device": "fake", "block_ms": 20, "warmup_ms": 0}, streams=STREAMS)
     assert fake_sd.stream is not None and fake_sd.stream.kw["blocksize"] == 320 and fake_sd.stream.started
     base = time.monotonic_ns() / NS
     rng = np.random.default_rng(1)
@@ -131,7 +131,7 @@ def test_device_blocks_are_stamped_from_adc_time_sample_exact_despite_jitter(fak
 
 
 def test_an_overflow_gap_is_a_counted_discontinuity_never_concatenated(fake_sd: FakeSoundDevice) -> None:
-    h = NodeHarness(MicrophoneNode, {"device": 0}, streams=STREAMS)
+    h = NodeHarness(MicrophoneNode, {"device": 0, "warmup_ms": 0}, streams=STREAMS)
     base = time.monotonic_ns() / NS
     for k in [0, 1, 2, 8, 9]:  # blocks 3..7 never arrived; the driver flagged an overflow
         deliver(fake_sd, np.zeros((320, 1), np.float32), base + k * 0.02, overflow=(k == 8))
@@ -148,14 +148,36 @@ def test_an_overflow_gap_is_a_counted_discontinuity_never_concatenated(fake_sd: 
     assert gap_blocks and gap_blocks[0].header.sample0 == 8 * 320
 
 
-def test_drift_is_estimated_and_large_skew_reanchors() -> None:
+def test_drift_is_estimated_and_only_a_persistent_skew_reanchors() -> None:
     stamper = BlockStamper(16_000, max_skew_ns=20_000_000)
     slow = 1 + 150e-6  # the device's sample clock runs 150 ppm slow against the host
     for k in range(500):
         stamper.stamp(320, round(k * 0.02 * slow * NS))
     assert stamper.drift_ppm() == pytest.approx(150, abs=1)
-    stamp = stamper.stamp(320, round(500 * 0.02 * NS) + 25_000_000)
-    assert stamp.reanchor_ns and stamp.gap_samples == 0 and stamp.discontinuity
+    # One outlier, and a jump without an overflow, move nothing: PortAudio lost no sample.
+    assert not stamper.stamp(320, round(500 * 0.02 * slow * NS) + 60_000_000).discontinuity
+    stamps = [stamper.stamp(320, round(k * 0.02 * slow * NS) + 60_000_000) for k in range(501, 540)]
+    moved = [s for s in stamps if s.discontinuity]
+    assert len(moved) == 1 and moved[0].gap_samples == 0
+    assert moved[0].reanchor_ns == pytest.approx(60_000_000 + 150e-6 * 10.5 * NS, abs=1_000_000)
+
+
+def test_blocks_dropped_in_the_node_are_an_exact_gap(fake_sd: FakeSoundDevice) -> None:
+    h = NodeHarness(MicrophoneNode, {"device": 0, "warmup_ms": 0, "queue_blocks": 2}, streams=STREAMS)
+    base = time.monotonic_ns() / NS
+    for k in range(5):  # the queue holds 2: blocks 2..4 are dropped before the node runs
+        deliver(fake_sd, np.zeros((320, 1), np.float32), base + k * 0.02)
+    first = by_stream(h.produce(now_ns=0) or [], "mic0/audio")
+    deliver(fake_sd, np.zeros((320, 1), np.float32), base + 5 * 0.02)
+    (after,) = by_stream(h.produce(now_ns=0) or [], "mic0/audio")
+    assert [m.header.sample0 for m in first] == [0, 320] and after.header.sample0 == 5 * 320
+    assert after.header.meta == {"discontinuity": True, "gap_samples": 3 * 320}
+
+
+def test_device_warmup_blocks_are_discarded(fake_sd: FakeSoundDevice) -> None:
+    h = NodeHarness(MicrophoneNode, {"device": 0, "warmup_ms": 10_000}, streams=STREAMS)
+    deliver(fake_sd, np.zeros((320, 1), np.float32), time.monotonic_ns() / NS)
+    assert h.produce(now_ns=0) == [] and h.node.warmup_blocks == 1
 
 
 def test_missing_portaudio_or_device_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, fake_sd: FakeSoundDevice) -> None:
