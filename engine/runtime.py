@@ -78,7 +78,8 @@ class NodeRunner:
                 Subscriber(self.zctx, ip.port, ip.stream, ip.endpoints, policy=ip.policy, queue=ip.queue,
                            counters=self.counters, keys=keys)
             )
-        ctx = NodeContext(self.name, self.session, self.clock, self.counters)
+        ctx = NodeContext(self.name, self.session, self.clock, self.counters,
+                          inputs={ip["port"]: ip["stream"] for ip in self.np["inputs"]}, outputs=self.np["outputs"])
         self.node = cls(params, ctx)
         self.node.start()
 
@@ -200,6 +201,7 @@ class NodeRunner:
                     continue
                 if msg.header.kind == wire.KIND_EOS:
                     sub.ended = True
+                    self.publish(node.end(sub.port))
                     continue
                 self.publish(node.step(sub.port, msg))
                 stepped = True
@@ -212,7 +214,9 @@ class NodeRunner:
         assert self.node is not None
         for sub in self.subscribers:
             while (msg := sub.pop()) is not None:
-                if msg.header.kind != wire.KIND_EOS:
+                if msg.header.kind == wire.KIND_EOS:
+                    self.publish(self.node.end(sub.port))
+                else:
                     self.publish(self.node.step(sub.port, msg))
 
     def close(self) -> None:

@@ -30,7 +30,10 @@ class NodeHarness:
     ) -> None:
         self.streams = {port: port for port in [*node_cls.inputs, *node_cls.outputs]}
         self.streams.update(streams or {})
-        self.ctx = NodeContext(name, session, Clock())
+        wired_in = {p: self.streams[p] for p in node_cls.inputs if p != "*"}
+        wired_in.update({p: st for p, st in (streams or {}).items() if p not in node_cls.outputs})
+        wired_out = {p: self.streams[p] for p in node_cls.outputs if p != "*"}
+        self.ctx = NodeContext(name, session, Clock(), inputs=wired_in, outputs=wired_out)
         self.node = node_cls(node_cls.parse_params(params), self.ctx)
         self._in_seq: dict[str, int] = {}
         self._out_seq: dict[str, int] = {}
@@ -94,6 +97,10 @@ class NodeHarness:
                 return msgs
             msgs.extend(got)
         raise RuntimeError(f"source did not finish within {limit} produce calls")
+
+    def end(self, port: str) -> list[wire.Message]:
+        """Deliver end-of-stream on `port`."""
+        return self._publish(self.node.end(port))
 
     def finish(self) -> list[wire.Message]:
         return self._publish(self.node.finish())

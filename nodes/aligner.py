@@ -113,7 +113,7 @@ class AlignerNode(Node):
         except ValueError as exc:
             raise StartupError(f"aligner: {exc}") from None
         self.embed = {port: sp.embed for port, sp in p.streams.items()}
-        self.stream_names: dict[str, str] = {}
+        self.stream_names: dict[str, str] = dict(self.ctx.inputs)
         self.aligner = Aligner(config, on_drop=self._count_drop)
 
     def _count_drop(self, port: str, reason: str, detail: str) -> None:
@@ -121,19 +121,24 @@ class AlignerNode(Node):
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         h = msg.header
-        if port not in self.stream_names:
-            self.stream_names[port] = h.stream
-            if port not in self.aligner.streams:
-                default = DEFAULT_BY_KIND.get(h.kind, StreamParams("latest", required=False))
-                self.ctx.log.warning("port %r (%s) is not under streams: joining as optional %s",
-                                     port, h.stream, default.policy)
-                self.aligner.add_stream(port, to_policy(default))
-                self.embed[port] = default.embed
+        self.stream_names.setdefault(port, h.stream)
+        if port not in self.aligner.streams:
+            default = DEFAULT_BY_KIND.get(h.kind, StreamParams("latest", required=False))
+            self.ctx.log.warning("port %r (%s) is not under streams: joining as optional %s",
+                                 port, h.stream, default.policy)
+            self.aligner.add_stream(port, to_policy(default))
+            self.embed[port] = default.embed
         if h.kind == wire.KIND_AUDIO:
             ticks = self.aligner.add(port, h.seq, h.t_ns, msg.array, rate=h.rate, sample0=h.sample0)
         else:
             ticks = self.aligner.add(port, h.seq, h.t_ns, msg)
         return [self._out(t) for t in ticks]
+
+    def end(self, port: str) -> Iterable[Out]:
+        # A finished producer: ticks stop waiting for it instead of for the lateness bound.
+        if port not in self.aligner.streams:
+            return []
+        return [self._out(t) for t in self.aligner.end_stream(port)]
 
     def finish(self) -> Iterable[Out]:
         return [self._out(t) for t in self.aligner.finish()]
