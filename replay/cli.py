@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--split-s", type=float)
     p.add_argument("--jpeg", nargs="+", default=[], metavar="STREAM", help="store these frame streams as JPEG")
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    p.add_argument("--run-dir", help="directory for sockets and status")
     p.set_defaults(func=cmd_record)
 
     p = _parser(subparsers, "sample", "generate a labelled sample session from packaged media")
@@ -164,7 +166,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import yaml
 
     from engine.cli import run_graph
+    from engine.rundir import new_run_dir
     from replay import logtools
+    from replay.progress import ProgressWatcher
 
     _existing_log(args.file)
     graph = None
@@ -175,17 +179,48 @@ def cmd_replay(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot read graph {args.graph}: {exc}") from None
     g = replay_graph(args.file, rate=args.rate, start=args.start, end=args.end, loop=args.loop,
                      streams=args.streams, graph=graph, out=args.out)
-    summary = logtools.info(args.file)
-    print(f"replaying {args.file}: {summary['messages']} messages, {summary['duration_s']:.1f} s, "
+    info = logtools.info(args.file)
+    wired = list(g["nodes"]["player"]["outputs"])
+    counts = {s["topic"]: s["count"] for s in info["streams"]}
+    start_s = args.start or 0.0
+    end_s = info["duration_s"] if args.end is None else min(args.end, info["duration_s"])
+    # The message total is exact only for a whole, single pass; otherwise progress is by time.
+    total = sum(counts.get(s, 0) for s in wired) if args.start is None and args.end is None and not args.loop else None
+    print(f"replaying {args.file}: {info['messages']} messages, {info['duration_s']:.1f} s, "
           f"rate {args.rate}", file=sys.stderr)
-    code = run_graph(g, run_dir=args.run_dir)
-    print(f"replay finished (exit {code}); replayed streams: {', '.join(g['nodes']['player']['outputs'])}",
-          file=sys.stderr)
+    run_dir = new_run_dir(args.run_dir)
+    watcher = ProgressWatcher(run_dir, sys.stderr, start_s=start_s, end_s=end_s, total=total).start()
+    t0 = time.monotonic()
+    try:
+        code = run_graph(g, run_dir=str(run_dir))
+    finally:
+        watcher.stop()
+    print(replay_summary(code, wired, _player_status(run_dir), time.monotonic() - t0), file=sys.stderr)
     return code
 
 
+def _player_status(run_dir: Path) -> dict[str, Any]:
+    try:
+        status = json.loads((run_dir / "status.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return (status.get("nodes") or {}).get("player") or {}
+
+
+def replay_summary(code: int, wired: list[str], player: dict[str, Any], wall_s: float) -> str:
+    """The final line: exit code, messages per stream, event time covered and the speed."""
+    gauges = player.get("gauges") or {}
+    published = {s: int(gauges.get(f"replay_published:{s}", 0)) for s in wired}
+    line = f"replay finished (exit {code}): {sum(published.values())} messages in {wall_s:.1f} s"
+    if "replay_position_s" in gauges and wall_s > 0:
+        line += f", log position {gauges['replay_position_s']:.1f} s"
+    if published:
+        line += "; " + ", ".join(f"{s} {n}" for s, n in published.items())
+    return line
+
+
 def cmd_record(args: argparse.Namespace) -> int:
-    import yaml
+    import msgspec
 
     from engine import graph as graph_mod
     from engine.cli import run_graph
@@ -194,9 +229,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         if not args.force:
             raise UsageError(f"{args.output} exists (use --force to overwrite)")
         os.remove(args.output)
-    source: str | dict[str, Any] = args.graph
-    decl = graph_mod.load_decl(source)
-    g = yaml.safe_load(Path(args.graph).read_text()) if os.path.isfile(args.graph) else msgspec_to_dict(decl)
+    # A YAML path or a built-in graph name; the parsed declaration is the one source of truth.
+    g: dict[str, Any] = msgspec.to_builtins(graph_mod.load_decl(args.graph))
     produced = sorted({s for nd in g["nodes"].values() for s in (nd.get("outputs") or {}).values()})
     wanted = args.streams or produced
     missing = sorted(set(wanted) - set(produced))
@@ -207,15 +241,14 @@ def cmd_record(args: argparse.Namespace) -> int:
         params["split_mb"] = args.split_mb
     if args.split_s:
         params["split_s"] = args.split_s
-    g["nodes"]["recorder"] = {"kind": "recorder", "params": params,
-                              "inputs": {f"in{i}": s for i, s in enumerate(wanted)}}
-    return run_graph(g, duration=args.duration)
-
-
-def msgspec_to_dict(decl: Any) -> dict[str, Any]:
-    import msgspec
-
-    return msgspec.to_builtins(decl)
+    name = "recorder"
+    while name in g["nodes"]:  # a graph may have a recorder of its own: keep it, add ours beside it
+        name = "_" + name
+    # Its status port is wired: recorder_error / recorder_summary records go somewhere a
+    # user can subscribe to, and the runtime refuses a publish on an unwired port.
+    g["nodes"][name] = {"kind": "recorder", "params": params, "inputs": {f"in{i}": s for i, s in enumerate(wanted)},
+                        "outputs": {"status": f"{name}/status"}}
+    return run_graph(g, duration=args.duration, run_dir=args.run_dir)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

@@ -14,6 +14,12 @@ through the MCAP chunk index; ``streams`` selects topics; ``loop`` replays forev
 shifting each pass by the log's span + ``loop_gap_s`` so time and ``seq`` keep rising
 (``sample0`` moves with time; each pass starts with a discontinuity).
 
+Progress: gauges ``replay_position_s`` (recorded capture time of the newest published message,
+seconds from the log's first message, within the current ``loop`` pass),
+``replay_published`` (messages handed over; ``replay_published:STREAM`` per stream,
+end-of-stream markers not counted) and ``replay_pass`` go out with the
+heartbeats; `sensorfuse replay` draws its progress line from them (`replay.progress`).
+
 Damaged logs: unreadable messages are counted (``rejected``/``damaged``) and skipped;
 a truncated log plays its readable prefix; problems are logged at the end.
 A missing or non-MCAP file fails the node at start (not retried).
@@ -149,12 +155,19 @@ class PlayerNode(Node):
             return None
         if header.kind == wire.KIND_EOS:
             return None  # the runtime sends its own end-of-stream when the log is done
+        self.published[header.stream] = self.published.get(header.stream, 0) + 1
+        self._report_position(header.stream, header.t_ns)  # before the loop shift: the position in the log
         if self._pass:
             header = self._shift(header)
-        self.published[header.stream] = self.published.get(header.stream, 0) + 1
         if not self._pass:
             self._seq_span[header.stream] = max(self._seq_span.get(header.stream, 0), header.seq + 1)
         return replay_out(header, payload)
+
+    def _report_position(self, stream: str, t_ns: int) -> None:
+        self.ctx.gauge("replay_position_s", (t_ns - self.first_ns) / 1e9)
+        self.ctx.gauge("replay_published", sum(self.published.values()))
+        self.ctx.gauge(f"replay_published:{stream}", self.published[stream])
+        self.ctx.gauge("replay_pass", self._pass)
 
     def _shift(self, header: wire.Header) -> wire.Header:
         """Header of a looped pass: time and seq continue past the previous pass."""

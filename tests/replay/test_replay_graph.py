@@ -3,6 +3,7 @@ identical downstream outputs at rates 1, 4 and max."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,53 +19,80 @@ pytestmark = pytest.mark.timeout(150)
 
 #: Fields that are wall-clock by definition, excluded by name from the comparison.
 WALL_CLOCK_FIELDS = ("t_pub_ns", "t_recv_ns")
+#: The envelope's session names the run (graph name + run directory), not the data: each
+#: run has its own, so it is excluded by name too (the ticks' content is all compared).
+RUN_IDENTITY_FIELDS = ("session",)
 
 
 @pytest.fixture(scope="module")
 def short_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("replay") / "s.mcap"
-    sample.generate(path, seed=21, duration_s=3.0)
+    sample.generate(path, seed=21, duration_s=5.0)  # 75 frames, 250 audio blocks, 2 text lines
     return path
 
 
-def _downstream(out: Path) -> dict[str, Any]:
-    """relay on frames (a processing node) plus a JSONL sink of its output and the other streams."""
+def _aligner_graph(out: Path) -> dict[str, Any]:
+    """player -> aligner (frames nearest, 16 kHz audio window, text latest) -> JSONL of ticks.
+
+    Every required stream, and a lateness bound no backlog can reach, so that no timeout
+    fires and the ticks depend on the data alone (DESIGN.md "Time"):
+    - at ``--rate max`` the aligner's inputs are backlogged and it takes them round-robin,
+      one message per input, so frames (66 ms apart) run ahead of audio (20 ms blocks) in
+      event time by up to the frame pipeline's depth (publisher HWM 64 frames, ~4 s): with
+      ``lateness_ms: 150`` ticks go out at the lateness bound with a partial audio window
+      (2 to 57 of 75 ticks in trials) and differ from rate 1;
+    - an optional (``required: false``) text stream contributes whatever has arrived when a
+      tick goes: at rate 1 a tick before the first line says ``absent``, at rate max, where
+      the line is already queued, ``missing``. Required, the tick waits for the text
+      watermark (or the stream's end) and the member is exact at every rate.
+    """
     return {
         "name": "det",
         "nodes": {
-            "relay": {"kind": "relay", "inputs": {"in": {"stream": "cam0/frame", "policy": "block", "queue": 4}},
-                      "outputs": {"out": "relay/frame"}},
+            "align": {"kind": "aligner",
+                      "params": {"trigger": "frame", "lateness_ms": 60_000, "max_pending_ticks": 1024,
+                                 "streams": {"frame": {"policy": "nearest", "slop_ms": 20, "embed": False},
+                                             "audio": {"policy": "window", "window_ms": 500},
+                                             "text": {"policy": "latest", "ttl_ms": 5000}}},
+                      "inputs": {"frame": {"stream": "cam0/frame", "policy": "block", "queue": 4},
+                                 "audio": {"stream": "mic0/audio16k", "policy": "block", "queue": 64},
+                                 "text": {"stream": "text/in", "policy": "block", "queue": 16}},
+                      "outputs": {"ticks": "align/ticks"}},
             "sink": {"kind": "jsonl", "params": {"path": str(out)},
-                     "inputs": {f"in{i}": {"stream": s, "policy": "block", "queue": 64}
-                                for i, s in enumerate(["relay/frame", "mic0/audio16k", "text/in", "labels"])}},
+                     "inputs": {"in": {"stream": "align/ticks", "policy": "block", "queue": 64}}},
         },
     }
 
 
-def _per_stream(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        out.setdefault(r["stream"], []).append({k: v for k, v in r.items() if k not in WALL_CLOCK_FIELDS})
-    return out
+def _comparable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    excluded = WALL_CLOCK_FIELDS + RUN_IDENTITY_FIELDS
+    return [{k: v for k, v in r.items() if k not in excluded} for r in rows]
 
 
-def test_same_outputs_at_rate_1_4_and_max(tmp_path: Path, short_session: Path,
-                                          graph_run: Callable[..., Any]) -> None:
+def test_same_ticks_through_the_aligner_at_rate_1_4_and_max(tmp_path: Path, short_session: Path,
+                                                           graph_run: Callable[..., Any]) -> None:
     results = {}
     for rate in (1.0, 4.0, "max"):
-        out = tmp_path / f"out-{rate}.jsonl"
-        g = replay_graph(str(short_session), rate=rate, graph=_downstream(out),
-                         streams=["cam0/frame", "mic0/audio16k", "text/in", "labels"])
-        run = graph_run(g)
-        assert run.wait_exit(120) == 0, run.stderr()
-        results[rate] = _per_stream(read_jsonl(out))
+        out = tmp_path / f"ticks-{rate}.jsonl"
+        run = graph_run(replay_graph(str(short_session), rate=rate, graph=_aligner_graph(out)))
+        assert run.wait_exit(60) == 0, run.stderr()
+        rows = read_jsonl(out)
+        assert [r["record"]["emitted_by"] for r in rows] == ["watermark"] * len(rows), f"a timeout fired at {rate}"
+        results[rate] = _comparable(rows)
     reference = results["max"]
-    assert len(reference["relay/frame"]) == 45 and len(reference["mic0/audio16k"]) == 150
+    ticks = [r["record"] for r in reference]
+    assert len(ticks) == 75 and [t["tick"] for t in ticks] == list(range(75))
+    assert all(t["status"]["frame"] == t["status"]["audio"] == "ok" for t in ticks)
+    assert all(t["members"]["audio"]["n"] == 8000 and t["members"]["audio"]["data"] for t in ticks)
+    texts = {t["members"]["text"]["text"] for t in ticks if t["members"]["text"]}
+    assert len(texts) == 2 and any(t["status"]["text"] == "missing" for t in ticks)  # before the first line
     for rate, got in results.items():
-        assert got == reference, f"rate {rate} differs from rate max"
+        for mine, ref in zip(got, reference):
+            assert mine == ref, f"rate {rate} differs from rate max at tick {ref['record']['tick']}"
+        assert len(got) == len(reference), f"rate {rate}: {len(got)} ticks, rate max {len(reference)}"
 
 
-def test_cli_sample_then_replay_max(tmp_path: Path) -> None:
+def test_cli_sample_then_replay_max_with_progress(tmp_path: Path) -> None:
     s = tmp_path / "s.mcap"
     cli = [sys.executable, "-m", "engine.cli"]
     done = subprocess.run([*cli, "sample", "-o", str(s), "--duration", "2"], cwd=tmp_path, capture_output=True,
@@ -80,6 +108,15 @@ def test_cli_sample_then_replay_max(tmp_path: Path) -> None:
         counts[r["stream"]] = counts.get(r["stream"], 0) + 1
     assert counts["cam0/frame"] == 30 and counts["mic0/audio16k"] == 100 and counts["mic0/audio"] == 100
     assert all(r["session"] == "sample-0" for r in rows)
+    # stderr is a pipe here: plain progress lines (one per 2 s, and a last one at the end),
+    # read from the player's gauges in status.json, then the summary.
+    lines = done.stderr.splitlines()
+    progress = [line for line in lines if line.startswith("replay ") and "% " in line]
+    assert progress, done.stderr
+    assert re.fullmatch(r"replay 100% \d\.\d/\d\.\d s( \(\d+\.\dx\))? (\d+)/\2 msgs", progress[-1]), progress[-1]
+    assert "\r" not in done.stderr
+    summary = [line for line in lines if line.startswith("replay finished")]
+    assert summary and f"(exit 0): {len(rows)} messages" in summary[0] and "cam0/frame 30" in summary[0], done.stderr
 
 
 def test_cli_user_errors_exit_2(tmp_path: Path) -> None:
