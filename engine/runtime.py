@@ -131,7 +131,8 @@ class NodeRunner:
         for out in outs or ():
             pub = self.publishers.get(out.port)
             if pub is None:
-                if out.port in self.np["outputs"] or "*" in type(self.node).outputs:
+                declared = type(self.node).outputs
+                if out.port in declared or "*" in declared:
                     continue  # declared but not wired in this graph: nobody listens
                 raise KeyError(f"node {self.name!r} published on undeclared port {out.port!r}")
             rh = out.replay_header
@@ -157,7 +158,7 @@ class NodeRunner:
             seq = self.out_seq.get(pub.stream, 0)
             frames = wire.encode_message(pub.stream, wire.KIND_EOS, None, seq=seq, t_ns=0,
                                          t_pub_ns=self.clock.now_ns(), src=self.name, session=self.session)
-            pub.send(frames, block_until=time.monotonic() + 1.0)
+            pub.send(frames, block_until=time.monotonic() + 1.0, data=False)
 
     def loop(self) -> None:
         node = self.node
@@ -191,23 +192,23 @@ class NodeRunner:
             self.heartbeat()
 
     def _step_inputs(self, node: Node) -> None:
-        """Round-robin one message per input, re-draining the sockets before every round so
-        a slow `step` never lets a backlog build up behind a dropping policy."""
-        for _ in range(STEP_BATCH):
-            stepped = False
-            for sub in self.subscribers:
-                msg = sub.pop()
-                if msg is None:
-                    continue
-                if msg.header.kind == wire.KIND_EOS:
-                    sub.ended = True
-                    self.publish(node.end(sub.port))
-                    continue
-                self.publish(node.step(sub.port, msg))
-                stepped = True
-                sub.drain()
-            if not stepped or self.stopping:
+        """Step queued messages in capture-time order across inputs, re-draining the sockets
+        after every step so a slow `step` never lets a backlog build up behind a dropping
+        policy. Event-time order keeps multi-input nodes (the aligner) deterministic when
+        inputs are backed up (replay at max rate), whatever the streams' message rates."""
+        for _ in range(STEP_BATCH * max(1, len(self.subscribers))):
+            ready = [s for s in self.subscribers if s.pending]
+            if not ready or self.stopping:
                 return
+            sub = min(ready, key=lambda s: s.pending[0].header.t_ns)
+            msg = sub.pop()
+            assert msg is not None
+            if msg.header.kind == wire.KIND_EOS:
+                sub.ended = True
+                self.publish(node.end(sub.port))
+                continue
+            self.publish(node.step(sub.port, msg))
+            sub.drain()
 
     def drain_remaining(self) -> None:
         """On STOP: handle what is already queued (no new reads), then finish."""

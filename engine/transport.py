@@ -70,18 +70,19 @@ class Publisher:
             if msg[:1] == b"\x01":
                 self.subscriptions += 1
 
-    def send(self, frames: list[Any], *, block_until: float | None = None) -> bool:
+    def send(self, frames: list[Any], *, block_until: float | None = None, data: bool = True) -> bool:
         """Send one multipart message. With NODROP, waits while consumers' queues are full
-        (until `block_until`, a time.monotonic() deadline) and returns False on timeout."""
+        (until `block_until`, a time.monotonic() deadline) and returns False on timeout.
+        `data=False` (end-of-stream markers) is not counted as published."""
         copy = sum(len(f) if isinstance(f, (bytes, bytearray)) else memoryview(f).nbytes for f in frames) < ZERO_COPY_MIN_BYTES
         if not self.nodrop:
             self.sock.send_multipart(frames, copy=copy)
-            self.counters.published += 1
+            self.counters.published += int(data)
             return True
         while True:
             try:
                 self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=copy)
-                self.counters.published += 1
+                self.counters.published += int(data)
                 return True
             except zmq.Again:
                 if block_until is not None and time.monotonic() >= block_until:

@@ -36,15 +36,15 @@ def _aligner_graph(out: Path) -> dict[str, Any]:
 
     Every required stream, and a lateness bound no backlog can reach, so that no timeout
     fires and the ticks depend on the data alone (DESIGN.md "Time"):
-    - at ``--rate max`` the aligner's inputs are backlogged and it takes them round-robin,
-      one message per input, so frames (66 ms apart) run ahead of audio (20 ms blocks) in
-      event time by up to the frame pipeline's depth (publisher HWM 64 frames, ~4 s): with
-      ``lateness_ms: 150`` ticks go out at the lateness bound with a partial audio window
-      (2 to 57 of 75 ticks in trials) and differ from rate 1;
+    - the text stream is sparse (2 lines in 5 s): as a required stream its watermark only
+      moves when a line arrives, so a short lateness bound would release ticks by timeout
+      at every rate; the bound is therefore long and the tick waits for the text watermark
+      (or the stream's end);
     - an optional (``required: false``) text stream contributes whatever has arrived when a
       tick goes: at rate 1 a tick before the first line says ``absent``, at rate max, where
-      the line is already queued, ``missing``. Required, the tick waits for the text
-      watermark (or the stream's end) and the member is exact at every rate.
+      the line is already queued, ``missing``. Required, the member is exact at every rate.
+    (Backlogged inputs at ``--rate max`` are stepped in capture-time order by the runtime,
+    so frames cannot run ahead of audio in event time.)
     """
     return {
         "name": "det",
