@@ -31,6 +31,9 @@ TEXT_MODEL = "minilm_l6_v2_int8"
 # Landmark indices of the MediaPipe 468-point mesh: inner lips and the eye corners.
 UPPER_LIP, LOWER_LIP = 13, 14
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
+MOUTH_KEYPOINT = 3  # BlazeFace keypoint order: right eye, left eye, nose, mouth, ears
+PATCH = 16
+PATCH_SIDE = 0.45  # of the face box width
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class FaceObservation:
     keypoints: np.ndarray  # [6, 2]
     mouth_open: float  # inner-lip gap / eye-corner distance; nan when landmarks failed
     presence: float  # landmark model's face-present probability
+    mouth_patch: np.ndarray  # [PATCH, PATCH] float32 grey levels in [0, 1] around the mouth
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,12 @@ class Encoders:
         self.providers = {m.name: m.provider for m in (self.face, self.landmarks, self.scene, self.vad, self.text)}
 
     # -- vision ------------------------------------------------------------------------
-    def faces(self, rgb: np.ndarray, *, max_faces: int) -> list[FaceObservation]:
+    def faces(self, rgb: np.ndarray, *, max_faces: int, min_score: float | None = None) -> list[FaceObservation]:
+        """Faces best first; `min_score` overrides the manifest's detection threshold."""
         pre, post = self.face.manifest.preprocessing, self.face.manifest.postprocessing
         assert isinstance(pre, mf.LetterboxPre) and isinstance(post, mf.SsdFacePost)
+        if min_score is not None and min_score != post.min_score:
+            post = msgspec.structs.replace(post, min_score=min_score)
         tensor, placement = blazeface.letterbox(rgb, pre)
         out = self.face.run({"image": tensor})
         found = blazeface.postprocess(out["regressors"], out["scores"], placement, pre, post)
@@ -86,8 +93,9 @@ class Encoders:
             if box[2] - box[0] < 4 or box[3] - box[1] < 4:
                 continue  # a degenerate box cannot be cropped for landmarks
             mouth, presence = self._mouth(rgb, box, found.keypoints[i])
+            patch = mouth_patch(rgb, found.keypoints[i][MOUTH_KEYPOINT], float(box[2] - box[0]) * PATCH_SIDE)
             result.append(FaceObservation(box.astype(np.float64), float(found.scores[i]),
-                                          found.keypoints[i].astype(np.float64), mouth, presence))
+                                          found.keypoints[i].astype(np.float64), mouth, presence, patch))
         return result
 
     def _mouth(self, rgb: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> tuple[float, float]:
@@ -136,6 +144,21 @@ class Encoders:
             feeds = text.encode(self.tokenizer, texts[i:i + batch])
             chunks.append(self.text.run(feeds)["embedding"].astype(np.float32))
         return np.concatenate(chunks) if chunks else np.zeros((0, 384), np.float32)
+
+
+def mouth_patch(rgb: np.ndarray, center: np.ndarray, side: float) -> np.ndarray:
+    """A PATCH×PATCH grey patch of `side` pixels around the mouth (zero outside the frame).
+
+    Why pixels as well as landmarks: the 468-point mesh wants a frontal face; on a face in
+    profile its lip points barely move while the mouth region visibly changes.
+    """
+    side = max(side, 4.0)
+    scale = PATCH / side
+    cx, cy = float(center[0]), float(center[1])
+    matrix = np.array([[scale, 0.0, PATCH / 2 - scale * cx], [0.0, scale, PATCH / 2 - scale * cy]])
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    patch = cv2.warpAffine(grey, matrix, (PATCH, PATCH), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
+    return patch.astype(np.float32) / 255.0
 
 
 def to_rgb(frame: np.ndarray, layout: str | None) -> np.ndarray:

@@ -1,0 +1,120 @@
+"""`sensorfuse fusion train` and `sensorfuse fusion eval`.
+
+train: features of generated train sessions (cached) → each strategy trained (fixed seed,
+CPU) → ONNX export + parity check → evaluation on held-out sessions → the best strategy
+(mean F1 of the three outputs, all modalities) becomes the default head
+(`fusion_default.json`). The shipped heads live in models/fusion/data (small files, so
+`make demo` needs no training); `--out` writes elsewhere, e.g. into the model cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from engine import manifest as mf
+from engine.perception.fusion import STRATEGIES, FusionHead, manifest_path_for
+
+DATA_DIR = Path(__file__).with_name("data")
+DEFAULT_FILE = "fusion_default.json"
+TRAIN_SEEDS, HELDOUT_BASE = 30, 1_000_000
+HELDOUT_SEEDS = 8
+
+
+def work_dir() -> Path:
+    return mf.default_cache_dir().parent / "fusion"
+
+
+def _features(args: argparse.Namespace, seeds: list[int]) -> Any:
+    from models.fusion import dataset, train
+
+    cache = Path(args.cache) if args.cache else None
+    return train.stack(dataset.build(seeds, duration_s=args.duration, cache=cache, work_dir=work_dir(),
+                                     workers=args.workers))
+
+
+def _evaluate(out_dir: Path, strategies: list[str], heldout: Any) -> dict[str, Any]:
+    from models.fusion import evaluate
+
+    results = {}
+    for strategy in strategies:
+        head = FusionHead(manifest_path_for(out_dir, strategy))
+        results[strategy] = evaluate.evaluate_all(head.run, heldout)
+    default = max(results, key=lambda s: (evaluate.mean_f1(results[s]), -strategies.index(s)))
+    return {"results": results, "default": default, "mean_f1": {s: evaluate.mean_f1(r) for s, r in results.items()},
+            "best_single": evaluate.best_single(results)}
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from models.fusion import evaluate, train
+
+    t0 = time.perf_counter()
+    out_dir = Path(args.out)
+    train_seeds = list(range(args.train_sessions))
+    heldout_seeds = [HELDOUT_BASE + i for i in range(args.heldout_sessions)]
+    data = _features(args, train_seeds)
+    heldout = _features(args, heldout_seeds)
+    print(f"features: {data['t_ns'].shape[0]} train ticks, {heldout['t_ns'].shape[0]} held-out ticks "
+          f"({time.perf_counter() - t0:.0f} s)")
+    cfg = train.TrainConfig(epochs=args.epochs, seed=args.seed)
+    for strategy in args.strategies:
+        t1 = time.perf_counter()
+        model = train.train(strategy, data, cfg)
+        trained = {"train_seeds": [train_seeds[0], train_seeds[-1]], "duration_s": args.duration,
+                   "epochs": cfg.epochs, "seed": cfg.seed, "ticks": int(data["t_ns"].shape[0])}
+        path = train.export(model, out_dir, data, trained=trained)
+        print(f"{strategy}: trained and exported {path} in {time.perf_counter() - t1:.0f} s (parity ok)")
+    report = _evaluate(out_dir, list(args.strategies), heldout)
+    report["heldout_seeds"] = heldout_seeds
+    (out_dir / DEFAULT_FILE).write_text(json.dumps({"strategy": report["default"]}) + "\n")
+    (out_dir / "eval.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    (out_dir / "eval.md").write_text(evaluate.markdown(report["results"], report["default"]))
+    print(evaluate.markdown(report["results"], report["default"]))
+    print(f"default head: {report['default']} (mean F1 {report['mean_f1']}); total {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from models.fusion import evaluate
+
+    heads = Path(args.heads)
+    strategies = [s for s in STRATEGIES if manifest_path_for(heads, s).is_file()]
+    if not strategies:
+        print(f"sensorfuse: no fusion heads in {heads} (run: sensorfuse fusion train)")
+        return 1
+    heldout = _features(args, [HELDOUT_BASE + i for i in range(args.heldout_sessions)])
+    report = _evaluate(heads, strategies, heldout)
+    print(evaluate.markdown(report["results"], report["default"]))
+    print(f"best strategy: {report['default']} (mean F1 {report['mean_f1']})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("fusion", help="train and evaluate the fusion head",
+                              description="train and evaluate the fusion head (needs torch for train)")
+    actions = p.add_subparsers(dest="fusion_command", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache", help="model cache (default: $SENSORFUSE_MODEL_CACHE or ~/.cache/...)")
+    common.add_argument("--duration", type=float, default=20.0, help="seconds per generated session")
+    common.add_argument("--heldout-sessions", type=int, default=HELDOUT_SEEDS)
+    common.add_argument("--workers", type=int, default=2, help="processes computing features")
+    t = actions.add_parser("train", parents=[common], help="features, training, export, parity, eval",
+                           epilog="example:\n  sensorfuse fusion train --train-sessions 30 --epochs 40",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--train-sessions", type=int, default=TRAIN_SEEDS)
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    t.add_argument("--out", default=str(DATA_DIR), help="where heads, eval.json and eval.md go")
+    t.set_defaults(func=_cmd_train)
+    e = actions.add_parser("eval", parents=[common], help="evaluate trained heads on held-out sessions",
+                           epilog="example:\n  sensorfuse fusion eval --json eval.json",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("--heads", default=str(DATA_DIR), help="directory with fusion_*.manifest.json")
+    e.add_argument("--json", help="also write the results here")
+    e.set_defaults(func=_cmd_eval)

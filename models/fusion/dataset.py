@@ -1,0 +1,165 @@
+"""Training/evaluation data: features of generated sessions through the runtime code path.
+
+A session is generated (`replay.sample`), replayed by the real player node and cut into
+ticks by the real aligner node (both driven in-process by `engine.testing.NodeHarness`,
+with the `align` params of the built-in demo graph), and every tick goes through
+`engine.perception.Perception` — the code the perceive node runs. Labels come from the
+session's ground truth (`labels`, `labels/boxes`). Features are cached per seed in
+`<cache>/fusion-features/<key>/`, keyed by everything that changes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine import graph as graph_mod
+from engine import manifest as mf
+from engine.perception import Encoders, Perception, label_embeddings, tick_from_record
+from engine.perception.features import FACE_SLOTS, FEATURES
+from engine.perception.fusion import FEATURE_VERSION
+from engine.perception.tracking import iou
+from engine.testing import NodeHarness
+from nodes.aligner import AlignerNode
+from replay import sample
+from replay.player import PlayerNode
+
+PORTS = {"cam0/frame": "frame", "mic0/audio16k": "audio", "text/in": "text"}
+QUERY_TEXTS: tuple[str, ...] = tuple(t for texts in sample.QUERIES.values() for t in texts) + tuple(sample.COMMANDS)
+QUERY_TARGETS: tuple[str | None, ...] = tuple(
+    target for target, texts in sample.QUERIES.items() for _ in texts) + (None,) * len(sample.COMMANDS)
+TRUTH_IOU = 0.3
+
+
+def align_params() -> dict[str, Any]:
+    return dict(graph_mod.load_decl("demo").nodes["align"].params)
+
+
+def session_ticks(path: Path) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """(tick record, ground-truth boxes of the tick's frame) in tick order."""
+    player = NodeHarness(PlayerNode, {"path": str(path), "rate": "max"}, streams={})
+    messages = player.produce_all()
+    player.close()
+    boxes = {m.header.t_ns: m.record["boxes"] for m in messages if m.header.stream == "labels/boxes"}
+    aligner = NodeHarness(AlignerNode, align_params(), streams={**{p: p for p in PORTS.values()},
+                                                               "ticks": "align/ticks"})
+    for msg in messages:
+        port = PORTS.get(msg.header.stream)
+        if port is None:
+            continue
+        for out in aligner.send(port, msg):
+            yield out.record, boxes.get(out.record["members"]["frame"]["t_ns"], []) if out.record["members"].get(
+                "frame") else []
+    for out in aligner.finish():
+        yield out.record, []
+
+
+def read_labels(path: Path) -> list[dict[str, Any]]:
+    player = NodeHarness(PlayerNode, {"path": str(path), "rate": "max", "streams": ["labels"]}, streams={})
+    labels = [m.record for m in player.produce_all()]
+    player.close()
+    return labels
+
+
+def match_slots(slot_boxes: list[list[float]], truth: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+    """Each detected face slot's ground-truth face (IoU >= TRUTH_IOU, greedy), or None."""
+    faces = [b for b in truth if b["kind"] == "face"]
+    pairs = sorted(((iou(np.asarray(s), np.asarray(f["box"])), i, j) for i, s in enumerate(slot_boxes)
+                    for j, f in enumerate(faces)), key=lambda p: (-p[0], p[1], p[2]))
+    out: list[dict[str, Any] | None] = [None] * len(slot_boxes)
+    used: set[int] = set()
+    for score, i, j in pairs:
+        if score >= TRUTH_IOU and out[i] is None and j not in used:
+            out[i], _ = faces[j], used.add(j)
+    return out
+
+
+def covers(labels: list[dict[str, Any]], name: str, t_ns: int) -> bool:
+    return any(r["label"] == name and r["start_ns"] <= t_ns < r["end_ns"] for r in labels)
+
+
+def query_truth(target: str | None, truth: list[dict[str, Any]], labels: list[dict[str, Any]], t_ns: int) -> bool:
+    """Is a query of this target true at t (the generator's rule, sample_labels.intervals)?"""
+    if target is None:
+        return False
+    if target == "speaker":
+        return covers(labels, "speech", t_ns)
+    if target == "cat":
+        return any(b["kind"] == "cat" for b in truth)
+    return any(b["subject"] == target for b in truth)
+
+
+def session_features(path: Path, cache: Path | None) -> dict[str, np.ndarray]:
+    """Feature and label arrays of one session (one row per tick)."""
+    encoders = Encoders(cache)
+    perception = Perception(encoders, label_embeddings(encoders))
+    labels = read_labels(path)
+    rows: dict[str, list[Any]] = {k: [] for k in [*FEATURES, "t_ns", "speaking", "offscreen", "relevance"]}
+    for record, truth in session_ticks(path):
+        feats = perception.process(tick_from_record(record))
+        for k in FEATURES:
+            rows[k].append(feats.inputs[k][0])
+        slot_boxes = [next(f.box for f in feats.faces if f.track_id == tid) for tid in feats.slot_ids]
+        matched = match_slots(slot_boxes, truth)
+        speaking = np.zeros(FACE_SLOTS, np.float32)
+        for i, m in enumerate(matched):
+            speaking[i] = float(bool(m and m["speaking"]))
+        rows["speaking"].append(speaking)
+        rows["offscreen"].append(float(covers(labels, "offscreen_speech", feats.t_ns)))
+        rows["relevance"].append([float(query_truth(tg, truth, labels, feats.t_ns)) for tg in QUERY_TARGETS])
+        rows["t_ns"].append(feats.t_ns)
+    out = {k: np.asarray(v, dtype=np.int64 if k == "t_ns" else np.float32) for k, v in rows.items()}
+    out["query_embeddings"] = np.stack([perception.text_embedding(t) for t in QUERY_TEXTS])
+    return out
+
+
+def feature_key(cache: Path | None, duration_s: float) -> str:
+    cache = cache or mf.default_cache_dir()
+    shas = [mf.load(mf.find_manifest(n, cache)).sha256 for n in
+            ("blazeface_short", "face_landmarks", "efficientnet_lite0_int8", "silero_vad", "minilm_l6_v2_int8")]
+    blob = json.dumps([FEATURE_VERSION, shas, align_params(), duration_s, QUERY_TEXTS], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _one(args: tuple[int, float, str | None, str]) -> str:
+    seed, duration_s, cache, out_path = args
+    cache_path = Path(cache) if cache else None
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / f"s{seed}.mcap"
+        sample.generate(log, seed=seed, duration_s=duration_s)
+        arrays = session_features(log, cache_path)
+    tmp_out = f"{out_path}.tmp.npz"
+    np.savez(tmp_out, **arrays)
+    os.replace(tmp_out, out_path)
+    return out_path
+
+
+def build(seeds: list[int], *, duration_s: float, cache: Path | None, work_dir: Path,
+          workers: int = 2, log: Any = print) -> dict[int, dict[str, np.ndarray]]:
+    """Features of every seed, computed (in `workers` processes) or read from the cache."""
+    key_dir = work_dir / f"fusion-features-{feature_key(cache, duration_s)}"
+    key_dir.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in seeds if not (key_dir / f"seed-{s}.npz").is_file()]
+    if todo:
+        log(f"computing features of {len(todo)} sessions ({duration_s:g} s each) in {key_dir}")
+        jobs = [(s, duration_s, str(cache) if cache else None, str(key_dir / f"seed-{s}.npz")) for s in todo]
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                for done in pool.map(_one, jobs):
+                    log(f"  {Path(done).name}")
+        else:
+            for job in jobs:
+                log(f"  {Path(_one(job)).name}")
+    out = {}
+    for s in seeds:
+        with np.load(key_dir / f"seed-{s}.npz") as data:
+            out[s] = {k: data[k] for k in data.files}
+    return out

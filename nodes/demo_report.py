@@ -1,0 +1,127 @@
+"""Score a run's events against a sample session's ground truth, and summarise latency.
+
+Matching rules (all times are the session's capture times):
+
+- ``speaker.active``: an event is right when its start falls inside a ``speaker_visible``
+  interval (widened by `slack_ns` before the start, since the event is stamped at the
+  first tick above threshold) AND its face box overlaps that subject's true box at that
+  time (IoU >= 0.3) — it names the right face. Recall: intervals with a right event.
+- ``speech.offscreen``: start inside an ``offscreen_speech`` interval (same slack).
+- ``query.match``: the event's text `seq` points at a ``query`` label whose `matches` is
+  not empty. Recall: such queries with an event.
+- ``face.appeared``: start inside a ``face_visible`` interval of a face whose true box
+  overlaps the event's box.
+Timing error: event start minus the truth's start (query: minus the query's time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.perception.tracking import iou
+
+SLACK_NS = 500_000_000
+EVENT_TYPES = ("face.appeared", "speaker.active", "speech.offscreen", "query.match")
+
+
+@dataclass
+class Score:
+    type: str
+    events: int
+    correct: int
+    truths: int
+    found: int
+    timing_errors_ms: list[float]
+
+    @property
+    def precision(self) -> float:
+        return self.correct / self.events if self.events else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.truths if self.truths else 0.0
+
+    @property
+    def mean_timing_ms(self) -> float | None:
+        return float(np.mean(np.abs(self.timing_errors_ms))) if self.timing_errors_ms else None
+
+
+def _box_at(boxes: dict[int, list[dict[str, Any]]], times: list[int], t_ns: int, subject: str) -> list[float] | None:
+    if not times:
+        return None
+    i = int(np.searchsorted(times, t_ns, side="right")) - 1
+    for b in boxes[times[max(i, 0)]]:
+        if b["subject"] == subject:
+            return list(b["box"])
+    return None
+
+
+def score_events(events: Iterable[dict[str, Any]], labels: list[dict[str, Any]],
+                 boxes: dict[int, list[dict[str, Any]]], text_times: dict[int, int]) -> dict[str, Score]:
+    """`events`: event records (start phases are scored); `boxes`: frame t_ns → true boxes;
+    `text_times`: text seq → its capture time (to find the query label an event answers)."""
+    times = sorted(boxes)
+    starts = [e for e in events if e.get("phase") == "start"]
+    out: dict[str, Score] = {}
+    intervals = {"speaker.active": "speaker_visible", "speech.offscreen": "offscreen_speech",
+                 "face.appeared": "face_visible"}
+    for etype, label in intervals.items():
+        truths = [r for r in labels if r["label"] == label]
+        evs = [e for e in starts if e["type"] == etype]
+        found: set[int] = set()
+        correct, errors = 0, []
+        for e in evs:
+            for i, r in enumerate(truths):
+                if not r["start_ns"] - SLACK_NS <= e["start_ns"] < r["end_ns"]:
+                    continue
+                if "subject" in r:
+                    true_box = _box_at(boxes, times, max(e["start_ns"], r["start_ns"]), r["subject"])
+                    box = e.get("subject", {}).get("box")
+                    if true_box is None or box is None or iou(np.asarray(box), np.asarray(true_box)) < 0.3:
+                        continue
+                correct += 1
+                if i not in found:
+                    errors.append((e["start_ns"] - r["start_ns"]) / 1e6)
+                found.add(i)
+                break
+        out[etype] = Score(etype, len(evs), correct, len(truths), len(found), errors)
+    queries = {r["start_ns"]: r for r in labels if r["label"] == "query"}
+    positives = {t for t, r in queries.items() if r["matches"]}
+    evs = [e for e in starts if e["type"] == "query.match"]
+    correct, found_q, errors = 0, set(), []
+    for e in evs:
+        t_text = text_times.get(e.get("subject", {}).get("text_seq", -1))
+        if t_text in positives:
+            correct += 1
+            if t_text not in found_q:
+                errors.append((e["start_ns"] - t_text) / 1e6)
+            found_q.add(t_text)
+    out["query.match"] = Score("query.match", len(evs), correct, len(positives), len(found_q), errors)
+    return out
+
+
+def latency_ms(events: list[dict[str, Any]], frame_pub: dict[int, int]) -> list[float]:
+    """Per event: its publish time minus the publish time of the frame of its tick.
+
+    `frame_pub`: frame capture time `t_ns` → when the player published it. On replay `t_ns`
+    is the recorded capture time, so wall-clock latency is measured from when the player
+    published that frame (the moment a live camera would have delivered it) to when
+    perceive published the event (an event's `t_ns` is its tick's frame time).
+    """
+    return [(e["t_pub_ns"] - frame_pub[e["t_ns"]]) / 1e6 for e in events
+            if e.get("t_pub_ns") and e.get("t_ns") in frame_pub]
+
+
+def table(scores: dict[str, Score]) -> str:
+    lines = [f"{'event':<18} {'events':>6} {'right':>6} {'truth':>6} {'found':>6} {'precision':>9} {'recall':>7}"
+             f" {'timing err ms':>13}"]
+    for etype in EVENT_TYPES:
+        s = scores[etype]
+        timing = f"{s.mean_timing_ms:.0f}" if s.mean_timing_ms is not None else "-"
+        lines.append(f"{etype:<18} {s.events:>6} {s.correct:>6} {s.truths:>6} {s.found:>6} {s.precision:>9.2f}"
+                     f" {s.recall:>7.2f} {timing:>13}")
+    return "\n".join(lines)

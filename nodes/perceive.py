@@ -1,0 +1,216 @@
+"""Perceive: aligned ticks in; detections, scene labels, speech activity and fused events out.
+
+Ports
+    ticks       (in)  ``align/ticks`` records with embedded members (`nodes.aligner`):
+                      ports ``frame`` (camera frame), ``audio`` (16 kHz window), ``text``
+                      (latest text line); other names via ``ports``.
+    detections  (out) per tick with a frame: ``{tick, t_ns, frame: {stream, seq},
+                      size: [h, w], faces: [{track_id, box, score, keypoints, mouth_open,
+                      speaking}]}`` (boxes x0,y0,x1,y1 and keypoints in frame pixels)
+    scene       (out) when the scene encoder ran: ``{tick, t_ns, labels: [[name, p], ...],
+                      embedding_f32: bytes (1280 float32)}``
+    speech      (out) per tick with audio: ``{tick, t_ns, probability, in_speech}``
+    events      (out) fused events, schema in docs/protocol.md ("Events")
+
+Rates: face detector + landmarks every frame, scene encoder every ``scene_period_ms``
+of event time, VAD on each new audio sample once, text encoder once per distinct line,
+fusion head every tick. Everything runs on event time: replay gives the same outputs as
+live, at any rate.
+
+Failure behaviour: models (pack + fusion head) load and warm up in `start`; a missing
+model or a head trained on other features fails start with the file named (not
+restarted). A malformed tick is rejected and counted (``bad_tick``); a modality the
+aligner reports missing degrades the scores (masks), never crashes the node. At the end
+of input every active event is ended.
+
+Config example::
+
+    perceive:
+      kind: perceive
+      params: {head: default, scene_period_ms: 333}      # or early | late | attention | PATH
+      inputs: {ticks: {stream: align/ticks, policy: block}}
+      outputs: {detections: perceive/detections, scene: perceive/scene,
+                speech: perceive/speech, events: perceive/events}
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from engine import wire
+from engine.errors import StartupError
+from engine.events import EventRule, EventTracker, Observation
+from engine.node import InputSpec, Node, Out, OutputSpec
+from engine.perception import Encoders, FusionHead, Perception, Ports, label_embeddings, tick_from_record
+from engine.perception.features import TickFeatures
+from engine.perception.fusion import STRATEGIES, manifest_path_for
+from engine.perception.ticks import BadTick
+
+MS = 1_000_000
+
+
+class RuleParams(msgspec.Struct, forbid_unknown_fields=True):
+    on: float
+    off: float
+    min_duration_ms: float = 0.0
+    hold_ms: float = 0.0
+    cooldown_ms: float = 0.0
+    update_every_ms: float = 0.0
+
+    def rule(self, type_: str) -> EventRule:
+        return EventRule(type_, self.on, self.off, round(self.min_duration_ms * MS), round(self.hold_ms * MS),
+                         round(self.cooldown_ms * MS), round(self.update_every_ms * MS))
+
+
+DEFAULT_RULES: dict[str, RuleParams] = {
+    "face": RuleParams(0.5, 0.5, min_duration_ms=150, hold_ms=300),
+    "speaker.active": RuleParams(0.6, 0.4, min_duration_ms=200, hold_ms=400, update_every_ms=1000),
+    "speech.offscreen": RuleParams(0.6, 0.4, min_duration_ms=300, hold_ms=400, update_every_ms=1000),
+    "query.match": RuleParams(0.6, 0.4, min_duration_ms=130, hold_ms=300, cooldown_ms=60_000),
+}
+
+
+def default_heads_dir() -> Path:
+    """The heads shipped with the package (models/fusion/data); no torch is imported."""
+    return Path(str(importlib.resources.files("models.fusion") / "data"))
+
+
+def resolve_head(head: str, heads_dir: Path) -> Path:
+    if head.endswith(".json"):
+        return Path(head)
+    if head == "default":
+        pointer = heads_dir / "fusion_default.json"
+        try:
+            head = json.loads(pointer.read_text())["strategy"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise StartupError(f"no default fusion head in {heads_dir} ({exc}); run `sensorfuse fusion train`") from None
+    if head not in STRATEGIES:
+        raise StartupError(f"head {head!r}: use default, {', '.join(STRATEGIES)} or a manifest path")
+    return manifest_path_for(heads_dir, head)
+
+
+class PerceiveNode(Node):
+    class Params(msgspec.Struct, forbid_unknown_fields=True):
+        head: str = "default"
+        heads_dir: str | None = None
+        cache: str | None = None
+        scene_period_ms: float = 333.0
+        top_k: int = 5
+        frame_port: str = "frame"
+        audio_port: str = "audio"
+        text_port: str = "text"
+        rules: dict[str, RuleParams] = {}
+
+    inputs = {"ticks": InputSpec(kind="record", policy="drop_oldest", queue=8)}
+    outputs = {
+        "detections": OutputSpec(kind="record", doc="faces with boxes, keypoints, track ids, speaking"),
+        "scene": OutputSpec(kind="record", doc="scene top-k labels + embedding"),
+        "speech": OutputSpec(kind="record", doc="speech activity per tick"),
+        "events": OutputSpec(kind="record", doc="fused events (docs/protocol.md)"),
+    }
+
+    def start(self) -> None:
+        p = self.params
+        unknown = set(p.rules) - set(DEFAULT_RULES)
+        if unknown:
+            raise StartupError(f"perceive: unknown event rules {sorted(unknown)} (known: {sorted(DEFAULT_RULES)})")
+        heads_dir = Path(p.heads_dir) if p.heads_dir else default_heads_dir()
+        self.encoders = Encoders(Path(p.cache) if p.cache else None)
+        self.head = FusionHead(resolve_head(p.head, heads_dir))
+        self.perception = Perception(self.encoders, label_embeddings(self.encoders),
+                                     scene_period_ns=round(p.scene_period_ms * MS), top_k=p.top_k)
+        self.ports = Ports(p.frame_port, p.audio_port, p.text_port)
+        rules = {**DEFAULT_RULES, **p.rules}
+        self.trackers = {name: EventTracker(r.rule(name)) for name, r in rules.items()}
+        self.last_t: int | None = None
+        self.ctx.log.info("perceive: fusion head %s (%s), models on %s", self.head.path.name, self.head.strategy,
+                          sorted(set(self.encoders.providers.values())))
+
+    def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
+        try:
+            record = msg.record
+            if not isinstance(record, dict):
+                raise BadTick(f"tick is a {type(record).__name__}, not a map")
+            tick = tick_from_record(record, self.ports)
+        except (BadTick, ValueError) as exc:
+            self.ctx.reject(msg.header.stream, "bad_tick", str(exc))
+            return []
+        feats = self.perception.process(tick)
+        scores = self.head.run(feats.inputs)
+        self.last_t = feats.t_ns
+        self.ctx.gauge("frames", float(self.perception.frames))
+        self.ctx.gauge("audio_blocks", float(self.perception.audio_blocks))
+        self.ctx.gauge("ticks", float(feats.index + 1))
+        return [*self._outputs(feats, scores), *self._events(feats, scores)]
+
+    def finish(self) -> Iterable[Out]:
+        if self.last_t is None:
+            return []
+        events = [e for name in self.trackers for e in self.trackers[name].flush(self.last_t)]
+        return [Out.record("events", self._event_record(e), self.last_t) for e in events]
+
+    # -- outputs -------------------------------------------------------------------------
+    def _outputs(self, feats: TickFeatures, scores: dict[str, Any]) -> list[Out]:
+        outs = []
+        t = feats.t_ns
+        if feats.frame_shape is not None:
+            speaking = {tid: float(scores["speaking"][0, i]) for i, tid in enumerate(feats.slot_ids)}
+            frame_ref = feats.frame_ref
+            faces = [{"track_id": f.track_id, "box": f.box, "score": f.score, "keypoints": f.keypoints,
+                      "mouth_open": f.mouth_open, "speaking": round(speaking.get(f.track_id, 0.0), 4)}
+                     for f in feats.faces]
+            outs.append(Out.record("detections", {
+                "tick": feats.index, "t_ns": t, "size": list(feats.frame_shape), "faces": faces,
+                "frame": {"stream": frame_ref.stream, "seq": frame_ref.seq} if frame_ref else None}, t))
+        if feats.scene_fresh and feats.scene_top is not None and feats.scene_embedding is not None:
+            outs.append(Out.record("scene", {
+                "tick": feats.index, "t_ns": t, "labels": [[n, p] for n, p in feats.scene_top],
+                "embedding_f32": feats.scene_embedding.astype("<f4").tobytes()}, t))
+        if feats.speech_prob is not None:
+            outs.append(Out.record("speech", {"tick": feats.index, "t_ns": t, "probability": feats.speech_prob,
+                                              "in_speech": feats.in_speech}, t))
+        return outs
+
+    def _events(self, feats: TickFeatures, scores: dict[str, Any]) -> list[Out]:
+        present = feats.present
+        sensors = tuple(m for m in ("vision", "audio") if present[m])
+        refs = tuple(feats.refs)
+        obs: dict[str, dict[str, Observation]] = {name: {} for name in self.trackers}
+        boxes = {f.track_id: f.box for f in feats.faces}
+        if present["vision"]:
+            for f in feats.faces:
+                obs["face"][f"track:{f.track_id}"] = Observation(1.0, ("vision",), refs, {"track_id": f.track_id,
+                                                                                           "box": f.box})
+            for i, tid in enumerate(feats.slot_ids):
+                obs["speaker.active"][f"track:{tid}"] = Observation(
+                    float(scores["speaking"][0, i]), sensors, refs, {"track_id": tid, "box": boxes[tid]})
+        else:  # no frame this tick: keep the faces as they were rather than ending them
+            for key in self.trackers["face"].active:
+                obs["face"][key] = Observation(1.0, (), refs)
+        if present["audio"]:
+            obs["speech.offscreen"]["offscreen"] = Observation(float(scores["offscreen"][0, 0]), sensors, refs)
+        if present["query"] and feats.text is not None:
+            text_ref = feats.text_ref
+            key = f"text:{text_ref.seq}" if text_ref else f"text:{feats.text}"
+            obs["query.match"][key] = Observation(
+                float(scores["relevance"][0, 0]), ("text", *sensors), refs,
+                {"query": feats.text, "text_seq": text_ref.seq if text_ref else None})
+        outs = []
+        for name, tracker in self.trackers.items():
+            for event in tracker.step(feats.t_ns, obs[name]):
+                outs.append(Out.record("events", self._event_record(event), feats.t_ns))
+        return outs
+
+    @staticmethod
+    def _event_record(event: Any) -> dict[str, Any]:
+        rec: dict[str, Any] = event.record()
+        if rec["type"] == "face":  # one tracker, two documented types: appeared (start) / left (end)
+            rec["type"] = {"start": "face.appeared", "end": "face.left"}.get(rec["phase"], "face.present")
+            rec["event_id"] = rec["event_id"].replace("face:", "face.present:")
+        return rec

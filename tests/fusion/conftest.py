@@ -1,0 +1,90 @@
+"""Fixtures for the perception/fusion tests; expensive things are built once per session.
+
+- the model pack, in pytest's cache dir (`sensorfuse-models`, shared with tests/models,
+  idempotent: a second run only checks hashes);
+- a short held-out sample session and its features through the runtime code path;
+- the demo session run once through the real multi-process demo graph at --rate max
+  (used by the golden-replay and the accuracy tests).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from engine import graph as graph_mod
+from models import builder, pack
+from models.fusion import dataset
+from nodes import demo
+from replay import sample
+from sfhelpers import GraphRun, read_jsonl
+
+SHORT_SEED = 1_000_001  # held-out media
+SHORT_DURATION_S = 8.0
+
+
+@pytest.fixture(scope="session")
+def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config_cache = getattr(request.config, "cache", None)
+    cache = (config_cache.mkdir("sensorfuse-models") if config_cache is not None
+             else tmp_path_factory.mktemp("sensorfuse-models"))
+    builder.build(pack.PACK, Path(cache), stream=io.StringIO())
+    return Path(cache)
+
+
+@pytest.fixture(scope="session")
+def short_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sessions") / f"short-{SHORT_SEED}.mcap"
+    sample.generate(path, seed=SHORT_SEED, duration_s=SHORT_DURATION_S)
+    return path
+
+
+@pytest.fixture(scope="session")
+def short_features(short_session: Path, model_cache: Path) -> dict[str, np.ndarray]:
+    return dataset.session_features(short_session, model_cache)
+
+
+@pytest.fixture(scope="session")
+def short_ticks(short_session: Path) -> list[dict[str, Any]]:
+    return [record for record, _ in dataset.session_ticks(short_session)]
+
+
+@pytest.fixture(scope="session")
+def demo_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("demo") / "demo.mcap"
+    sample.generate(path, seed=demo.DEMO_SEED, duration_s=demo.DEMO_DURATION_S)
+    return path
+
+
+def demo_graph(session: Path, out: Path, cache: Path, *, rate: str = "max", head: str = "default") -> dict[str, Any]:
+    """The built-in demo graph with this session, outputs under `out` and the test model cache."""
+    decl = yaml.safe_load((graph_mod.BUILTIN_GRAPHS_DIR / "demo.yaml").read_text())
+    nodes = decl["nodes"]
+    nodes["player"]["params"].update(path=str(session), rate=rate)
+    nodes["perceive"]["params"] = {"cache": str(cache), "head": head}
+    nodes["events"]["params"]["path"] = str(out / "events.jsonl")
+    nodes["frames"]["params"]["path"] = str(out / "frames.jsonl")
+    nodes["recorder"]["params"]["path"] = str(out / "perception.mcap")
+    return decl
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_session: Path, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        dict[str, Any]]:
+    """The demo session through the real multi-process graph at --rate max, once."""
+    out = tmp_path_factory.mktemp("demo-run")
+    run = GraphRun(demo_graph(demo_session, out, model_cache), out)
+    try:
+        code = run.wait_exit(timeout=150)
+        status = json.loads((run.run_dir / "status.json").read_text())
+        yield {"code": code, "stderr": run.stderr(), "events": read_jsonl(out / "events.jsonl"),
+               "frames": read_jsonl(out / "frames.jsonl"), "status": status, "out": out}
+    finally:
+        run.cleanup()

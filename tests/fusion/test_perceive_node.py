@@ -1,0 +1,122 @@
+"""PerceiveNode logic through the harness: outputs, masking, bad ticks, every shipped head."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import wire
+from engine.errors import StartupError
+from engine.node import Out
+from engine.perception.fusion import STRATEGIES
+from engine.testing import NodeHarness
+from nodes.perceive import PerceiveNode, default_heads_dir
+
+pytestmark = pytest.mark.timeout(120)
+STREAMS = {"ticks": "align/ticks", "detections": "perceive/detections", "scene": "perceive/scene",
+           "speech": "perceive/speech", "events": "perceive/events"}
+
+
+def harness(model_cache: Path, **params: Any) -> NodeHarness:
+    return NodeHarness(PerceiveNode, {"cache": str(model_cache), **params}, name="perceive", streams=STREAMS)
+
+
+def feed(h: NodeHarness, ticks: list[dict[str, Any]]) -> list[wire.Message]:
+    out = []
+    for record in ticks:
+        out += h.send("ticks", Out.record("ticks", record, record["t_ns"]))
+    return out + h.finish()
+
+
+def by_stream(msgs: list[wire.Message], stream: str) -> list[dict[str, Any]]:
+    return [m.record for m in msgs if m.header.stream == stream]
+
+
+def test_outputs_on_a_held_out_session(model_cache: Path, short_ticks: list[dict[str, Any]]) -> None:
+    h = harness(model_cache)
+    msgs = feed(h, short_ticks)
+    detections = by_stream(msgs, "perceive/detections")
+    assert len(detections) == len(short_ticks)
+    faces = [f for d in detections for f in d["faces"]]
+    assert faces, "no face detected in a session with faces"
+    for f in faces:
+        assert len(f["box"]) == 4 and len(f["keypoints"]) == 6 and 0 <= f["speaking"] <= 1
+    # track ids are stable: far fewer ids than face detections
+    assert len({f["track_id"] for f in faces}) < len(faces) / 5
+    scene = by_stream(msgs, "perceive/scene")
+    assert scene and len(scene[0]["labels"]) == 5 and len(scene[0]["embedding_f32"]) == 1280 * 4
+    speech = by_stream(msgs, "perceive/speech")
+    assert any(s["in_speech"] for s in speech)
+    events = by_stream(msgs, "perceive/events")
+    types = {e["type"] for e in events}
+    assert "face.appeared" in types
+    # every started event ends (the node flushes at the end of input)
+    started = {e["event_id"] for e in events if e["phase"] == "start"}
+    ended = {e["event_id"] for e in events if e["phase"] == "end"}
+    assert started == ended
+    for e in events:
+        assert e["provenance"] and all({"stream", "seq", "t_ns"} <= set(p) for p in e["provenance"])
+        assert e["modalities"] or e["type"] == "face.left"
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_shipped_strategy_runs_in_the_node(model_cache: Path, short_ticks: list[dict[str, Any]],
+                                                 strategy: str) -> None:
+    h = harness(model_cache, head=strategy)
+    assert h.node.head.strategy == strategy
+    msgs = feed(h, short_ticks[:40])
+    assert len(by_stream(msgs, "perceive/detections")) == 40
+
+
+@pytest.mark.parametrize("missing", ["frame", "audio", "text"])
+def test_missing_modality_degrades_without_crashing(model_cache: Path, short_ticks: list[dict[str, Any]],
+                                                   missing: str) -> None:
+    ticks = []
+    for record in short_ticks:
+        r = copy.deepcopy(record)
+        r["members"][missing] = None
+        r["mask"][missing] = False
+        r["status"][missing] = "missing"
+        ticks.append(r)
+    h = harness(model_cache)
+    msgs = feed(h, ticks)
+    assert h.ctx.rejected == {}
+    if missing == "frame":
+        assert by_stream(msgs, "perceive/detections") == []
+        assert not any(e["type"] == "speaker.active" for e in by_stream(msgs, "perceive/events"))
+    if missing == "audio":
+        assert by_stream(msgs, "perceive/speech") == []
+    if missing == "text":
+        assert not any(e["type"] == "query.match" for e in by_stream(msgs, "perceive/events"))
+
+
+def test_bad_ticks_are_rejected_and_counted(model_cache: Path, short_ticks: list[dict[str, Any]]) -> None:
+    h = harness(model_cache)
+    bad_frame = copy.deepcopy(short_ticks[0])
+    bad_frame["members"]["frame"]["data"] = b"\x00" * 10
+    bad_audio = copy.deepcopy(short_ticks[1])
+    bad_audio["members"]["audio"]["n"] = 7
+    assert h.send("ticks", Out.record("ticks", {"no": "tick"}, 1)) == []
+    assert h.send("ticks", Out.record("ticks", [1, 2], 1)) == []
+    assert h.send("ticks", Out.record("ticks", bad_frame, bad_frame["t_ns"])) == []
+    assert h.send("ticks", Out.record("ticks", bad_audio, bad_audio["t_ns"])) == []
+    assert h.ctx.rejected == {("align/ticks", "bad_tick"): 4}
+    assert by_stream(h.send("ticks", Out.record("ticks", short_ticks[2], short_ticks[2]["t_ns"])),
+                     "perceive/detections")
+
+
+def test_head_errors_fail_start_with_the_reason(model_cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(StartupError, match="use default"):
+        harness(model_cache, head="nonsense")
+    with pytest.raises(StartupError, match="no default fusion head"):
+        harness(model_cache, heads_dir=str(tmp_path))
+    src = default_heads_dir() / "fusion_late.manifest.json"
+    bad = tmp_path / "fusion_late.manifest.json"
+    bad.write_text(src.read_text().replace('"feature_version": 1', '"feature_version": 99'))
+    with pytest.raises(StartupError, match="retrain"):
+        harness(model_cache, head=str(bad))
+    with pytest.raises(StartupError, match="unknown event rules"):
+        harness(model_cache, rules={"nope": {"on": 0.5, "off": 0.4}})
