@@ -25,6 +25,10 @@ pytestmark = pytest.mark.timeout(240)
 GOLDEN = Path(__file__).with_name("data") / "golden_events.jsonl"
 APPROVE_ENV = "SENSORFUSE_APPROVE_GOLDEN"
 WALL_CLOCK_FIELDS = ("t_pub_ns", "t_recv_ns", "session")
+# The last second is left out: which stream's end-of-stream reaches the aligner first is
+# arrival order (separate sockets), and the final flushed ticks' audio windows depend on it.
+# Known limitation, reported to the aligner's owner; everything before it is event time only.
+GOLDEN_UNTIL_NS = 1_000_000_000 + int((demo.DEMO_DURATION_S - 1.0) * 1e9)
 # Event-level thresholds, set from docs/fusion.md (held-out, per tick: speaking P 0.36 / R 0.77,
 # relevance P 0.91 / R 0.39) and what the shipped head reaches on this session (speaker.active
 # 1/3 right, 1/3 found; query.match 1/2 right, 1/1 found). The speaker bar is low on purpose:
@@ -67,12 +71,13 @@ def test_query_match_fires_for_the_right_query(demo_run: dict[str, Any], demo_se
 
 
 def test_golden_replay(demo_run: dict[str, Any]) -> None:
-    got = [comparable(e) for e in demo_run["events"]]
+    got = [comparable(e) for e in demo_run["events"] if e["t_ns"] < GOLDEN_UNTIL_NS]
     assert got, "the demo produced no events"
     if os.environ.get(APPROVE_ENV) == "1":
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in got))
     want = [json.loads(line) for line in GOLDEN.read_text().splitlines() if line.strip()]
+    want = [w for w in want if w["t_ns"] < GOLDEN_UNTIL_NS]
     for i, (g, w) in enumerate(zip(got, want)):
         assert g == w, f"event {i} differs from {GOLDEN.name} (re-approve with {APPROVE_ENV}=1):\n{g}\n{w}"
     assert len(got) == len(want), f"{len(got)} events, reference has {len(want)} (re-approve with {APPROVE_ENV}=1)"
