@@ -55,6 +55,7 @@ class NodeRunner:
         self.publishers: dict[str, Publisher] = {}
         self.subscribers: list[Subscriber] = []
         self.out_seq: dict[str, int] = {}
+        self.last_t_ns: dict[str, int] = {}
         self._last_hb = 0.0
         self._last_hb_snapshot = time.monotonic()
         self.node: Node | None = None
@@ -141,6 +142,7 @@ class NodeRunner:
             else:
                 seq, t_ns, src, session = self.out_seq.get(pub.stream, 0), out.t_ns, self.name, self.session
             self.out_seq[pub.stream] = seq + 1
+            self.last_t_ns[pub.stream] = t_ns
             frames = wire.encode_message(
                 pub.stream, out.kind, out.data, seq=seq, t_ns=t_ns, t_pub_ns=self.clock.now_ns(), src=src,
                 session=session, layout=out.layout, encoding=out.encoding, rate=out.rate, sample0=out.sample0,
@@ -156,7 +158,10 @@ class NodeRunner:
     def send_eos(self) -> None:
         for pub in self.publishers.values():
             seq = self.out_seq.get(pub.stream, 0)
-            frames = wire.encode_message(pub.stream, wire.KIND_EOS, None, seq=seq, t_ns=0,
+            # t_ns of an end-of-stream is the stream's last capture time, so receivers that
+            # step inputs in capture-time order see it after everything captured before.
+            frames = wire.encode_message(pub.stream, wire.KIND_EOS, None, seq=seq,
+                                         t_ns=self.last_t_ns.get(pub.stream, 0),
                                          t_pub_ns=self.clock.now_ns(), src=self.name, session=self.session)
             pub.send(frames, block_until=time.monotonic() + 1.0, data=False)
 
