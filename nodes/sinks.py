@@ -73,6 +73,15 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def format_event(ev: dict[str, Any]) -> str:
+    """One readable line for an event record (docs/protocol.md, "Events")."""
+    subject = ev.get("subject") or {}
+    what = subject.get("query") and f"query {subject['query']!r}" or ev.get("key", "")
+    mods = "+".join(ev.get("modalities") or []) or "-"
+    extra = f" lasted {ev['duration_ns'] / 1e9:.2f} s" if ev.get("phase") == "end" and "duration_ns" in ev else ""
+    return f"{ev['type']:<17} {ev['phase']:<6} {what:<24} score {ev.get('score', 0.0):.2f}  [{mods}]{extra}"
+
+
 class ConsoleSink(Node):
     class Params(msgspec.Struct, forbid_unknown_fields=True):
         simulate_work_ms: float = 0.0
@@ -88,9 +97,12 @@ class ConsoleSink(Node):
         t = h.t_ns / 1e9
         if h.kind == wire.KIND_RECORD:
             rec = msg.record
-            head = rec.get("type") or rec.get("event") if isinstance(rec, dict) else None
-            body = json.dumps(rec, default=_json_default)[:160]
-            line = f"{t:12.3f}  {h.stream:<20} {head or ''} {body}"
+            if isinstance(rec, dict) and "phase" in rec and "type" in rec:
+                line = f"{t:12.3f}  {h.stream:<20} {format_event(rec)}"
+            else:
+                head = rec.get("type") or rec.get("event") if isinstance(rec, dict) else None
+                body = json.dumps(rec, default=_json_default)[:160]
+                line = f"{t:12.3f}  {h.stream:<20} {head or ''} {body}"
         elif h.kind == wire.KIND_BYTES and h.encoding == "utf-8":
             line = f"{t:12.3f}  {h.stream:<20} {msg.text!r}"
         else:
