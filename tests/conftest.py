@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,3 +24,20 @@ def graph_run(tmp_path: Path) -> Iterator[Callable[..., GraphRun]]:
     yield start
     for run in runs:
         run.cleanup()
+
+
+@pytest.fixture(scope="session")
+def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fully built and verified default pack, shared by every test directory.
+
+    It lives in pytest's cache directory (`.pytest_cache/d/sensorfuse-models`) so a second
+    run reuses it through the idempotent build (hashes verified, nothing rebuilt); with the
+    cache provider disabled it falls back to a session temp directory.
+    """
+    from models import builder, pack  # only tests that use the pack pay for the import
+
+    config_cache = getattr(request.config, "cache", None)
+    cache = (config_cache.mkdir("sensorfuse-models") if config_cache is not None
+             else tmp_path_factory.mktemp("sensorfuse-models"))
+    builder.build(pack.PACK, Path(cache), stream=io.StringIO())
+    return Path(cache)

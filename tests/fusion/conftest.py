@@ -1,7 +1,6 @@
 """Fixtures for the perception/fusion tests; expensive things are built once per session.
 
-- the model pack, in pytest's cache dir (`sensorfuse-models`, shared with tests/models,
-  idempotent: a second run only checks hashes);
+- the model pack: `model_cache` from tests/conftest.py;
 - a short held-out sample session and its features through the runtime code path;
 - the demo session run once through the real multi-process demo graph at --rate max
   (used by the golden-replay and the accuracy tests).
@@ -9,7 +8,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,6 @@ import pytest
 import yaml
 
 from engine import graph as graph_mod
-from models import builder, pack
 from models.fusion import dataset
 from nodes import demo
 from replay import sample
@@ -28,15 +25,6 @@ from sfhelpers import GraphRun, read_jsonl
 
 SHORT_SEED = 1_000_001  # held-out media
 SHORT_DURATION_S = 8.0
-
-
-@pytest.fixture(scope="session")
-def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config_cache = getattr(request.config, "cache", None)
-    cache = (config_cache.mkdir("sensorfuse-models") if config_cache is not None
-             else tmp_path_factory.mktemp("sensorfuse-models"))
-    builder.build(pack.PACK, Path(cache), stream=io.StringIO())
-    return Path(cache)
 
 
 @pytest.fixture(scope="session")

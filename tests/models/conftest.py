@@ -1,13 +1,8 @@
-"""Fixtures for the model-pack tests: the pack is built once per session.
-
-The cache lives in pytest's cache directory (`.pytest_cache/d/sensorfuse-models`) so a
-second test run reuses it through the idempotent build (hashes verified, nothing rebuilt);
-with the cache provider disabled it falls back to a session temp directory.
-"""
+"""Fixtures for the model-pack tests. The pack itself (`model_cache`, built once per
+session) is shared from tests/conftest.py."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,17 +11,7 @@ import pytest
 
 from engine import inference
 from engine import manifest as mf
-from models import builder, media, pack
-
-
-@pytest.fixture(scope="session")
-def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fully built and verified default pack."""
-    config_cache = getattr(request.config, "cache", None)
-    cache = (config_cache.mkdir("sensorfuse-models") if config_cache is not None
-             else tmp_path_factory.mktemp("sensorfuse-models"))
-    builder.build(pack.PACK, Path(cache), stream=io.StringIO())
-    return Path(cache)
+from models import media
 
 
 @pytest.fixture(scope="session")
