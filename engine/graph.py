@@ -70,6 +70,8 @@ class SupervisorDecl(msgspec.Struct, forbid_unknown_fields=True):
     stop_deadline_s: float = 5.0
     #: a node whose producers have all exited gets STOP after this long.
     upstream_grace_s: float = 2.0
+    #: a finished node keeps its outputs open this long at most for consumers to drain them.
+    drain_timeout_s: float = 10.0
 
 
 class GraphDecl(msgspec.Struct, forbid_unknown_fields=True):

@@ -51,11 +51,13 @@ class NodeRunner:
         sup = plan["decl"]["supervisor"]
         self.heartbeat_interval = float(sup["heartbeat_interval_s"])
         self.startup_timeout = float(sup["startup_timeout_s"])
+        self.drain_timeout = float(sup.get("drain_timeout_s", 10.0))
         self.stopping = False
         self.publishers: dict[str, Publisher] = {}
         self.subscribers: list[Subscriber] = []
         self.out_seq: dict[str, int] = {}
         self.last_t_ns: dict[str, int] = {}
+        self._unsubs_at_eos: dict[str, int] = {}
         self._last_hb = 0.0
         self._last_hb_snapshot = time.monotonic()
         self.node: Node | None = None
@@ -157,13 +159,34 @@ class NodeRunner:
 
     def send_eos(self) -> None:
         for pub in self.publishers.values():
+            pub.poll_subscriptions()
+            self._unsubs_at_eos[pub.stream] = pub.unsubscriptions
             seq = self.out_seq.get(pub.stream, 0)
             # t_ns of an end-of-stream is the stream's last capture time, so receivers that
             # step inputs in capture-time order see it after everything captured before.
             frames = wire.encode_message(pub.stream, wire.KIND_EOS, None, seq=seq,
                                          t_ns=self.last_t_ns.get(pub.stream, 0),
                                          t_pub_ns=self.clock.now_ns(), src=self.name, session=self.session)
-            pub.send(frames, block_until=time.monotonic() + 1.0, data=False)
+            pub.send_final(frames, block_until=time.monotonic() + 1.0)
+
+    def wait_consumers_left(self) -> None:
+        """Keep the publishers open until every graph consumer has unsubscribed (it closes
+        its socket after handling our end-of-stream), or `drain_timeout_s`, or STOP.
+
+        Closing an XPUB right after its last send can lose the tail of what is still queued
+        for a slow lock-step consumer, whatever the linger; waiting for the consumers to
+        leave is what makes the end of a stream, and its `eos`, arrive."""
+        deadline = time.monotonic() + self.drain_timeout
+        while not self.stopping and time.monotonic() < deadline:
+            waiting = [
+                p for p in self.publishers.values()
+                if p.poll_subscriptions() is not None
+                and p.unsubscriptions - self._unsubs_at_eos.get(p.stream, 0) < self.np["subscribers"][p.stream]
+            ]
+            if not waiting:
+                return
+            self.heartbeat()
+            self._service_control(timeout_ms=10)
 
     def loop(self) -> None:
         node = self.node
@@ -268,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         assert runner.node is not None
         runner.publish(runner.node.finish())
         runner.send_eos()
+        runner.wait_consumers_left()
         runner.heartbeat(force=True)
         runner.send_control({"type": "done"})
     except Exception as exc:

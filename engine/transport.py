@@ -48,7 +48,9 @@ class Publisher:
         self.stream = stream
         self.topic = stream.encode("utf-8")
         self.sock = zctx.socket(zmq.XPUB)
-        self.sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+        # VERBOSER: every subscribe and unsubscribe is passed up, so a publisher can tell
+        # when its consumers have left (see `wait_consumers_left`).
+        self.sock.setsockopt(zmq.XPUB_VERBOSER, 1)
         if nodrop:
             self.sock.setsockopt(zmq.XPUB_NODROP, 1)
         self.sock.sndhwm = hwm
@@ -58,6 +60,8 @@ class Publisher:
             apply_server(self.sock, ep, keys)
             self.sock.bind(ep)
         self.subscriptions = 0
+        self.unsubscriptions = 0
+        self._sndtimeo = -1
         self.counters = counters or StreamCounters()
 
     def poll_subscriptions(self) -> int:
@@ -69,6 +73,8 @@ class Publisher:
                 return self.subscriptions
             if msg[:1] == b"\x01":
                 self.subscriptions += 1
+            elif msg[:1] == b"\x00":
+                self.unsubscriptions += 1
 
     def send(self, frames: list[Any], *, block_until: float | None = None, data: bool = True) -> bool:
         """Send one multipart message. With NODROP, waits while consumers' queues are full
@@ -79,16 +85,23 @@ class Publisher:
             self.sock.send_multipart(frames, copy=copy)
             self.counters.published += int(data)
             return True
-        while True:
-            try:
-                self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=copy)
-                self.counters.published += int(data)
-                return True
-            except zmq.Again:
-                if block_until is not None and time.monotonic() >= block_until:
-                    return False
-                self.poll_subscriptions()
-                self.sock.poll(5, zmq.POLLOUT)
+        # XPUB always reports POLLOUT (libzmq #1597), so poll() cannot wait for room and the
+        # old loop spun; libzmq's blocking send sleeps until a consumer reads, bounded by SNDTIMEO.
+        remaining_ms = -1 if block_until is None else max(0, int((block_until - time.monotonic()) * 1000))
+        if self._sndtimeo != remaining_ms:
+            self.sock.sndtimeo = self._sndtimeo = remaining_ms
+        try:
+            self.sock.send_multipart(frames, copy=copy)
+        except zmq.Again:
+            return False
+        self.counters.published += int(data)
+        return True
+
+    def send_final(self, frames: list[Any], *, block_until: float) -> bool:
+        """Send the end-of-stream marker without the drop a full PUB queue would cause."""
+        self.sock.setsockopt(zmq.XPUB_NODROP, 1)
+        self.nodrop = True
+        return self.send(frames, block_until=block_until, data=False)
 
     def close(self, linger_ms: int = CLOSE_LINGER_MS) -> None:
         self.sock.close(linger=linger_ms)
@@ -135,10 +148,10 @@ class Subscriber:
         while taken < self._drain_budget:
             if self.policy == "block" and len(self.pending) >= self.capacity:
                 break
-            try:
-                parts = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            # Ask before reading: a failed NOBLOCK recv costs a raised zmq.Again per drain.
+            if not self.sock.get(zmq.EVENTS) & zmq.POLLIN:
                 break
+            parts = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
             taken += 1
             self._accept(parts)
         return taken
