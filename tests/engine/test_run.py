@@ -230,3 +230,18 @@ def test_sigint_stops_every_node_within_five_seconds(graph_run) -> None:
     st = run.status()
     assert {n: s["state"] for n, s in st["nodes"].items()} == {"producer": "done", "relay": "done", "sink": "done"}
     assert all(s["exit_codes"] == [0] for s in st["nodes"].values())
+
+
+def test_lock_step_consumer_behind_at_the_end_still_gets_the_tail_and_eos(graph_run, tmp_path: Path) -> None:
+    """A producer that finishes while its block consumer is still behind must not lose the
+    stream's tail (or its eos) when it closes its sockets."""
+    g = chain(300, rate=2000, shape=[32, 32, 3], policy="block", sink_policy="block", queue=4,
+              sink_params={"simulate_work_ms": 2})
+    run = graph_run(g)
+    assert run.wait_exit(60) == 0, run.stderr()
+    rows = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["seq"] for r in rows] == list(range(300))
+    st = run.status()
+    assert st["nodes"]["sink"]["streams"]["relay/frame"]["received"] == 300
+    assert st["nodes"]["sink"]["streams"]["relay/frame"]["lost"] == 0
+    assert all(n["state"] == "done" for n in st["nodes"].values())
