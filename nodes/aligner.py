@@ -47,6 +47,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from engine import wire
 from engine.align import Aligner, AlignerConfig, Item, StreamPolicy, Tick
@@ -165,14 +166,15 @@ class AlignerNode(Node):
                 "t_end_ns": member.t_end_ns, "seqs": member.seqs,
             }
             if embed:
-                out["data"] = member.samples.tobytes()
+                # a flat byte view: msgpack writes the same `bin` as from bytes, without the copy
+                out["data"] = _byte_view(member.samples)
             return out
         out = {"seq": member.seq, "t_ns": member.t_ns, "dt_ns": member.t_ns - t_ns}
         msg: wire.Message = member.data
         if embed:
             h = msg.header
             if h.kind == wire.KIND_TENSOR:
-                out.update(dtype=h.dtype, shape=h.shape, layout=h.layout, data=bytes(msg.array.data))
+                out.update(dtype=h.dtype, shape=h.shape, layout=h.layout, data=_byte_view(msg.array))
             elif h.kind == wire.KIND_RECORD:
                 out["record"] = msg.record
             elif h.kind == wire.KIND_BYTES and h.encoding == "utf-8":
@@ -180,3 +182,12 @@ class AlignerNode(Node):
             else:
                 out["data"] = msg.data
         return out
+
+
+def _byte_view(array: np.ndarray) -> memoryview:
+    """The array's bytes as a flat memoryview (a copy only if it is not C-contiguous).
+
+    Why not ``bytes(array.data)``: copying a 320×240×3 frame through a 3-d memoryview took
+    ~0.2 ms a tick, and the tick record is encoded (copied) right after anyway.
+    """
+    return memoryview(np.ascontiguousarray(array)).cast("B")
