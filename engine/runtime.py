@@ -12,6 +12,7 @@ Invoked by the supervisor as ``python -m engine.runtime RUN_DIR NODE``.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -257,6 +258,18 @@ class NodeRunner:
         self.zctx.term()
 
 
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the supervisor dies, even by SIGKILL, so no node outlives it."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+        logging.getLogger("sensorfuse").warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     run_dir, node_name = argv[0], argv[1]
@@ -271,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    parent = os.getppid()
+    _die_with_parent()
+    if os.getppid() != parent:  # the supervisor died before the death signal was armed
+        return EXIT_OK
     code = EXIT_OK
     try:
         try:

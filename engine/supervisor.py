@@ -196,7 +196,7 @@ class Supervisor:
             self._publish_metrics()
             if all(not st.alive and st.state in ("done", "failed", "stopped", "killed") for st in self.nodes.values()):
                 break
-            self.router.poll(20)
+            self.router.poll(50)
         self._publish_metrics(force=True)
         return self._exit_code()
 

@@ -245,3 +245,12 @@ def test_lock_step_consumer_behind_at_the_end_still_gets_the_tail_and_eos(graph_
     assert st["nodes"]["sink"]["streams"]["relay/frame"]["received"] == 300
     assert st["nodes"]["sink"]["streams"]["relay/frame"]["lost"] == 0
     assert all(n["state"] == "done" for n in st["nodes"].values())
+
+
+def test_nodes_do_not_outlive_a_sigkilled_supervisor(graph_run) -> None:
+    run = graph_run(chain(0, rate=30, shape=[8, 8, 3], policy="drop_oldest", sink_policy="drop_oldest"))
+    run.wait_running()
+    pids = run.node_pids()
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.proc.wait(10)
+    wait_for(lambda: not any(alive(p) for p in pids), 15, "every node to exit after the supervisor died")
