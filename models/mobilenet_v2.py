@@ -8,13 +8,12 @@ installing torchvision.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from models import specs
+from models import efficientnet, specs
 from models.sources import MOBILENET_V2
 
 INPUT_SIZE = specs.IMAGE_SIZE
@@ -81,16 +80,5 @@ def load_torch() -> MobileNetV2:
 
 
 def export(model: nn.Module, path: Path) -> None:
-    """Opset 17 with a dynamic batch, like EfficientNet."""
-    example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
-    with warnings.catch_warnings():
-        # The TorchScript exporter warns about Slice steps it cannot constant-fold: harmless.
-        warnings.filterwarnings("ignore", message="Constant folding")
-        # dynamo=False is deliberate (MODELS.md: the dynamo exporter cannot emit opset 17).
-        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-        torch.onnx.export(
-            model, (example,), str(path), dynamo=False, opset_version=17,
-            input_names=["image"], output_names=["logits", "embedding"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
-        )
+    """Opset 17 with a dynamic batch and the same IO names as EfficientNet: one exporter."""
+    efficientnet.export(model, path)
