@@ -179,15 +179,17 @@ class NodeRunner:
         leave is what makes the end of a stream, and its `eos`, arrive."""
         deadline = time.monotonic() + self.drain_timeout
         while not self.stopping and time.monotonic() < deadline:
-            waiting = [
-                p for p in self.publishers.values()
-                if p.poll_subscriptions() is not None
-                and p.unsubscriptions - self._unsubs_at_eos.get(p.stream, 0) < self.np["subscribers"][p.stream]
-            ]
+            waiting = [p for p in self.publishers.values() if not self._consumers_left(p)]
             if not waiting:
                 return
             self.heartbeat()
             self._service_control(timeout_ms=10)
+
+    def _consumers_left(self, pub: Publisher) -> bool:
+        pub.poll_subscriptions()
+        left_since_eos = pub.unsubscriptions - self._unsubs_at_eos.get(pub.stream, 0)
+        # A consumer that died earlier unsubscribed before our eos: nobody left at all counts too.
+        return left_since_eos >= self.np["subscribers"][pub.stream] or pub.subscriptions <= pub.unsubscriptions
 
     def loop(self) -> None:
         node = self.node
@@ -308,9 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         assert runner.node is not None
         runner.publish(runner.node.finish())
         runner.send_eos()
-        runner.wait_consumers_left()
         runner.heartbeat(force=True)
+        # "done" before the drain wait: the supervisor then counts this node as gone when
+        # deciding to stop its consumers, so the two never wait for each other.
         runner.send_control({"type": "done"})
+        runner.wait_consumers_left()
     except Exception as exc:
         log.error("crashed: %s\n%s", exc, traceback.format_exc())
         try:
@@ -325,5 +329,18 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _exit(code: int) -> None:
+    """Leave without interpreter finalisation: a sensor's daemon thread blocked in a read
+    (stdin, a device) makes finalisation abort ("could not acquire lock for <stdin>").
+    Everything a node owns was closed by `node.stop()` and `runner.close()` already."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            continue  # a closed or broken pipe: nothing left to flush into
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

@@ -262,7 +262,9 @@ class Supervisor:
             if not st.alive or st.stop_sent_at is not None or self.plan.nodes[name].is_source:
                 continue
             ups = [self.nodes[u] for u in self.plan.upstream(name) if u in self.nodes]
-            if ups and all(u.state in ("done", "failed", "stopped", "killed") for u in ups):
+            # "finishing": the producer has sent its eos and only waits for its consumers
+            # to leave, so it counts as gone (else the two would wait for each other).
+            if ups and all(u.state in ("finishing", "done", "failed", "stopped", "killed") for u in ups):
                 if st.upstream_gone_at is None:
                     st.upstream_gone_at = now
                 grace = 0.5 if self.stop_requested else self.cfg.upstream_grace_s

@@ -254,3 +254,25 @@ def test_nodes_do_not_outlive_a_sigkilled_supervisor(graph_run) -> None:
     os.kill(run.proc.pid, signal.SIGKILL)
     run.proc.wait(10)
     wait_for(lambda: not any(alive(p) for p in pids), 15, "every node to exit after the supervisor died")
+
+
+def test_shutdown_with_a_failed_producer_does_not_deadlock(graph_run) -> None:
+    """The sink waits for an eos that a failed producer never sends, while the healthy
+    producer waits for the sink to drain: SIGINT must still end everything in time."""
+    g = {"name": "half", "supervisor": FAST_SUPERVISION, "nodes": {
+        "good": {"kind": "synthetic", "params": {"rate_hz": 30, "count": 0, "shape": [8, 8, 3]},
+                 "outputs": {"out": "good/frame"}},
+        "bad": {"kind": "synthetic", "params": {"no_such_param": 1}, "outputs": {"out": "bad/frame"}},
+        "sink": {"kind": "jsonl", "params": {"path": "o.jsonl"},
+                 "inputs": {"a": "good/frame", "b": "bad/frame"}}}}
+    run = graph_run(g)
+    run.wait_running()
+    wait_for(lambda: run.node("bad")["state"] == "failed", 20, "the bad node to fail for good")
+    wait_for(lambda: run.node("sink").get("streams", {}).get("good/frame", {}).get("received", 0) > 5, 20,
+             "frames at the sink")
+    t0 = time.monotonic()
+    run.proc.send_signal(signal.SIGINT)
+    assert run.wait_exit(15) == 1  # degraded: one node failed
+    assert time.monotonic() - t0 < 5.0
+    states = {n: s["state"] for n, s in run.status()["nodes"].items()}
+    assert states == {"good": "done", "bad": "failed", "sink": "done"}, states
