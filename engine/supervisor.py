@@ -38,6 +38,7 @@ from engine.graph import GraphPlan
 log = logging.getLogger("sensorfuse.supervisor")
 
 METRICS_STREAM = "sensorfuse/metrics"
+_GONE = ("done", "failed", "stopped", "killed")
 
 
 @dataclass
@@ -262,9 +263,12 @@ class Supervisor:
             if not st.alive or st.stop_sent_at is not None or self.plan.nodes[name].is_source:
                 continue
             ups = [self.nodes[u] for u in self.plan.upstream(name) if u in self.nodes]
-            # "finishing": the producer has sent its eos and only waits for its consumers
-            # to leave, so it counts as gone (else the two would wait for each other).
-            if ups and all(u.state in ("finishing", "done", "failed", "stopped", "killed") for u in ups):
+            # While shutting down, "finishing" (eos sent, waiting for consumers to drain)
+            # counts as gone, else a producer and a consumer whose other producer failed
+            # would wait for each other until the deadline. Otherwise a finishing producer
+            # may still have a backlog in flight to this node: wait for its exit.
+            gone = ("finishing", *_GONE) if self.stop_requested else _GONE
+            if ups and all(u.state in gone for u in ups):
                 if st.upstream_gone_at is None:
                     st.upstream_gone_at = now
                 grace = 0.5 if self.stop_requested else self.cfg.upstream_grace_s
