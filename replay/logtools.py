@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine import wire
-from replay.mcap_io import LogReader, LogWriter
+from replay.mcap_io import HeaderStamper, LogReader, LogWriter
 
 #: An interval this many times the stream's median spacing counts as a time gap.
 GAP_FACTOR = 3.0
@@ -169,13 +169,8 @@ def import_session(out: str | os.PathLike[str], *, video: str | None = None, wav
     import soundfile as sf
     from scipy.signal import resample_poly
 
-    counts: dict[str, int] = {}
-
-    def header(stream: str, kind: str, t_ns: int, src: str, **fields: Any) -> wire.Header:
-        seq = counts.get(stream, 0)
-        counts[stream] = seq + 1
-        return wire.Header(proto=wire.PROTOCOL_VERSION, stream=stream, kind=kind, seq=seq, t_ns=t_ns, src=src,
-                           session=session, **fields)
+    header = HeaderStamper(session)
+    counts = header.counts
 
     items: list[tuple[int, wire.Header, bytes]] = []
     lines: list[tuple[int, str]] = []

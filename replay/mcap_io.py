@@ -47,6 +47,21 @@ class LogError(Exception):
     """A log that cannot be read at all (not MCAP, no readable header)."""
 
 
+class HeaderStamper:
+    """Headers for a session written offline (sample generator, import): per-stream `seq`
+    from 0, with the given capture time; `counts` is how many each stream got."""
+
+    def __init__(self, session: str) -> None:
+        self.session = session
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, stream: str, kind: str, t_ns: int, src: str, **fields: Any) -> wire.Header:
+        seq = self.counts.get(stream, 0)
+        self.counts[stream] = seq + 1
+        return wire.Header(proto=wire.PROTOCOL_VERSION, stream=stream, kind=kind, seq=seq, t_ns=t_ns, src=src,
+                           session=self.session, **fields)
+
+
 class LogWriter:
     """Append wire messages to an MCAP stream. Not thread-safe: one writer thread owns it."""
 

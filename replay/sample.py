@@ -34,7 +34,7 @@ from scipy.signal import resample_poly
 
 from engine import wire
 from replay import scene
-from replay.mcap_io import LogWriter
+from replay.mcap_io import HeaderStamper, LogWriter
 
 HELDOUT_SEED_BASE = 1_000_000
 MEDIA_DIR = Path(__file__).with_name("media")
@@ -251,13 +251,8 @@ def generate(path: str | os.PathLike[str], *, seed: int = 0, duration_s: float =
 
     sess = _Session(seed, duration_s, size, fps, device_rate)
     session_id = f"sample-{seed}"
-    counts: dict[str, int] = {}
-
-    def header(stream: str, kind: str, t_ns: int, src: str, **fields: Any) -> wire.Header:
-        seq = counts.get(stream, 0)
-        counts[stream] = seq + 1
-        return wire.Header(proto=wire.PROTOCOL_VERSION, stream=stream, kind=kind, seq=seq, t_ns=t_ns, src=src,
-                           session=session_id, **fields)
+    header = HeaderStamper(session_id)
+    counts = header.counts
 
     frame_truth: list[dict[str, Any]] = []
 
