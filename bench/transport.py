@@ -55,6 +55,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -156,6 +157,23 @@ def _hold_until_received(conn: Connection) -> None:
         raise RuntimeError(f"expected ('close',), got {cmd!r}")
 
 
+def _send_loop(trial: dict[str, Any], rate_hz: float, saturate: bool,
+               send_one: Callable[[int, int], None]) -> tuple[int, float, float]:
+    """The one sending schedule both transports run: paced at `rate_hz` for warm-up + n
+    messages, or as fast as possible for `duration_s`. Returns (sent, wall s, CPU s)."""
+    period = 1.0 / rate_hz
+    count = WARMUP + trial["n"] if not saturate else 0
+    cpu0, t0 = time.process_time(), time.monotonic()
+    t_end = t0 + trial["duration_s"]
+    seq = 0
+    while (seq < count) if not saturate else (time.monotonic() < t_end):
+        if not saturate:
+            sleep_until(t0 + seq * period)
+        send_one(seq, time.monotonic_ns())
+        seq += 1
+    return seq, time.monotonic() - t0, time.process_time() - cpu0
+
+
 def _send_raw(zctx: zmq.Context, trial: dict[str, Any], conn: Connection) -> dict[str, Any]:
     p = PAYLOAD_BY_NAME[trial["payload"]]
     data = _payload_data(p)
@@ -182,20 +200,13 @@ def _send_raw(zctx: zmq.Context, trial: dict[str, Any], conn: Connection) -> dic
         _wait_for_subscription(sock, subscribed)
         topic = p.stream.encode("utf-8")
         encoder = msgspec.msgpack.Encoder()
-        period = 1.0 / p.rate_hz
-        count = WARMUP + trial["n"] if not saturate else 0
-        cpu0, t0 = time.process_time(), time.monotonic()
-        t_end = t0 + trial["duration_s"]
-        seq = 0
-        while (seq < count) if not saturate else (time.monotonic() < t_end):
-            if not saturate:
-                sleep_until(t0 + seq * period)
-            t_send = time.monotonic_ns()
+
+        def send_one(seq: int, t_send: int) -> None:
             body = encoder.encode(data) if p.kind == wire.KIND_RECORD else memoryview(data).cast("B")
             copy = len(body) < ZERO_COPY_MIN_BYTES
             sock.send_multipart([topic, RAW_HEADER.pack(seq, t_send), body], copy=copy)
-            seq += 1
-        wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
+
+        seq, wall, cpu = _send_loop(trial, p.rate_hz, saturate, send_one)
         sock.send_multipart([topic, RAW_HEADER.pack(RAW_END, 0), b""])
         _hold_until_received(conn)
     finally:
@@ -212,15 +223,8 @@ def _send_engine(zctx: zmq.Context, trial: dict[str, Any], conn: Connection) -> 
         conn.send(("bound",))
         _wait_for_subscription(pub.sock, lambda: pub.poll_subscriptions() > 0)
         audio_frames = p.shape[0] if p.kind == wire.KIND_AUDIO else 0
-        period = 1.0 / p.rate_hz
-        count = WARMUP + trial["n"] if not saturate else 0
-        cpu0, t0 = time.process_time(), time.monotonic()
-        t_end = t0 + trial["duration_s"]
-        seq = 0
-        while (seq < count) if not saturate else (time.monotonic() < t_end):
-            if not saturate:
-                sleep_until(t0 + seq * period)
-            t_send = time.monotonic_ns()
+
+        def send_one(seq: int, t_send: int) -> None:
             # The call engine.runtime.publish makes; t_ns is the capture stamp.
             frames = wire.encode_message(
                 p.stream, p.kind, data, seq=seq, t_ns=t_send, t_pub_ns=time.monotonic_ns(), src="bench",
@@ -229,8 +233,8 @@ def _send_engine(zctx: zmq.Context, trial: dict[str, Any], conn: Connection) -> 
             )
             if not pub.send(frames, block_until=time.monotonic() + STALL_S):
                 raise TimeoutError(f"engine publisher blocked for {STALL_S} s")
-            seq += 1
-        wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
+
+        seq, wall, cpu = _send_loop(trial, p.rate_hz, saturate, send_one)
         eos = wire.encode_message(p.stream, wire.KIND_EOS, None, seq=seq, t_ns=time.monotonic_ns())
         if not pub.send(eos, block_until=time.monotonic() + STALL_S):
             raise TimeoutError(f"engine publisher could not send EOS within {STALL_S} s")
