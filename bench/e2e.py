@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine import graph as graph_mod  # noqa: E402
-from engine.perception import Encoders, FusionHead, Perception, label_embeddings, tick_from_record  # noqa: E402
+from engine.perception import Encoders, FusionHead, Perception, label_embeddings  # noqa: E402
 from models.fusion import dataset  # noqa: E402
 from nodes import demo  # noqa: E402
 from nodes.perceive import default_heads_dir, resolve_head  # noqa: E402
@@ -163,7 +163,7 @@ def bare_loop(session: Path) -> dict[str, Any]:
     encoders = Encoders()
     perception = Perception(encoders, label_embeddings(encoders))
     head = FusionHead(resolve_head("default", default_heads_dir()))
-    ticks = [tick_from_record(record) for record, _ in dataset.session_ticks(session)]
+    ticks = [tick for tick, _ in dataset.session_ticks(session)]
     per_tick = []
     t0 = time.perf_counter()
     for tick in ticks:

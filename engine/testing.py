@@ -26,12 +26,14 @@ class NodeHarness:
         name: str = "node",
         session: str = "test",
         streams: dict[str, str] | None = None,
+        unwired: tuple[str, ...] = (),
         start: bool = True,
     ) -> None:
         self.streams = {port: port for port in [*node_cls.inputs, *node_cls.outputs]}
         self.streams.update(streams or {})
-        wired_in = {p: self.streams[p] for p in node_cls.inputs if p != "*"}
-        wired_in.update({p: st for p, st in (streams or {}).items() if p not in node_cls.outputs})
+        # `unwired`: optional inputs the graph under test leaves unconnected
+        wired_in = {p: self.streams[p] for p in node_cls.inputs if p != "*" and p not in unwired}
+        wired_in.update({p: st for p, st in (streams or {}).items() if p not in node_cls.outputs and p not in unwired})
         wired_out = {p: self.streams[p] for p in node_cls.outputs if p != "*"}
         self.ctx = NodeContext(name, session, Clock(), inputs=wired_in, outputs=wired_out)
         self.node = node_cls(node_cls.parse_params(params), self.ctx)

@@ -1,9 +1,13 @@
 """Perceive: aligned ticks in; detections, scene labels, speech activity and fused events out.
 
 Ports
-    ticks       (in)  ``align/ticks`` records with embedded members (`nodes.aligner`):
-                      ports ``frame`` (camera frame), ``audio`` (16 kHz window), ``text``
-                      (latest text line); other names via ``ports``.
+    ticks       (in)  ``align/ticks`` records (`nodes.aligner`): members ``frame`` (camera
+                      frame), ``audio`` (16 kHz window), ``text`` (latest text line);
+                      other names via ``frame_port`` / ``audio_port`` / ``text_port``.
+    frame       (in, optional) the camera stream itself, for ticks whose frame member is a
+                      reference (aligner ``embed: false``): perceive joins tick and frame
+                      on ``seq`` (`engine.perception.join`) and the ~1 MB frame crosses
+                      one socket, zero-copy, instead of being copied into every tick.
     detections  (out) per tick with a frame: ``{tick, t_ns, frame: {stream, seq},
                       size: [h, w], faces: [{track_id, box, score, keypoints, mouth_open,
                       speaking}]}`` (boxes x0,y0,x1,y1 and keypoints in frame pixels)
@@ -20,15 +24,17 @@ live, at any rate.
 Failure behaviour: models (pack + fusion head) load and warm up in `start`; a missing
 model or a head trained on other features fails start with the file named (not
 restarted). A malformed tick is rejected and counted (``bad_tick``); a modality the
-aligner reports missing degrades the scores (masks), never crashes the node. At the end
-of input every active event is ended.
+aligner reports missing degrades the scores (masks), never crashes the node. A referenced
+frame that never arrives (dropped on the way, or no ``frame`` input wired) is counted
+(``frame_not_received`` / ``frame_not_wired``, on the frame stream) and the tick goes on
+without vision. At the end of input every active event is ended.
 
 Config example::
 
     perceive:
       kind: perceive
       params: {head: default, scene_period_ms: 333}      # or early | late | attention | PATH
-      inputs: {ticks: {stream: align/ticks, policy: block}}
+      inputs: {ticks: {stream: align/ticks, policy: block}, frame: {stream: cam0/frame, policy: block}}
       outputs: {detections: perceive/detections, scene: perceive/scene,
                 speech: perceive/speech, events: perceive/events}
 """
@@ -50,7 +56,8 @@ from engine.node import InputSpec, Node, Out, OutputSpec
 from engine.perception import Encoders, FusionHead, Perception, Ports, label_embeddings, tick_from_record
 from engine.perception.features import TickFeatures
 from engine.perception.fusion import STRATEGIES, manifest_path_for
-from engine.perception.ticks import BadTick
+from engine.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
+from engine.perception.ticks import BadTick, TickInput, attach_frame
 
 MS = 1_000_000
 
@@ -105,9 +112,14 @@ class PerceiveNode(Node):
         frame_port: str = "frame"
         audio_port: str = "audio"
         text_port: str = "text"
+        frame_buffer: int = 32  # frames held for ticks still to come (and ticks waiting for frames)
         rules: dict[str, RuleParams] = {}
 
-    inputs = {"ticks": InputSpec(kind="record", policy="drop_oldest", queue=8)}
+    inputs = {
+        "ticks": InputSpec(kind="record", policy="drop_oldest", queue=8),
+        "frame": InputSpec(kind="tensor", policy="drop_oldest", queue=8, required=False,
+                           doc="camera frames for ticks that reference theirs by seq"),
+    }
     outputs = {
         "detections": OutputSpec(kind="record", doc="faces with boxes, keypoints, track ids, speaking"),
         "scene": OutputSpec(kind="record", doc="scene top-k labels + embedding"),
@@ -129,10 +141,16 @@ class PerceiveNode(Node):
         rules = {**DEFAULT_RULES, **p.rules}
         self.trackers = {name: EventTracker(r.rule(name)) for name, r in rules.items()}
         self.last_t: int | None = None
+        if p.frame_buffer < 1:
+            raise StartupError(f"perceive: frame_buffer {p.frame_buffer} must be ≥ 1")
+        self.join: FrameJoin[TickInput, wire.Message] = FrameJoin(capacity=p.frame_buffer)
+        self.frame_wired = "frame" in self.ctx.inputs
         self.ctx.log.info("perceive: fusion head %s (%s), models on %s", self.head.path.name, self.head.strategy,
                           sorted(set(self.encoders.providers.values())))
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
+        if port == "frame":
+            return self._run(self.join.add_frame(msg.header.seq, msg.header.t_ns, msg))
         try:
             record = msg.record
             if not isinstance(record, dict):
@@ -141,6 +159,38 @@ class PerceiveNode(Node):
         except (BadTick, ValueError) as exc:
             self.ctx.reject(msg.header.stream, "bad_tick", str(exc))
             return []
+        wanted = tick.frame_wanted
+        if wanted is not None and not self.frame_wired:
+            self.ctx.reject(wanted.stream, "frame_not_wired",
+                            f"tick {tick.index} references frame seq {wanted.seq}: wire perceive's `frame` input "
+                            "to that stream, or set `embed: true` on the aligner's frame stream")
+            tick.frame_wanted, tick.status["vision"] = None, "frame_not_wired"
+            wanted = None
+        return self._run(self.join.add_tick(tick, FrameRef(wanted.seq, wanted.t_ns) if wanted else None))
+
+    def end(self, port: str) -> Iterable[Out]:
+        return self._run(self.join.end_frames()) if port == "frame" else []
+
+    def _run(self, joined: list[Joined[TickInput, wire.Message]]) -> list[Out]:
+        outs: list[Out] = []
+        for item in joined:
+            tick = item.tick
+            wanted = tick.frame_wanted
+            stream = self.ctx.inputs.get("frame", wanted.stream if wanted else "")
+            if wanted is not None and item.frame is not None:
+                try:
+                    attach_frame(tick, item.frame.array, item.frame.header.layout)
+                except (BadTick, ValueError, TypeError) as exc:
+                    self.ctx.reject(stream, "bad_frame", str(exc))
+                    tick.status["vision"] = "bad_frame"
+            elif wanted is not None:
+                reason = item.missing or FRAME_NOT_RECEIVED
+                self.ctx.reject(stream, reason, f"tick {tick.index}: frame seq {wanted.seq}")
+                tick.status["vision"] = reason
+            outs.extend(self._perceive(tick))
+        return outs
+
+    def _perceive(self, tick: TickInput) -> list[Out]:
         feats = self.perception.process(tick)
         scores = self.head.run(feats.inputs)
         self.last_t = feats.t_ns
@@ -150,10 +200,11 @@ class PerceiveNode(Node):
         return [*self._outputs(feats, scores), *self._events(feats, scores)]
 
     def finish(self) -> Iterable[Out]:
+        outs = self._run(self.join.flush())
         if self.last_t is None:
-            return []
+            return outs
         events = [e for name in self.trackers for e in self.trackers[name].flush(self.last_t)]
-        return [Out.record("events", self._event_record(e), self.last_t) for e in events]
+        return [*outs, *(Out.record("events", self._event_record(e), self.last_t) for e in events)]
 
     # -- outputs -------------------------------------------------------------------------
     def _outputs(self, feats: TickFeatures, scores: dict[str, Any]) -> list[Out]:

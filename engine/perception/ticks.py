@@ -5,6 +5,10 @@ members embedded: a frame as ``{dtype, shape, layout, data}``, an audio window a
 ``{sample0, n, rate, channels, data, ...}``, the latest text as ``{text}``. Perception
 reads those three ports (names configurable) and keeps, for provenance, the stream and
 `seq`s of every member it used.
+
+A frame member without ``data`` (the aligner's ``embed: false``) is a reference: the
+tick keeps it in `frame_wanted` and the caller attaches the frame it received itself
+(`attach_frame`, joined on seq by `engine.perception.join`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,17 @@ class TickInput:
     refs: list[Ref] = field(default_factory=list)
     frame_ref: Ref | None = None
     text_ref: Ref | None = None
+    frame_wanted: Ref | None = None  # a frame referenced by seq, not embedded: attach it
+
+
+def attach_frame(tick: TickInput, frame: np.ndarray, layout: str | None) -> None:
+    """Give a tick the frame its reference named (raises BadTick on a frame perception cannot use)."""
+    if frame.dtype != np.uint8 or frame.ndim not in (2, 3):
+        raise BadTick(f"frame {frame.dtype}{list(frame.shape)}: expected uint8 HxW[xC]")
+    assert tick.frame_wanted is not None, "attach_frame on a tick without a frame reference"
+    tick.frame, tick.frame_layout, tick.frame_ref = frame, layout, tick.frame_wanted
+    tick.frame_wanted = None
+    tick.refs.insert(0, tick.frame_ref)
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,9 @@ def tick_from_record(record: dict[str, Any], ports: Ports = Ports()) -> TickInpu
     tick.status = {"vision": status.get(ports.frame, "absent"), "audio": status.get(ports.audio, "absent"),
                    "text": status.get(ports.text, "absent")}
     frame = members.get(ports.frame)
-    if frame is not None and "data" in frame:
+    if frame is not None and "data" not in frame and "seq" in frame:
+        tick.frame_wanted = Ref(streams.get(ports.frame, ports.frame), int(frame["seq"]), int(frame["t_ns"]))
+    elif frame is not None and "data" in frame:
         shape = tuple(frame.get("shape") or ())
         if frame.get("dtype") != "uint8" or len(shape) not in (2, 3):
             raise BadTick(f"frame member {frame.get('dtype')}{list(shape)}: expected uint8 HxW[xC]")

@@ -2,7 +2,8 @@
 
 A session is generated (`replay.sample`), replayed by the real player node and cut into
 ticks by the real aligner node (both driven in-process by `engine.testing.NodeHarness`,
-with the `align` params of the built-in demo graph), and every tick goes through
+with the `align` params of the built-in demo graph; frames joined to ticks on seq as the
+perceive node does, `engine.perception.join`), and every tick goes through
 `engine.perception.Perception` — the code the perceive node runs. Labels come from the
 session's ground truth (`labels`, `labels/boxes`). Features are cached per seed in
 `<cache>/fusion-features/<key>/`, keyed by everything that changes them.
@@ -10,6 +11,7 @@ session's ground truth (`labels`, `labels/boxes`). Features are cached per seed 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,9 +25,11 @@ import numpy as np
 
 from engine import graph as graph_mod
 from engine import manifest as mf
-from engine.perception import Encoders, Perception, label_embeddings, tick_from_record
+from engine.perception import Encoders, Perception, TickInput, label_embeddings, tick_from_record
 from engine.perception.features import FACE_SLOTS, FEATURES
 from engine.perception.fusion import FEATURE_VERSION
+from engine.perception.join import FrameJoin, FrameRef
+from engine.perception.ticks import attach_frame
 from engine.perception.tracking import iou
 from engine.testing import NodeHarness
 from nodes.aligner import AlignerNode
@@ -43,23 +47,53 @@ def align_params() -> dict[str, Any]:
     return dict(graph_mod.load_decl("demo").nodes["align"].params)
 
 
-def session_ticks(path: Path) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """(tick record, ground-truth boxes of the tick's frame) in tick order."""
-    player = NodeHarness(PlayerNode, {"path": str(path), "rate": "max"}, streams={})
-    messages = player.produce_all()
-    player.close()
-    boxes = {m.header.t_ns: m.record["boxes"] for m in messages if m.header.stream == "labels/boxes"}
-    aligner = NodeHarness(AlignerNode, align_params(), streams={**{p: p for p in PORTS.values()},
-                                                               "ticks": "align/ticks"})
-    for msg in messages:
+def aligned_inputs(path: Path, *, embed_frames: bool = False) -> Iterator[tuple[str, Any]]:
+    """What the perceive node receives from a session, in order: ``("frame", message)`` for
+    each camera frame and ``("ticks", record)`` for each tick, which references its frame
+    by seq (the demo graph's aligner params) or, with `embed_frames`, carries it."""
+    params = align_params()
+    if embed_frames:
+        streams = {port: dict(sp) for port, sp in params["streams"].items()}
+        streams["frame"]["embed"] = True
+        params = {**params, "streams": streams}
+    aligner = NodeHarness(AlignerNode, params, streams={**{p: st for st, p in PORTS.items()}, "ticks": "align/ticks"})
+    for msg in _session_messages(path):
         port = PORTS.get(msg.header.stream)
         if port is None:
             continue
+        if port == "frame":
+            yield "frame", msg
         for out in aligner.send(port, msg):
-            yield out.record, boxes.get(out.record["members"]["frame"]["t_ns"], []) if out.record["members"].get(
-                "frame") else []
+            yield "ticks", out.record
     for out in aligner.finish():
-        yield out.record, []
+        yield "ticks", out.record
+
+
+def session_ticks(path: Path) -> Iterator[tuple[TickInput, list[dict[str, Any]]]]:
+    """(tick with its frame, ground-truth boxes of that frame) in tick order."""
+    boxes = {m.header.t_ns: m.record["boxes"] for m in _session_messages(path) if m.header.stream == "labels/boxes"}
+    # Offline nothing is dropped on the way: a join that holds every frame loses none.
+    join: FrameJoin[TickInput, Any] = FrameJoin(capacity=1_000_000)
+    for port, item in aligned_inputs(path):
+        if port == "frame":
+            ready = join.add_frame(item.header.seq, item.header.t_ns, item)
+        else:
+            tick = tick_from_record(item)
+            ref = tick.frame_wanted
+            ready = join.add_tick(tick, FrameRef(ref.seq, ref.t_ns) if ref else None)
+        for joined in ready:
+            if joined.frame is not None:
+                attach_frame(joined.tick, joined.frame.array, joined.frame.header.layout)
+            frame_ref = joined.tick.frame_ref
+            yield joined.tick, boxes.get(frame_ref.t_ns, []) if frame_ref else []
+
+
+@functools.lru_cache(maxsize=1)
+def _session_messages(path: Path) -> list[Any]:
+    player = NodeHarness(PlayerNode, {"path": str(path), "rate": "max"}, streams={})
+    messages = player.produce_all()
+    player.close()
+    return messages
 
 
 def read_labels(path: Path) -> list[dict[str, Any]]:
@@ -103,8 +137,8 @@ def session_features(path: Path, cache: Path | None) -> dict[str, np.ndarray]:
     perception = Perception(encoders, label_embeddings(encoders))
     labels = read_labels(path)
     rows: dict[str, list[Any]] = {k: [] for k in [*FEATURES, "t_ns", "speaking", "offscreen", "relevance"]}
-    for record, truth in session_ticks(path):
-        feats = perception.process(tick_from_record(record))
+    for tick, truth in session_ticks(path):
+        feats = perception.process(tick)
         for k in FEATURES:
             rows[k].append(feats.inputs[k][0])
         slot_boxes = [next(f.box for f in feats.faces if f.track_id == tid) for tid in feats.slot_ids]

@@ -41,7 +41,14 @@ def short_features(short_session: Path, model_cache: Path) -> dict[str, np.ndarr
 
 @pytest.fixture(scope="session")
 def short_ticks(short_session: Path) -> list[dict[str, Any]]:
-    return [record for record, _ in dataset.session_ticks(short_session)]
+    """Tick records with their frames embedded (aligner `embed: true`)."""
+    return [record for port, record in dataset.aligned_inputs(short_session, embed_frames=True) if port == "ticks"]
+
+
+@pytest.fixture(scope="session")
+def short_inputs(short_session: Path) -> list[tuple[str, Any]]:
+    """Frames and tick records referencing them, as the demo graph's perceive receives them."""
+    return list(dataset.aligned_inputs(short_session))
 
 
 @pytest.fixture(scope="session")

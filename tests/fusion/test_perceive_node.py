@@ -17,18 +17,31 @@ from engine.testing import NodeHarness
 from nodes.perceive import PerceiveNode, default_heads_dir
 
 pytestmark = pytest.mark.timeout(120)
-STREAMS = {"ticks": "align/ticks", "detections": "perceive/detections", "scene": "perceive/scene",
-           "speech": "perceive/speech", "events": "perceive/events"}
+STREAMS = {"ticks": "align/ticks", "frame": "cam0/frame", "detections": "perceive/detections",
+           "scene": "perceive/scene", "speech": "perceive/speech", "events": "perceive/events"}
 
 
-def harness(model_cache: Path, **params: Any) -> NodeHarness:
-    return NodeHarness(PerceiveNode, {"cache": str(model_cache), **params}, name="perceive", streams=STREAMS)
+def harness(model_cache: Path, *, unwired: tuple[str, ...] = (), **params: Any) -> NodeHarness:
+    return NodeHarness(PerceiveNode, {"cache": str(model_cache), **params}, name="perceive", streams=STREAMS,
+                       unwired=unwired)
 
 
 def feed(h: NodeHarness, ticks: list[dict[str, Any]]) -> list[wire.Message]:
     out = []
     for record in ticks:
         out += h.send("ticks", Out.record("ticks", record, record["t_ns"]))
+    return out + h.finish()
+
+
+def feed_inputs(h: NodeHarness, inputs: list[tuple[str, Any]], *, lose: set[int] = frozenset()) -> list[wire.Message]:
+    """Frames and referencing ticks in arrival order; frames with a seq in `lose` never arrive."""
+    out = []
+    for port, item in inputs:
+        if port == "frame":
+            if item.header.seq not in lose:
+                out += h.send("frame", item)
+        else:
+            out += h.send("ticks", Out.record("ticks", item, item["t_ns"]))
     return out + h.finish()
 
 
@@ -121,3 +134,32 @@ def test_head_errors_fail_start_with_the_reason(model_cache: Path, tmp_path: Pat
         harness(model_cache, head=str(bad))
     with pytest.raises(StartupError, match="unknown event rules"):
         harness(model_cache, rules={"nope": {"on": 0.5, "off": 0.4}})
+
+
+def test_frames_joined_on_seq_give_what_embedded_frames_give(model_cache: Path, short_ticks: list[dict[str, Any]],
+                                                             short_inputs: list[tuple[str, Any]]) -> None:
+    embedded = feed(harness(model_cache), short_ticks)
+    h = harness(model_cache)
+    joined = feed_inputs(h, short_inputs)
+    assert h.ctx.rejected == {}
+    for stream in STREAMS.values():
+        assert by_stream(joined, stream) == by_stream(embedded, stream), stream
+    assert len(by_stream(joined, "perceive/detections")) == len(short_ticks)
+
+
+def test_a_frame_lost_on_the_way_is_counted_and_its_tick_goes_on(model_cache: Path,
+                                                                 short_inputs: list[tuple[str, Any]]) -> None:
+    h = harness(model_cache)
+    msgs = feed_inputs(h, short_inputs, lose={5, 6, 30})
+    ticks = [r for port, r in short_inputs if port == "ticks"]
+    assert h.ctx.rejected == {("cam0/frame", "frame_not_received"): 3}
+    assert len(by_stream(msgs, "perceive/detections")) == len(ticks) - 3
+    assert len(by_stream(msgs, "perceive/speech")) == len(ticks)  # audio went on
+
+
+def test_referenced_frames_with_no_frame_input_wired(model_cache: Path, short_inputs: list[tuple[str, Any]]) -> None:
+    h = harness(model_cache, unwired=("frame",))
+    ticks = [(port, r) for port, r in short_inputs if port == "ticks"][:20]
+    msgs = feed_inputs(h, ticks)
+    assert h.ctx.rejected == {("cam0/frame", "frame_not_wired"): 20}
+    assert by_stream(msgs, "perceive/detections") == [] and len(by_stream(msgs, "perceive/speech")) == 20
