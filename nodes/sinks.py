@@ -2,8 +2,9 @@
 
 JsonlSink — ports: in (any number of wired ports, any kind). One JSON object per
 message: the header fields, `t_recv_ns`, and the payload as `record` (records), `text`
-(UTF-8 bytes) or `sha256` + `nbytes` (arrays, other bytes). Flushed per line, so a
-killed sink leaves every line it acknowledged. Config::
+(UTF-8 bytes) or `sha256` + `nbytes` (arrays, other bytes; `digest: false` writes only
+`nbytes`, for a sink that logs frame timing and should not hash ~1 MB a frame). Flushed
+per line, so a killed sink leaves every line it acknowledged. Config::
 
     sink: {kind: jsonl, params: {path: out.jsonl}, inputs: {in: perceive/events}}
 
@@ -26,7 +27,7 @@ from engine import wire
 from engine.node import InputSpec, Node, Out
 
 
-def message_to_json(msg: wire.Message) -> dict[str, Any]:
+def message_to_json(msg: wire.Message, *, digest: bool = True) -> dict[str, Any]:
     h = msg.header
     obj: dict[str, Any] = {f: getattr(h, f) for f in h.__struct_fields__ if getattr(h, f) not in (None, {})}
     obj["t_recv_ns"] = msg.t_recv_ns
@@ -36,7 +37,8 @@ def message_to_json(msg: wire.Message) -> dict[str, Any]:
         obj["text"] = msg.text
     elif h.kind != wire.KIND_EOS:
         buf = wire._buffer(msg.payload[0])
-        obj["sha256"] = hashlib.sha256(buf).hexdigest()
+        if digest:
+            obj["sha256"] = hashlib.sha256(buf).hexdigest()
         obj["nbytes"] = len(buf)
     return obj
 
@@ -49,6 +51,7 @@ def _simulate_work(ms: float) -> None:
 class JsonlSink(Node):
     class Params(msgspec.Struct, forbid_unknown_fields=True):
         path: str
+        digest: bool = True  # sha256 of array / bytes payloads
         simulate_work_ms: float = 0.0
 
     inputs = {"*": InputSpec(policy="drop_oldest", queue=64)}
@@ -58,7 +61,7 @@ class JsonlSink(Node):
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         _simulate_work(self.params.simulate_work_ms)
-        self.file.write(json.dumps(message_to_json(msg), default=_json_default) + "\n")
+        self.file.write(json.dumps(message_to_json(msg, digest=self.params.digest), default=_json_default) + "\n")
         self.file.flush()
         return ()
 

@@ -39,3 +39,12 @@ def test_jsonl_writes_header_fields_and_payload_digest(tmp_path: Path) -> None:
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     assert rows[0]["seq"] == 0 and rows[0]["t_ns"] == 5 and rows[0]["nbytes"] == 12 and len(rows[0]["sha256"]) == 64
     assert rows[1]["text"] == "héllo"
+
+
+def test_jsonl_without_digest_logs_size_and_timing_only(tmp_path: Path) -> None:
+    path = tmp_path / "o.jsonl"
+    h = NodeHarness(JsonlSink, {"path": str(path), "digest": False}, streams={"in": "cam0/frame"})
+    h.send("in", Out.tensor("in", np.ones((2, 2, 3), np.uint8), t_ns=5, layout="HWC/bgr8"))
+    h.close()
+    (row,) = [json.loads(x) for x in path.read_text().splitlines()]
+    assert row["nbytes"] == 12 and "sha256" not in row and row["t_ns"] == 5 and "t_pub_ns" in row
