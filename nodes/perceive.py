@@ -11,17 +11,20 @@ Ports
     detections  (out) per tick with a frame: ``{tick, t_ns, frame: {stream, seq},
                       size: [h, w], faces: [{track_id, box, score, keypoints, mouth_open,
                       speaking}]}`` (boxes x0,y0,x1,y1 and keypoints in frame pixels)
-    scene       (out) when the scene encoder ran: ``{tick, t_ns, labels: [[name, p], ...],
-                      embedding_f32: bytes (1280 float32)}``
+    scene       (out) when a scene result enters: ``{tick, t_ns, frame_t_ns (the frame it
+                      describes), labels: [[name, p], ...], embedding_f32: bytes (1280 float32)}``
     speech      (out) per tick with audio: ``{tick, t_ns, probability, in_speech}``
     events      (out) fused events, schema in docs/protocol.md ("Events")
 
 Rates: face detector + landmarks every frame, scene encoder every ``scene_period_ms``
-of event time, VAD on each new audio sample once, text encoder once per distinct line,
-fusion head every tick. Everything runs on event time: replay gives the same outputs as
-live, at any rate.
+of event time on a worker thread (its result enters at the first tick ``scene_delay_ms``
+of event time after its frame, so it never lengthens a tick), VAD on each new audio
+sample once, text encoder once per distinct line, fusion head every tick. Everything
+runs on event time: replay gives the same outputs as live, at any rate.
 
-Failure behaviour: models (pack + fusion head) load and warm up in `start`; a missing
+Failure behaviour: models (pack + fusion head) load and warm up in `start` (a throwaway
+pass over a synthetic ``warmup_frame``-sized tick, so first-call costs do not land on the
+first real frames); a missing
 model or a head trained on other features fails start with the file named (not
 restarted). A malformed tick is rejected and counted (``bad_tick``); a modality the
 aligner reports missing degrades the scores (masks), never crashes the node. A referenced
@@ -44,6 +47,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +58,7 @@ from engine.errors import StartupError
 from engine.events import EventRule, EventTracker, Observation
 from engine.node import InputSpec, Node, Out, OutputSpec
 from engine.perception import Encoders, FusionHead, Perception, Ports, label_embeddings, tick_from_record
-from engine.perception.features import TickFeatures
+from engine.perception.features import TickFeatures, warm_up
 from engine.perception.fusion import STRATEGIES, manifest_path_for
 from engine.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
 from engine.perception.ticks import BadTick, TickInput, attach_frame
@@ -108,6 +112,8 @@ class PerceiveNode(Node):
         heads_dir: str | None = None
         cache: str | None = None
         scene_period_ms: float = 333.0
+        scene_delay_ms: float = 100.0
+        warmup_frame: tuple[int, int] = (480, 640)  # height, width of the synthetic warm-up frame
         top_k: int = 5
         frame_port: str = "frame"
         audio_port: str = "audio"
@@ -135,8 +141,15 @@ class PerceiveNode(Node):
         heads_dir = Path(p.heads_dir) if p.heads_dir else default_heads_dir()
         self.encoders = Encoders(Path(p.cache) if p.cache else None)
         self.head = FusionHead(resolve_head(p.head, heads_dir))
-        self.perception = Perception(self.encoders, label_embeddings(self.encoders),
-                                     scene_period_ns=round(p.scene_period_ms * MS), top_k=p.top_k)
+        labels = label_embeddings(self.encoders)
+        if not 0 <= p.scene_delay_ms < p.scene_period_ms:
+            raise StartupError(f"perceive: scene_delay_ms {p.scene_delay_ms} must be ≥ 0 and below "
+                               f"scene_period_ms {p.scene_period_ms}")
+        timing = {"scene_period_ns": round(p.scene_period_ms * MS), "scene_delay_ns": round(p.scene_delay_ms * MS)}
+        warm_up(self.encoders, labels, p.warmup_frame, **timing)
+        self.scene_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scene")
+        self.perception = Perception(self.encoders, labels, scene_executor=self.scene_worker, top_k=p.top_k,
+                                     **timing)
         self.ports = Ports(p.frame_port, p.audio_port, p.text_port)
         rules = {**DEFAULT_RULES, **p.rules}
         self.trackers = {name: EventTracker(r.rule(name)) for name, r in rules.items()}
@@ -221,7 +234,8 @@ class PerceiveNode(Node):
                 "frame": {"stream": frame_ref.stream, "seq": frame_ref.seq} if frame_ref else None}, t))
         if feats.scene_fresh and feats.scene_top is not None and feats.scene_embedding is not None:
             outs.append(Out.record("scene", {
-                "tick": feats.index, "t_ns": t, "labels": [[n, p] for n, p in feats.scene_top],
+                "tick": feats.index, "t_ns": t, "frame_t_ns": feats.scene_frame_t_ns,
+                "labels": [[n, p] for n, p in feats.scene_top],
                 "embedding_f32": feats.scene_embedding.astype("<f4").tobytes()}, t))
         if feats.speech_prob is not None:
             outs.append(Out.record("speech", {"tick": feats.index, "t_ns": t, "probability": feats.speech_prob,
@@ -257,6 +271,11 @@ class PerceiveNode(Node):
             for event in tracker.step(feats.t_ns, obs[name]):
                 outs.append(Out.record("events", self._event_record(event), feats.t_ns))
         return outs
+
+    def stop(self) -> None:
+        worker = getattr(self, "scene_worker", None)
+        if worker is not None:
+            worker.shutdown(wait=True, cancel_futures=True)
 
     @staticmethod
     def _event_record(event: Any) -> dict[str, Any]:

@@ -5,7 +5,8 @@ it on live/replayed ticks and `sensorfuse fusion train` calls it on ticks of gen
 sessions, so the head is trained on exactly what it sees at run time.
 
 Rates: face detector + landmarks on every frame; the scene encoder every
-`scene_period_ns` of event time (its result is reused in between); Silero VAD on each new
+`scene_period_ns` of event time, its result used from `scene_delay_ns` of event time
+after its frame until the next one (`engine.perception.scene`); Silero VAD on each new
 audio sample exactly once (the windows of consecutive ticks overlap; we feed only what
 is past the last fed sample); the text encoder once per distinct text (cached).
 
@@ -31,7 +32,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from concurrent.futures import Executor
+
 from engine.perception.encoders import Encoders, FaceObservation, to_rgb
+from engine.perception.scene import TEXT_DIM, SceneStage, unit
 from engine.perception.ticks import Ref, TickInput
 from engine.perception.tracking import IouTracker
 
@@ -39,8 +43,10 @@ FACE_SLOTS = 3
 HIST = 8
 FACE_DIM = 2 * HIST + 6
 AUDIO_DIM = 2 * HIST + 1
-TEXT_DIM = 384
-CONSE_TOP = 10
+SCENE_PERIOD_NS = 333_000_000
+#: Event time between a frame and the tick that first uses its scene result: the worker's
+#: budget (~18 ms of compute on a free core) with room for a busy machine.
+SCENE_DELAY_NS = 100_000_000
 OPEN_SCALE = 5.0  # mouth opening / eye distance is ~0.02..0.3; scaled to ~0.1..1.5
 PATCH_SCALE = 10.0  # mean abs grey change of the mouth patch is ~0.01..0.15
 # Below the pack's 0.65: faces in profile (the held-out sessions' speaker) score 0.4-0.6;
@@ -83,6 +89,7 @@ class TickFeatures:
     scene_top: list[tuple[str, float]] | None = None
     scene_embedding: np.ndarray | None = None
     scene_fresh: bool = False
+    scene_frame_t_ns: int | None = None  # capture time of the frame the scene result describes
     speech_prob: float | None = None
     in_speech: bool = False
     text: str | None = None
@@ -100,21 +107,18 @@ def empty_inputs() -> dict[str, np.ndarray]:
     return {name: np.zeros(shape, np.float32) for name, shape in FEATURES.items()}
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(v))
-    return (v / n).astype(np.float32) if n > 1e-8 else v.astype(np.float32)
-
-
 class Perception:
     """Stateful per-session perception; feed ticks in time order."""
 
     def __init__(self, encoders: Encoders, label_embeddings: np.ndarray, *,
-                 scene_period_ns: int = 333_000_000, max_faces: int = FACE_SLOTS, top_k: int = 5,
+                 scene_period_ns: int = SCENE_PERIOD_NS, scene_delay_ns: int = SCENE_DELAY_NS,
+                 scene_executor: Executor | None = None, max_faces: int = FACE_SLOTS, top_k: int = 5,
                  face_min_score: float = FACE_MIN_SCORE) -> None:
         self.face_min_score = face_min_score
         self.enc = encoders
         self.label_embeddings = label_embeddings
-        self.scene_period_ns = scene_period_ns
+        self.scene = SceneStage(encoders, label_embeddings, period_ns=scene_period_ns, delay_ns=scene_delay_ns,
+                                top_k=top_k, executor=scene_executor)
         self.max_faces = max_faces
         self.top_k = top_k
         self.tracker = IouTracker()
@@ -127,10 +131,6 @@ class Perception:
         self._last_patch: dict[int, tuple[int, np.ndarray]] = {}  # track → (frame number, patch)
         self._vad_hist: deque[float] = deque([0.0] * HIST, maxlen=HIST)
         self._energy_hist: deque[float] = deque([0.0] * HIST, maxlen=HIST)
-        self._scene_t: int | None = None
-        self._scene_text = np.zeros(TEXT_DIM, np.float32)
-        self._scene_top: list[tuple[str, float]] | None = None
-        self._scene_emb: np.ndarray | None = None
         self._text_cache: dict[str, np.ndarray] = {}
         self._concepts = encoders.embed_texts(list(SPEECH_CONCEPTS))
         self.frames = 0
@@ -139,6 +139,7 @@ class Perception:
     def process(self, tick: TickInput) -> TickFeatures:
         feats = TickFeatures(tick.index, tick.t_ns, empty_inputs(), status=dict(tick.status), refs=list(tick.refs),
                              frame_ref=tick.frame_ref, text_ref=tick.text_ref)
+        feats.scene_fresh = self.scene.advance(tick.t_ns)
         if tick.frame is not None:
             self._vision(tick, feats)
         if tick.audio is not None:
@@ -148,6 +149,9 @@ class Perception:
             feats.inputs["query"][0] = emb
             feats.inputs["query_mask"][0, 0] = 1.0
             feats.text = tick.text
+        scene = self.scene.current
+        if scene is not None:
+            feats.scene_top, feats.scene_embedding, feats.scene_frame_t_ns = scene.top, scene.embedding, scene.frame_t_ns
         self._prev_t = tick.t_ns
         return feats
 
@@ -201,12 +205,9 @@ class Perception:
             feats.faces.append(FaceState(track_id, [round(float(v), 1) for v in obs.box], round(obs.score, 4),
                                          [[round(float(x), 1), round(float(y), 1)] for x, y in obs.keypoints],
                                          mouth))
-        if self._scene_t is None or tick.t_ns - self._scene_t >= self.scene_period_ns:
-            self._scene(rgb)
-            self._scene_t = tick.t_ns
-            feats.scene_fresh = True
-        feats.scene_top, feats.scene_embedding = self._scene_top, self._scene_emb
-        feats.inputs["scene"][0] = self._scene_text
+        if self.scene.due(tick.t_ns):
+            self.scene.start(tick.t_ns, rgb)
+        feats.inputs["scene"][0] = self.scene.text
         feats.inputs["vision_mask"][0, 0] = 1.0
 
     @staticmethod
@@ -221,15 +222,6 @@ class Perception:
         patch = np.asarray(changes, dtype=np.float64)
         return np.concatenate([filled, patch, [seen.mean(), std * 4, change * 4, patch.mean(), obs.score, box_h]]
                               ).astype(np.float32)
-
-    def _scene(self, rgb: np.ndarray) -> None:
-        obs = self.enc.scene_probabilities(rgb)
-        order = np.argsort(-obs.probabilities, kind="stable")
-        top = order[:CONSE_TOP]
-        weights = obs.probabilities[top] / max(1e-8, float(obs.probabilities[top].sum()))
-        self._scene_text = _unit((weights[:, None] * self.label_embeddings[top]).sum(axis=0))
-        self._scene_top = [(self.enc.labels[i], round(float(obs.probabilities[i]), 4)) for i in order[:self.top_k]]
-        self._scene_emb = obs.embedding
 
     # -- audio -------------------------------------------------------------------------
     def _audio(self, tick: TickInput, feats: TickFeatures) -> None:
@@ -254,6 +246,23 @@ class Perception:
         in_speech = self.vad.segmenter.in_speech
         feats.inputs["audio"][0] = np.concatenate([self._vad_hist, self._energy_hist, [float(in_speech)]])
         speech, quiet = self._concepts
-        feats.inputs["audio_text"][0] = _unit(prob * speech + (1.0 - prob) * quiet)
+        feats.inputs["audio_text"][0] = unit(prob * speech + (1.0 - prob) * quiet)
         feats.inputs["audio_mask"][0, 0] = 1.0
         feats.speech_prob, feats.in_speech = round(float(prob), 4), bool(in_speech)
+
+
+def warm_up(encoders: Encoders, label_embeddings: np.ndarray, frame_shape: tuple[int, int], **kwargs: int) -> None:
+    """Run every stage once on a synthetic tick, in a throwaway `Perception`.
+
+    Why: onnxruntime's first run of a new input shape (the scene encoder's two-crop batch,
+    a text of a new length), OpenCV's first resize and the first tracker/feature pass cost
+    tens of milliseconds; without this they land on the first real frames.
+    """
+    rng = np.random.default_rng(0)
+    height, width = frame_shape
+    perception = Perception(encoders, label_embeddings, **{**kwargs, "scene_delay_ns": 0})
+    for index in range(2):
+        tick = TickInput(index, index * 33_000_000, frame=rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+                         frame_layout="HWC/bgr8", audio=(rng.standard_normal(9600) * 0.01).astype(np.float32),
+                         audio_sample0=index * 528, text="is anyone there?")
+        perception.process(tick)
