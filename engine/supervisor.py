@@ -12,13 +12,17 @@
   nodes drain and exit as their inputs end; stragglers get STOP, then SIGKILL at the
   deadline. Exit codes are checked and reported.
 - Metrics: node heartbeats are merged and published on ``ipc://RUN/metrics`` and
-  written to ``RUN/status.json`` for `sensorfuse status`.
+  written to ``RUN/status.json`` for `sensorfuse status`, every `METRICS_INTERVAL_S`.
+- Cost: the checks above run every `CHECK_INTERVAL_S`, and at once when a node reports a
+  state change (ready, done, failed); a heartbeat only refreshes the node's timestamp and
+  metrics. So the supervisor's work grows with time and node count, not with message rate.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -39,6 +43,10 @@ log = logging.getLogger("sensorfuse.supervisor")
 
 METRICS_STREAM = "sensorfuse/metrics"
 _GONE = ("done", "failed", "stopped", "killed")
+#: How often exits, hangs, restarts and deadlines are checked: the supervisor's reaction time.
+CHECK_INTERVAL_S = 0.05
+#: How often the merged status is published and written to status.json.
+METRICS_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -130,12 +138,15 @@ class Supervisor:
         log.warning("%s: %s; restart %d in %.2f s", st.name, why, st.restarts, delay)
 
     # -- control messages ---------------------------------------------------------------
-    def _handle_control(self) -> None:
+    def _handle_control(self) -> bool:
+        """Handle every queued control message; True if one changed a node's state (anything
+        but a heartbeat), which the checks in `run` should see without waiting for their tick."""
+        changed = False
         while True:
             try:
                 ident, raw = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return changed
             except ValueError:
                 continue  # not [identity, body]: not one of ours
             st = self.nodes.get(ident.decode(errors="replace"))
@@ -150,7 +161,9 @@ class Supervisor:
             kind = msg["type"]
             if kind == "heartbeat":
                 st.metrics = msg.get("metrics", {})
-            elif kind == "ready":
+                continue
+            changed = True
+            if kind == "ready":
                 st.state = "ready"
                 if self.started:
                     self._send(st.name, {"type": "start"})
@@ -180,7 +193,6 @@ class Supervisor:
                 self._spawn(self.nodes[name])
         t0 = time.monotonic()
         while True:
-            self._handle_control()
             self._reap()
             self._check_liveness()
             self._maybe_start_graph()
@@ -195,11 +207,20 @@ class Supervisor:
                         if st.state not in ("done", "failed"):
                             st.state = "killed"
             self._publish_metrics()
-            if all(not st.alive and st.state in ("done", "failed", "stopped", "killed") for st in self.nodes.values()):
+            if all(st.state in _GONE and not st.alive for st in self.nodes.values()):
                 break
-            self.router.poll(50)
+            self._wait_for_control(time.monotonic() + CHECK_INTERVAL_S)
         self._publish_metrics(force=True)
         return self._exit_code()
+
+    def _wait_for_control(self, until: float) -> None:
+        """Handle control messages as they arrive until `until`, or until one changes a node's
+        state. Heartbeats (every node, several a second) do not end the wait: a round of checks
+        per heartbeat made the supervisor's CPU grow with the number of messages."""
+        while (left_ms := (until - time.monotonic()) * 1000) > 0:
+            # ceil: poll(0) for the last fraction of a millisecond would spin
+            if self.router.poll(math.ceil(left_ms)) and self._handle_control():
+                return
 
     def plan_path(self) -> Path:
         return Path(self.run_dir) / "plan.json"
@@ -228,14 +249,13 @@ class Supervisor:
     def _check_liveness(self) -> None:
         now = time.monotonic()
         for st in self.nodes.values():
-            if not st.alive:
-                continue
+            # `alive` is a waitpid per call: ask it only of a node that is overdue.
             if st.state == "starting":
-                if now - st.started_at > self.cfg.startup_timeout_s:
+                if now - st.started_at > self.cfg.startup_timeout_s and st.alive:
                     self._kill(st, f"not ready within {self.cfg.startup_timeout_s} s")
                     st.exit_codes.append(-9)
                     self._schedule_restart(st, "startup timeout")
-            elif now - st.last_heartbeat > self.cfg.hang_timeout_s:
+            elif now - st.last_heartbeat > self.cfg.hang_timeout_s and st.alive:
                 self._kill(st, f"no heartbeat for {self.cfg.hang_timeout_s} s")
                 st.exit_codes.append(-9)
                 self._schedule_restart(st, "hung (no heartbeat)")
@@ -260,7 +280,7 @@ class Supervisor:
         """A node whose producers have all exited for good gets STOP after a grace period."""
         now = time.monotonic()
         for name, st in self.nodes.items():
-            if not st.alive or st.stop_sent_at is not None or self.plan.nodes[name].is_source:
+            if st.stop_sent_at is not None or self.plan.nodes[name].is_source:
                 continue
             ups = [self.nodes[u] for u in self.plan.upstream(name) if u in self.nodes]
             # While shutting down, "finishing" (eos sent, waiting for consumers to drain)
@@ -268,7 +288,7 @@ class Supervisor:
             # would wait for each other until the deadline. Otherwise a finishing producer
             # may still have a backlog in flight to this node: wait for its exit.
             gone = ("finishing", *_GONE) if self.stop_requested else _GONE
-            if ups and all(u.state in gone for u in ups):
+            if ups and all(u.state in gone for u in ups) and st.alive:
                 if st.upstream_gone_at is None:
                     st.upstream_gone_at = now
                 grace = 0.5 if self.stop_requested else self.cfg.upstream_grace_s
@@ -303,7 +323,7 @@ class Supervisor:
 
     def _publish_metrics(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._last_metrics < 0.5:
+        if not force and now - self._last_metrics < METRICS_INTERVAL_S:
             return
         self._last_metrics = now
         status = self.status()
@@ -313,8 +333,8 @@ class Supervisor:
         self.metrics_seq += 1
         self.metrics_pub.send_multipart(frames)
         tmp = f"{self.run_dir}/status.json.tmp"
-        with open(tmp, "w") as f:
-            json.dump(status, f)
+        # One write of the whole text: json.dump writes it in many small pieces, ~1.7x the CPU.
+        Path(tmp).write_text(json.dumps(status))
         os.replace(tmp, f"{self.run_dir}/status.json")
 
     def _exit_code(self) -> int:
