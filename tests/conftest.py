@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sfhelpers import GraphRun
+from sfhelpers import GraphRun, pactl, wait_for
 
 
 @pytest.fixture
@@ -41,3 +44,27 @@ def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
              else tmp_path_factory.mktemp("sensorfuse-models"))
     builder.build(pack.PACK, Path(cache), stream=io.StringIO())
     return Path(cache)
+
+
+@pytest.fixture
+def null_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A PulseAudio null sink whose monitor is what PortAudio's "pulse" device records
+    (PulseAudio started if none runs); play into it with `paplay --device=NAME`."""
+    assert shutil.which("pulseaudio") and shutil.which("pactl"), "apt-get install pulseaudio pulseaudio-utils"
+    started = False
+    if pactl("info").returncode != 0:
+        subprocess.run(["pulseaudio", "-D", "--exit-idle-time=-1", "--system=false"], check=True, timeout=20,
+                       capture_output=True)
+        started = True
+        wait_for(lambda: pactl("info").returncode == 0, 10, "PulseAudio to answer")
+    name = f"sftest{uuid.uuid4().hex[:8]}"
+    loaded = pactl("load-module", "module-null-sink", f"sink_name={name}")
+    assert loaded.returncode == 0, loaded.stderr
+    # The ALSA "pulse" device PortAudio opens records from this source.
+    monkeypatch.setenv("PULSE_SOURCE", f"{name}.monitor")
+    try:
+        yield name
+    finally:
+        pactl("unload-module", loaded.stdout.strip())
+        if started:
+            subprocess.run(["pulseaudio", "--kill"], timeout=10, check=False)

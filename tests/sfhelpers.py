@@ -119,3 +119,7 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def pactl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=10)

@@ -8,11 +8,8 @@ while playback settles; the node follows with flagged ``clock_reanchor`` records
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,38 +18,12 @@ import soundfile
 
 from engine.testing import NodeHarness
 from nodes.microphone import MicrophoneNode
-from sfhelpers import wait_for
+from sfhelpers import pactl, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 RATE = 16_000
 SECONDS = 10
 NS = 1_000_000_000
-
-
-def pactl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=10)
-
-
-@pytest.fixture
-def null_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    assert shutil.which("pulseaudio") and shutil.which("pactl"), "apt-get install pulseaudio pulseaudio-utils"
-    started = False
-    if pactl("info").returncode != 0:
-        subprocess.run(["pulseaudio", "-D", "--exit-idle-time=-1", "--system=false"], check=True, timeout=20,
-                       capture_output=True)
-        started = True
-        wait_for(lambda: pactl("info").returncode == 0, 10, "PulseAudio to answer")
-    name = f"sftest{uuid.uuid4().hex[:8]}"
-    loaded = pactl("load-module", "module-null-sink", f"sink_name={name}")
-    assert loaded.returncode == 0, loaded.stderr
-    # The ALSA "pulse" device PortAudio opens records from this source.
-    monkeypatch.setenv("PULSE_SOURCE", f"{name}.monitor")
-    try:
-        yield name
-    finally:
-        pactl("unload-module", loaded.stdout.strip())
-        if started:
-            subprocess.run(["pulseaudio", "--kill"], timeout=10, check=False)
 
 
 def test_microphone_via_portaudio_is_sample_exact_with_no_overflow(null_sink: str, tmp_path: Path) -> None:
