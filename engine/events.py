@@ -116,7 +116,10 @@ class EventTracker:
 
     def step(self, t_ns: int, observations: dict[str, Observation]) -> list[Event]:
         events: list[Event] = []
-        for key in list(self._keys.keys() | observations.keys()):
+        # Known keys in the order they came, then new ones in observation order: a set union
+        # here iterated in string-hash order, which changes with every process (PYTHONHASHSEED),
+        # so two faces appearing in one tick got their event ids in a different order per run.
+        for key in [*self._keys, *(k for k in observations if k not in self._keys)]:
             obs = observations.get(key)
             state = self._keys.get(key)
             if state is None:

@@ -12,7 +12,8 @@ right squares cover the whole frame; per class we keep the larger probability.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -46,6 +47,8 @@ class FaceObservation:
     mouth_open: float  # inner-lip gap / eye-corner distance; nan when landmarks failed
     presence: float  # landmark model's face-present probability
     mouth_patch: np.ndarray  # [PATCH, PATCH] float32 grey levels in [0, 1] around the mouth
+    mesh_xy: np.ndarray  # [468, 2] landmark points in frame pixels (whatever the presence)
+    tracked_frames: int = 0  # consecutive frames found by `Encoders.track_face` alone; 0: detected
 
 
 @dataclass(frozen=True)
@@ -78,38 +81,104 @@ class Encoders:
         self.providers = {m.name: m.provider for m in (self.face, self.landmarks, self.scene, self.vad, self.text)}
 
     # -- vision ------------------------------------------------------------------------
-    def faces(self, rgb: np.ndarray, *, max_faces: int, min_score: float | None = None) -> list[FaceObservation]:
-        """Faces best first; `min_score` overrides the manifest's detection threshold."""
+    def faces(self, rgb: np.ndarray, *, max_faces: int, min_score: float | None = None,
+              confirm_presence: float | None = None, tile_fraction: float | None = None,
+              rois: Sequence[tuple[int, int, int, int]] = ()) -> list[FaceObservation]:
+        """Faces best first.
+
+        `min_score` overrides the manifest's detection threshold. With `confirm_presence`,
+        a detection scoring below the manifest's threshold is kept only when the landmark
+        model's face-present probability on it reaches `confirm_presence` (the landmark
+        model runs on every detection anyway, for the mouth). The detector always sees the
+        whole frame; `tile_fraction` adds overlapping square tiles of that fraction of the
+        short side (`blazeface.square_tiles`) and `rois` adds regions (x0, y0, x1, y1),
+        e.g. around the previous frame's faces (`blazeface.roi_tile`); candidates from
+        every region go through one weighted NMS.
+        """
         pre, post = self.face.manifest.preprocessing, self.face.manifest.postprocessing
         assert isinstance(pre, mf.LetterboxPre) and isinstance(post, mf.SsdFacePost)
+        confident = post.min_score
         if min_score is not None and min_score != post.min_score:
             post = msgspec.structs.replace(post, min_score=min_score)
-        tensor, placement = blazeface.letterbox(rgb, pre)
-        out = self.face.run({"image": tensor})
-        found = blazeface.postprocess(out["regressors"], out["scores"], placement, pre, post)
-        result = []
-        for i in range(min(len(found), max_faces)):
-            box = found.boxes[i]
+        height, width = rgb.shape[:2]
+        regions = [*(blazeface.square_tiles(height, width, tile_fraction) if tile_fraction is not None else []),
+                   *rois]
+        if not regions:
+            tensor, placement = blazeface.letterbox(rgb, pre)
+            out = self.face.run({"image": tensor})
+            found = blazeface.postprocess(out["regressors"], out["scores"], placement, pre, post)
+        else:
+            parts = []
+            for tile in [(0, 0, width, height), *regions]:
+                x0, y0, x1, y1 = tile
+                tensor, placement = blazeface.letterbox(np.ascontiguousarray(rgb[y0:y1, x0:x1]), pre)
+                out = self.face.run({"image": tensor})
+                parts.append(blazeface.tile_candidates(out["regressors"], out["scores"], placement, tile, pre, post))
+            found = blazeface.merge_tiles(parts, post)
+        result: list[FaceObservation] = []
+        # Rejected candidates cost a landmark run each: bounded so a textured frame full of
+        # weak candidates cannot blow the frame budget.
+        runs_left = 2 * max_faces
+        for i in range(len(found)):
+            if len(result) >= max_faces or runs_left == 0:
+                break
+            box, keypoints, score = found.boxes[i], found.keypoints[i], float(found.scores[i])
             if box[2] - box[0] < 4 or box[3] - box[1] < 4:
                 continue  # a degenerate box cannot be cropped for landmarks
-            mouth, presence = self._mouth(rgb, box, found.keypoints[i])
-            patch = mouth_patch(rgb, found.keypoints[i][MOUTH_KEYPOINT], float(box[2] - box[0]) * PATCH_SIDE)
-            result.append(FaceObservation(box.astype(np.float64), float(found.scores[i]),
-                                          found.keypoints[i].astype(np.float64), mouth, presence, patch))
+            runs_left -= 1
+            mesh = self._mesh(rgb, box, landmarks.eye_angle(keypoints))
+            if confirm_presence is not None and score < confident and mesh.presence < confirm_presence:
+                continue
+            result.append(self._observation(rgb, box.astype(np.float64), score, keypoints.astype(np.float64), mesh))
         return result
 
-    def _mouth(self, rgb: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> tuple[float, float]:
+    def track_face(self, rgb: np.ndarray, previous: FaceObservation, *,
+                   min_presence: float) -> FaceObservation | None:
+        """The face of the previous frame's `previous`, found again by the landmark model alone.
+
+        MediaPipe's face mesh tracks the same way between detections: the landmark model
+        runs on the region of the previous frame's face and its face-present score says
+        whether the face is still there. The box and keypoints follow the mesh (shift of
+        its centre, change of its spread); the score stays the last detection's. None
+        when the face is not confirmed or its centre has left the frame.
+        """
+        mesh = self._mesh(rgb, previous.box, landmarks.eye_angle(previous.keypoints))
+        if mesh.presence < min_presence:
+            return None
+        before, after = previous.mesh_xy, mesh.points[:, :2]
+        center0, center1 = before.mean(axis=0), after.mean(axis=0)
+        spread0 = float(np.sqrt(((before - center0) ** 2).sum(axis=1).mean()))
+        spread1 = float(np.sqrt(((after - center1) ** 2).sum(axis=1).mean()))
+        # a face does not change size by 25 % in one frame; a larger ratio is a bad mesh
+        scale = float(np.clip(spread1 / spread0, 0.8, 1.25)) if spread0 > 1e-6 else 1.0
+        box = np.concatenate([center1 + (previous.box[:2] - center0) * scale,
+                              center1 + (previous.box[2:] - center0) * scale])
+        height, width = rgb.shape[:2]
+        if not (0.0 <= (box[0] + box[2]) / 2 < width and 0.0 <= (box[1] + box[3]) / 2 < height):
+            return None
+        keypoints = center1 + (previous.keypoints - center0) * scale
+        observation = self._observation(rgb, box, previous.score, keypoints, mesh)
+        return replace(observation, tracked_frames=previous.tracked_frames + 1)
+
+    def _mesh(self, rgb: np.ndarray, box: np.ndarray, angle: float) -> landmarks.FaceMesh:
         pre, post = self.landmarks.manifest.preprocessing, self.landmarks.manifest.postprocessing
         assert isinstance(pre, mf.FaceCropPre) and isinstance(post, mf.LandmarksPost)
-        tensor, crop = landmarks.crop_face(rgb, box, pre, angle=landmarks.eye_angle(keypoints))
+        tensor, crop = landmarks.crop_face(rgb, box, pre, angle=angle)
         out = self.landmarks.run({"image": tensor})
-        mesh = landmarks.postprocess(out["landmarks"], out["face_flag"], crop, post)
-        if mesh.presence < post.min_presence:
-            return float("nan"), mesh.presence
-        p = mesh.points[:, :2]
-        eyes = float(np.linalg.norm(p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]))
-        gap = float(np.linalg.norm(p[LOWER_LIP] - p[UPPER_LIP]))
-        return (gap / eyes if eyes > 1e-6 else float("nan")), mesh.presence
+        return landmarks.postprocess(out["landmarks"], out["face_flag"], crop, post)
+
+    def _observation(self, rgb: np.ndarray, box: np.ndarray, score: float, keypoints: np.ndarray,
+                     mesh: landmarks.FaceMesh) -> FaceObservation:
+        post = self.landmarks.manifest.postprocessing
+        assert isinstance(post, mf.LandmarksPost)
+        mouth = float("nan")
+        if mesh.presence >= post.min_presence:
+            p = mesh.points[:, :2]
+            eyes = float(np.linalg.norm(p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]))
+            gap = float(np.linalg.norm(p[LOWER_LIP] - p[UPPER_LIP]))
+            mouth = gap / eyes if eyes > 1e-6 else float("nan")
+        patch = mouth_patch(rgb, keypoints[MOUTH_KEYPOINT], float(box[2] - box[0]) * PATCH_SIDE)
+        return FaceObservation(box, score, keypoints, mouth, float(mesh.presence), patch, mesh.points[:, :2].copy())
 
     def scene_probabilities(self, rgb: np.ndarray) -> SceneObservation:
         pre = self.scene.manifest.preprocessing

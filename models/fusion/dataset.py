@@ -26,6 +26,7 @@ import numpy as np
 from engine import graph as graph_mod
 from engine import manifest as mf
 from engine.perception import Encoders, Perception, TickInput, label_embeddings, tick_from_record
+from engine.perception import features as perception_features
 from engine.perception.features import FACE_SLOTS, FEATURES
 from engine.perception.fusion import FEATURE_VERSION
 from engine.perception.join import FrameJoin, FrameRef
@@ -159,7 +160,11 @@ def feature_key(cache: Path | None, duration_s: float) -> str:
     cache = cache or mf.default_cache_dir()
     shas = [mf.load(mf.find_manifest(n, cache)).sha256 for n in
             ("blazeface_short", "face_landmarks", "efficientnet_lite0_int8", "silero_vad", "minilm_l6_v2_int8")]
-    blob = json.dumps([FEATURE_VERSION, shas, align_params(), duration_s, QUERY_TEXTS], sort_keys=True)
+    # the face settings change the features without changing a model or FEATURE_VERSION
+    faces = [perception_features.FACE_MIN_SCORE, perception_features.FACE_CONFIRM_PRESENCE,
+             perception_features.FACE_TILE_FRACTION, perception_features.FACE_TRACK_FRAMES,
+             perception_features.FACE_TILE_EVERY]
+    blob = json.dumps([FEATURE_VERSION, shas, align_params(), duration_s, QUERY_TEXTS, faces], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -29,11 +29,12 @@ WALL_CLOCK_FIELDS = ("t_pub_ns", "t_recv_ns", "session")
 # arrival order (separate sockets), and the final flushed ticks' audio windows depend on it.
 # Known limitation, reported to the aligner's owner; everything before it is event time only.
 GOLDEN_UNTIL_NS = 1_000_000_000 + int((demo.DEMO_DURATION_S - 1.0) * 1e9)
-# Event-level thresholds, set from docs/fusion.md (held-out, per tick: speaking P 0.36 / R 0.77,
-# relevance P 0.91 / R 0.39) and what the shipped head reaches on this session (speaker.active
-# 1/3 right, 1/3 found; query.match 1/2 right, 1/1 found). The speaker bar is low on purpose:
-# the held-out speaker is a face in profile that BlazeFace finds in ~30 % of frames.
-SPEAKER_MIN_PRECISION, SPEAKER_MIN_RECALL = 0.3, 0.3
+# Event-level thresholds, set from docs/fusion.md (held-out, per tick: speaking P 0.69 / R 0.82,
+# relevance P 0.95 / R 0.43) and what the shipped head reaches on this session (speaker.active
+# 2/5 right, 2/3 found; query.match 1/2 right, 1/1 found). Event precision is below the
+# per-tick one: speech from off screen while faces are visible is still sometimes given to a
+# visible face (docs/fusion.md, "What it means").
+SPEAKER_MIN_PRECISION, SPEAKER_MIN_RECALL = 0.35, 0.6
 QUERY_MIN_PRECISION, QUERY_MIN_RECALL = 0.5, 1.0
 
 
@@ -53,7 +54,7 @@ def test_graph_finishes_cleanly_with_nothing_dropped(demo_run: dict[str, Any]) -
     assert perceive["gauges"]["frames"] == len(demo_run["frames"])
     for name, node in demo_run["status"]["nodes"].items():
         for stream, st in node.get("streams", {}).items():
-            assert not st.get("dropped") and not st.get("lost"), (name, stream, st)
+            assert not st.get("dropped") and not st.get("lost") and not st.get("rejected"), (name, stream, st)
 
 
 def test_speaker_active_names_the_right_face(demo_run: dict[str, Any], demo_session: Path) -> None:

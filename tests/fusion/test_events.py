@@ -90,3 +90,13 @@ def test_record_schema() -> None:
 def test_invalid_rules_are_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         EventRule("x", **kwargs)
+
+
+def test_keys_starting_in_one_tick_get_ids_in_observation_order() -> None:
+    """Event ids must not depend on string hashing (it changes per process): replay of the
+    same session gives the same ids. 20 keys in a set would keep this order by chance ~never."""
+    tracker = EventTracker(EventRule("face", on=0.5, off=0.5))
+    keys = [f"track:{n}" for n in (17, 3, 11, 5, 19, 2, 13, 7, 23, 1, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67)]
+    obs = {k: Observation(1.0, ("vision",), ()) for k in keys}
+    ids = {e.key: e.event_id for e in tracker.step(0, obs)}
+    assert [ids[k] for k in keys] == [f"face:{i}" for i in range(1, 21)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -53,6 +54,52 @@ def test_decode_with_no_candidates_gives_empty_faces() -> None:
     faces = blazeface.decode(np.zeros((1, 896, 16), np.float32), np.full((1, 896, 1), -50.0, np.float32),
                              anchors, 128, post)
     assert len(blazeface.weighted_nms(faces, 0.3)) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(60, 720), width=st.integers(60, 1280), fraction=st.sampled_from([0.5, 0.75, 1.0]),
+       fx=st.floats(0, 1), fy=st.floats(0, 1), fs=st.floats(0.05, 1.0))
+def test_square_tiles_hold_every_face_up_to_half_a_tile(height: int, width: int, fraction: float,
+                                                         fx: float, fy: float, fs: float) -> None:
+    tiles = blazeface.square_tiles(height, width, fraction)
+    side = tiles[0][2] - tiles[0][0]
+    assert all(x1 - x0 == side and y1 - y0 == side for x0, y0, x1, y1 in tiles)
+    assert all(x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height for x0, y0, x1, y1 in tiles)
+    face = fs * side / 2  # any face up to half a tile lies whole inside some tile
+    x, y = fx * (width - face), fy * (height - face)
+    assert any(x0 <= x and x + face <= x1 and y0 <= y and y + face <= y1 for x0, y0, x1, y1 in tiles)
+
+
+def test_square_tiles_layouts() -> None:
+    assert blazeface.square_tiles(240, 320, 1.0) == [(0, 0, 240, 240), (80, 0, 320, 240)]
+    assert blazeface.square_tiles(240, 320, 0.75) == [(x, y, x + 180, y + 180) for y in (0, 60) for x in (0, 70, 140)]
+    assert blazeface.square_tiles(100, 100, 1.0) == [(0, 0, 100, 100)]
+    with pytest.raises(ValueError, match="fraction"):
+        blazeface.square_tiles(240, 320, 0.0)
+
+
+def test_tile_candidates_land_in_frame_pixels_and_merge_across_tiles() -> None:
+    post = msgspec.structs.replace(specs.BLAZEFACE_POST_SHORT, min_score=0.5)
+    pre = specs.BLAZEFACE_PRE_SHORT
+    anchors = blazeface.anchor_centers(128, post)
+    target = int(np.argmin(np.abs(anchors - 0.5).sum(axis=1)))  # the anchor nearest the square's centre
+    regressors = np.zeros((1, 896, 16), np.float32)
+    regressors[0, target, 2:4] = 32.0  # a 32 px (input) box on that anchor
+    scores = np.full((1, 896, 1), -50.0, np.float32)
+    scores[0, target, 0] = 3.0
+    center = anchors[target] * 180  # in tile pixels: a 180 px tile fills the square
+    parts = []
+    for tile in [(0, 0, 180, 180), (70, 0, 250, 180)]:
+        _, placement = blazeface.letterbox(np.zeros((180, 180, 3), np.uint8), pre)
+        part = blazeface.tile_candidates(regressors, scores, placement, tile, pre, post)
+        assert len(part) == 1
+        assert np.allclose((part.boxes[0, :2] + part.boxes[0, 2:]) / 2, center + tile[:2])
+        assert part.boxes[0, 2] - part.boxes[0, 0] == pytest.approx(32 / 128 * 180)
+        parts.append(part)
+    assert len(blazeface.merge_tiles(parts, post)) == 2  # 70 px apart: two faces
+    parts[1] = blazeface.Faces(parts[1].boxes - [70, 0, 70, 0], parts[1].keypoints - [70, 0], parts[1].scores * 0.5)
+    merged = blazeface.merge_tiles(parts, post)  # the same face seen by both tiles: one, best score kept
+    assert len(merged) == 1 and merged.scores[0] == pytest.approx(parts[0].scores[0])
 
 
 @pytest.mark.parametrize("angle", [0.0, 0.4, -1.0])

@@ -1,0 +1,109 @@
+"""Face finding on small faces: detector tiles, presence-confirmed detections, landmark tracking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data as sk
+
+from engine.perception import Encoders, Perception, label_embeddings
+from engine.perception.features import FACE_TRACK_FRAMES
+from engine.perception.ticks import TickInput
+from engine.perception.tracking import iou
+from replay import scene
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def encoders(model_cache: Path) -> Encoders:
+    return Encoders(model_cache)
+
+
+def small_cameraman(scale: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out face (in profile) ~25 px wide on a grey 320×240 frame, and its face box."""
+    sprite = scene.sprite("cameraman")
+    face = cv2.resize(cv2.cvtColor(sprite.image, cv2.COLOR_BGR2RGB), None, fx=scale, fy=scale,
+                      interpolation=cv2.INTER_AREA)
+    frame = np.full((240, 320, 3), 90, np.uint8)
+    x, y = 200, 60
+    frame[y:y + face.shape[0], x:x + face.shape[1]] = face
+    return frame, np.asarray(sprite.box) * scale + [x, y, x, y]
+
+
+def astronaut() -> np.ndarray:
+    return np.ascontiguousarray(cv2.resize(sk.astronaut(), (320, 320))[40:280])
+
+
+def shifted(rgb: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    return cv2.warpAffine(rgb, np.float32([[1, 0, dx], [0, 1, dy]]), (rgb.shape[1], rgb.shape[0]))
+
+
+def test_tiles_find_a_small_face_the_whole_frame_misses(encoders: Encoders) -> None:
+    frame, truth = small_cameraman()
+    assert encoders.faces(frame, max_faces=3, min_score=0.5) == []
+    found = encoders.faces(frame, max_faces=3, min_score=0.5, confirm_presence=0.7, tile_fraction=0.75)
+    assert len(found) == 1 and iou(found[0].box, truth) > 0.4
+    assert found[0].mesh_xy.shape == (468, 2) and found[0].tracked_frames == 0
+
+
+def test_weak_detections_need_the_landmark_model_to_confirm_a_face(encoders: Encoders) -> None:
+    frame, _ = small_cameraman(0.5)
+    weak = encoders.faces(frame, max_faces=3, min_score=0.5)  # whole frame: 0.58, below the pack's 0.65
+    assert len(weak) == 1 and weak[0].score < 0.65 and weak[0].presence > 0.9
+    assert len(encoders.faces(frame, max_faces=3, min_score=0.5, confirm_presence=0.9)) == 1
+    assert encoders.faces(frame, max_faces=3, min_score=0.5, confirm_presence=1.01) == []
+
+
+def test_track_face_follows_the_face_and_lets_go_of_nothing(encoders: Encoders) -> None:
+    rgb = astronaut()
+    [face] = encoders.faces(rgb, max_faces=3, min_score=0.5, tile_fraction=0.75)
+    followed = encoders.track_face(shifted(rgb, 6, 4), face, min_presence=0.7)
+    assert followed is not None and followed.tracked_frames == 1 and followed.score == face.score
+    assert np.allclose(followed.box - face.box, [6, 4, 6, 4], atol=1.5)
+    assert np.allclose(followed.keypoints - face.keypoints, [6, 4], atol=1.5)
+    assert encoders.track_face(np.full_like(rgb, 90), face, min_presence=0.7) is None
+
+
+def test_perception_keeps_a_missed_face_on_its_track_for_a_bounded_time(
+        encoders: Encoders, monkeypatch: pytest.MonkeyPatch) -> None:
+    perception = Perception(encoders, label_embeddings(encoders), scene_period_ns=10**18)
+    rgb = astronaut()
+
+    def tick(i: int, frame: np.ndarray) -> TickInput:
+        return TickInput(i, i * 66_666_667, frame=frame, frame_layout="HWC/rgb8")
+
+    first = perception.process(tick(0, rgb))
+    assert [f.track_id for f in first.faces] == [1] and first.appeared == [1]
+    monkeypatch.setattr(encoders, "faces", lambda *a, **k: [])  # the detector misses from now on
+    ids = []
+    for i in range(1, FACE_TRACK_FRAMES + 3):
+        feats = perception.process(tick(i, shifted(rgb, i, 0)))
+        ids.append([f.track_id for f in feats.faces])
+        assert feats.appeared == []
+    assert ids[:FACE_TRACK_FRAMES] == [[1]] * FACE_TRACK_FRAMES
+    assert ids[FACE_TRACK_FRAMES:] == [[], []]  # then it needs a detection again
+
+
+def test_between_tiled_frames_the_detector_looks_around_known_faces(encoders: Encoders) -> None:
+    """The small profile face needs tiles to be found; on the frames between tiled ones the
+    detector finds it again in a region around its last box (not by landmarks alone)."""
+    frame, truth = small_cameraman()
+    perception = Perception(encoders, label_embeddings(encoders), scene_period_ns=10**18, face_tile_every=5)
+    for i in range(5):
+        feats = perception.process(TickInput(i, i * 66_666_667, frame=shifted(frame, 2 * i, 0),
+                                             frame_layout="HWC/rgb8"))
+        assert [f.track_id for f in feats.faces] == [1], i
+        assert perception._last_faces[0].tracked_frames == 0, "detected, not only followed by landmarks"
+        assert iou(np.asarray(feats.faces[0].box), truth + [2 * i, 0, 2 * i, 0]) > 0.4
+
+
+def test_roi_tile_is_a_square_inside_the_frame() -> None:
+    from engine.prepost.blazeface import roi_tile
+
+    assert roi_tile(np.array([100.0, 50.0, 140.0, 100.0]), 240, 320) == (58, 12, 183, 137)  # 2.5 × 50 around the centre
+    assert roi_tile(np.array([0.0, 0.0, 20.0, 20.0]), 240, 320) == (0, 0, 64, 64)  # min side, moved inside
+    assert roi_tile(np.array([250.0, 150.0, 330.0, 250.0]), 240, 320) == (80, 0, 320, 240)  # at most the short side
