@@ -251,6 +251,23 @@ def open_model(manifest_path: str | Path, config: SessionConfig | None = None) -
     return model
 
 
+def checked_session(model_file: Path, sha256: str, *, threads: int = 1) -> ort.InferenceSession:
+    """A session on a model of the project's own (no full manifest, no warm-up): the file's
+    sha256 checked, the preferred usable provider, `threads` intra-op threads. Raises
+    ModelLoadError (a StartupError) naming the file when it is missing, altered or unloadable."""
+    try:
+        mf.check_file(model_file, sha256)
+    except mf.ManifestError as err:
+        raise ModelLoadError(str(err)) from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(model_file), options, providers=choose_providers(DEFAULT_PROVIDERS))
+    except _ORT_ERRORS as err:
+        raise ModelLoadError(f"cannot load model file {model_file}: {_first_line(err)}") from None
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__

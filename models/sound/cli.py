@@ -1,0 +1,101 @@
+"""`sensorfuse sound train` and `sensorfuse sound eval`.
+
+train: log-mel frames and per-sample truth of generated train sessions (cached) → the
+audio-event encoder trained (fixed seed, CPU) → ONNX export + parity check → evaluation on
+held-out sessions, written into the manifest (`eval`) and to eval.md. The shipped model
+lives in models/sound/data (small, so nothing needs training); `--out` writes elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.perception.sound import SoundClassifier
+from models import corpus
+from models.sound import DATA_DIR, MANIFEST_FILE
+
+
+def _sessions(args: argparse.Namespace, seeds: list[int]) -> Any:
+    from models.sound import dataset
+
+    return dataset.build(seeds, duration_s=args.duration, work_dir=corpus.work_dir("sound"), workers=args.workers)
+
+
+def _evaluate(manifest_path: Path, heldout: Any, heldout_seeds: list[int]) -> dict[str, Any]:
+    from models.sound import evaluate
+
+    result = evaluate.evaluate(SoundClassifier(manifest_path), heldout)
+    result["heldout_seeds"] = [heldout_seeds[0], heldout_seeds[-1]]
+    return result
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from models.sound import dataset, evaluate, train
+
+    t0 = time.perf_counter()
+    out_dir = Path(args.out)
+    train_seeds = list(range(args.train_sessions))
+    heldout_seeds = corpus.heldout_seeds(args.heldout_sessions)
+    sessions = _sessions(args, train_seeds)
+    heldout = _sessions(args, heldout_seeds)
+    print(f"sessions: {len(sessions)} train, {len(heldout)} held-out ({time.perf_counter() - t0:.0f} s)")
+    cfg = train.TrainConfig(epochs=args.epochs, seed=args.seed)
+    t1 = time.perf_counter()
+    model = train.train(sessions, cfg)
+    example = dataset.windows(sessions[train_seeds[0]], stride_frames=7).features[:256]
+    trained = {"train_seeds": [train_seeds[0], train_seeds[-1]], "duration_s": args.duration,
+               "epochs": cfg.epochs, "seed": cfg.seed, "stride_frames": cfg.stride_frames, "gain_db": cfg.gain_db,
+               "train_seconds": round(time.perf_counter() - t1, 1)}
+    path = train.export(model, out_dir, np.ascontiguousarray(example), trained=trained)
+    print(f"trained and exported {path} in {time.perf_counter() - t1:.0f} s (parity ok)")
+    result = _evaluate(path, heldout, heldout_seeds)
+    manifest = json.loads(path.read_text())
+    manifest["eval"] = result
+    path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    (out_dir / "eval.md").write_text(evaluate.markdown(result, heldout_seeds))
+    print(evaluate.markdown(result, heldout_seeds))
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from models.sound import evaluate
+
+    path = Path(args.model)
+    if not path.is_file():
+        print(f"sensorfuse: no sound model at {path} (run: sensorfuse sound train)")
+        return 1
+    heldout_seeds = corpus.heldout_seeds(args.heldout_sessions)
+    result = _evaluate(path, _sessions(args, heldout_seeds), heldout_seeds)
+    print(evaluate.markdown(result, heldout_seeds))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("sound", help="train and evaluate the audio-event encoder",
+                              description="train and evaluate the audio-event encoder (needs torch for train)")
+    actions = p.add_subparsers(dest="sound_command", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    corpus.add_session_arguments(common)
+    t = actions.add_parser("train", parents=[common], help="sessions, training, export, parity, eval",
+                           epilog="example:\n  sensorfuse sound train --train-sessions 30 --epochs 12",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--train-sessions", type=int, default=corpus.TRAIN_SEEDS)
+    t.add_argument("--epochs", type=int, default=12)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=str(DATA_DIR), help="where the model, its manifest and eval.md go")
+    t.set_defaults(func=_cmd_train)
+    e = actions.add_parser("eval", parents=[common], help="evaluate a trained model on held-out sessions",
+                           epilog="example:\n  sensorfuse sound eval --json eval.json",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("--model", default=str(DATA_DIR / MANIFEST_FILE), help="the model's manifest")
+    e.add_argument("--json", help="also write the results here")
+    e.set_defaults(func=_cmd_eval)
