@@ -198,6 +198,11 @@ class Aligner:
         t = int(t_ns)
         if st.policy.policy == WINDOW and (rate is None or rate <= 0 or sample0 is None or data is None):
             return self._drop(stream, "bad_payload", "a window stream needs audio samples, rate and sample0")
+        if st.policy.policy == WINDOW and not np.isfinite(data).all():
+            # one NaN would poison every consumer's state (Silero VAD carries it forever): the
+            # block is refused and its samples become a gap (zeros, flagged in `gaps`)
+            bad = int(np.size(data) - np.isfinite(data).sum())
+            return self._drop(stream, "bad_payload", f"seq {seq}: {bad} NaN/inf samples")
         if st.ended:
             return self._drop(stream, "late", f"seq {seq} after the stream ended")
         if st.next_seq is None:

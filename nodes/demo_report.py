@@ -11,6 +11,8 @@ Matching rules (all times are the session's capture times):
   not empty. Recall: such queries with an event.
 - ``face.appeared``: start inside a ``face_visible`` interval of a face whose true box
   overlaps the event's box.
+- ``sound.alarm`` / ``sound.tone`` / ``sound.noise``: start inside a ``sound`` interval of
+  that kind.
 Timing error: event start minus the truth's start (query: minus the query's time).
 """
 
@@ -25,7 +27,8 @@ import numpy as np
 from engine.perception.tracking import iou
 
 SLACK_NS = 500_000_000
-EVENT_TYPES = ("face.appeared", "speaker.active", "speech.offscreen", "query.match")
+SOUND_TYPES = ("sound.alarm", "sound.tone", "sound.noise")
+EVENT_TYPES = ("face.appeared", "speaker.active", "speech.offscreen", "query.match", *SOUND_TYPES)
 
 
 @dataclass
@@ -68,9 +71,10 @@ def score_events(events: Iterable[dict[str, Any]], labels: list[dict[str, Any]],
     starts = [e for e in events if e.get("phase") == "start"]
     out: dict[str, Score] = {}
     intervals = {"speaker.active": "speaker_visible", "speech.offscreen": "offscreen_speech",
-                 "face.appeared": "face_visible"}
+                 "face.appeared": "face_visible", **{t: "sound" for t in SOUND_TYPES}}
     for etype, label in intervals.items():
-        truths = [r for r in labels if r["label"] == label]
+        truths = [r for r in labels if r["label"] == label
+                  and (label != "sound" or f"sound.{r['sound']}" == etype)]
         evs = [e for e in starts if e["type"] == etype]
         found: set[int] = set()
         correct, errors = 0, []
@@ -122,6 +126,9 @@ def table(scores: dict[str, Score]) -> str:
     for etype in EVENT_TYPES:
         s = scores[etype]
         timing = f"{s.mean_timing_ms:.0f}" if s.mean_timing_ms is not None else "-"
-        lines.append(f"{etype:<18} {s.events:>6} {s.correct:>6} {s.truths:>6} {s.found:>6} {s.precision:>9.2f}"
-                     f" {s.recall:>7.2f} {timing:>13}")
+        # "-": no events to be right about / nothing in the session to find
+        precision = f"{s.precision:.2f}" if s.events else "-"
+        recall = f"{s.recall:.2f}" if s.truths else "-"
+        lines.append(f"{etype:<18} {s.events:>6} {s.correct:>6} {s.truths:>6} {s.found:>6} {precision:>9}"
+                     f" {recall:>7} {timing:>13}")
     return "\n".join(lines)

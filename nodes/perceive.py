@@ -14,12 +14,15 @@ Ports
     scene       (out) when a scene result enters: ``{tick, t_ns, frame_t_ns (the frame it
                       describes), labels: [[name, p], ...], embedding_f32: bytes (1280 float32)}``
     speech      (out) per tick with audio: ``{tick, t_ns, probability, in_speech}``
+    sound       (out) when the sound-event classifier ran (every ``sound_period_ms`` of event
+                      time, on the last 0.5 s of audio): ``{tick, t_ns, probabilities:
+                      {speech, alarm, tone, noise, background}}`` (docs/sound.md)
     events      (out) fused events, schema in docs/protocol.md ("Events")
 
 Rates: face detector + landmarks every frame, scene encoder every ``scene_period_ms``
 of event time on a worker thread (its result enters at the first tick ``scene_delay_ms``
 of event time after its frame, so it never lengthens a tick), VAD on each new audio
-sample once, text encoder once per distinct line, fusion head every tick. Everything
+sample once, text encoder once per distinct line, sound-event classifier every ``sound_period_ms``, fusion head every tick. Everything
 runs on event time: replay gives the same outputs as live, at any rate.
 
 Failure behaviour: models (pack + fusion head) load and warm up in `start` (a throwaway
@@ -29,17 +32,19 @@ model or a head trained on other features fails start with the file named (not
 restarted). A malformed tick is rejected and counted (``bad_tick``); a modality the
 aligner reports missing degrades the scores (masks), never crashes the node. A referenced
 frame that never arrives (dropped on the way, or no ``frame`` input wired) is counted
-(``frame_not_received`` / ``frame_not_wired``, on the frame stream) and the tick goes on
+(and an audio window the sound classifier refuses, NaN/inf: ``bad_audio_window`` on the
+audio stream)
+(``frame_not_received`` / ``frame_not_wired``, on the frame stream); the tick goes on
 without vision. At the end of input every active event is ended.
 
 Config example::
 
     perceive:
       kind: perceive
-      params: {head: default, scene_period_ms: 333}      # or early | late | attention | PATH
+      params: {head: default, scene_period_ms: 333, sound: default}  # head: early | late | attention | PATH
       inputs: {ticks: {stream: align/ticks, policy: block}, frame: {stream: cam0/frame, policy: block}}
       outputs: {detections: perceive/detections, scene: perceive/scene,
-                speech: perceive/speech, events: perceive/events}
+                speech: perceive/speech, sound: perceive/sound, events: perceive/events}
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from engine.perception import Encoders, FusionHead, Perception, Ports, label_emb
 from engine.perception.features import TickFeatures, warm_up
 from engine.perception.fusion import STRATEGIES, manifest_path_for
 from engine.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
+from engine.perception.sound import SoundClassifier
 from engine.perception.ticks import BadTick, TickInput, attach_frame
 
 MS = 1_000_000
@@ -84,12 +90,20 @@ DEFAULT_RULES: dict[str, RuleParams] = {
     "speaker.active": RuleParams(0.6, 0.4, min_duration_ms=200, hold_ms=400, update_every_ms=1000),
     "speech.offscreen": RuleParams(0.6, 0.4, min_duration_ms=300, hold_ms=400, update_every_ms=1000),
     "query.match": RuleParams(0.6, 0.4, min_duration_ms=130, hold_ms=300, cooldown_ms=60_000),
+    "sound": RuleParams(0.6, 0.4, min_duration_ms=200, hold_ms=300, update_every_ms=1000),
 }
+#: Sound classes that become `sound.<class>` events (speech has its own events; background is none).
+SOUND_EVENTS = ("alarm", "tone", "noise")
 
 
 def default_heads_dir() -> Path:
     """The heads shipped with the package (models/fusion/data); no torch is imported."""
     return Path(str(importlib.resources.files("models.fusion") / "data"))
+
+
+def default_sound_manifest() -> Path:
+    """The sound-event classifier shipped with the package (models/sound/data)."""
+    return Path(str(importlib.resources.files("models.sound") / "data" / "sound_events.manifest.json"))
 
 
 def resolve_head(head: str, heads_dir: Path) -> Path:
@@ -113,6 +127,8 @@ class PerceiveNode(Node):
         cache: str | None = None
         scene_period_ms: float = 333.0
         scene_delay_ms: float = 100.0
+        sound: str = "default"  # the sound-event classifier: default, off, or a manifest path
+        sound_period_ms: float = 100.0
         warmup_frame: tuple[int, int] = (480, 640)  # height, width of the synthetic warm-up frame
         top_k: int = 5
         frame_port: str = "frame"
@@ -130,6 +146,7 @@ class PerceiveNode(Node):
         "detections": OutputSpec(kind="record", doc="faces with boxes, keypoints, track ids, speaking"),
         "scene": OutputSpec(kind="record", doc="scene top-k labels + embedding"),
         "speech": OutputSpec(kind="record", doc="speech activity per tick"),
+        "sound": OutputSpec(kind="record", doc="sound-event class probabilities (docs/sound.md)"),
         "events": OutputSpec(kind="record", doc="fused events (docs/protocol.md)"),
     }
 
@@ -148,8 +165,11 @@ class PerceiveNode(Node):
         timing = {"scene_period_ns": round(p.scene_period_ms * MS), "scene_delay_ns": round(p.scene_delay_ms * MS)}
         warm_up(self.encoders, labels, p.warmup_frame, **timing)
         self.scene_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scene")
+        sound = None if p.sound == "off" else SoundClassifier(
+            default_sound_manifest() if p.sound == "default" else Path(p.sound))
         self.perception = Perception(self.encoders, labels, scene_executor=self.scene_worker, top_k=p.top_k,
-                                     **timing)
+                                     sound=sound, sound_period_ns=round(p.sound_period_ms * MS), **timing)
+        self.last_sound: dict[str, float] = {}
         self.ports = Ports(p.frame_port, p.audio_port, p.text_port)
         rules = {**DEFAULT_RULES, **p.rules}
         self.trackers = {name: EventTracker(r.rule(name)) for name, r in rules.items()}
@@ -205,6 +225,8 @@ class PerceiveNode(Node):
 
     def _perceive(self, tick: TickInput) -> list[Out]:
         feats = self.perception.process(tick)
+        if feats.sound_error is not None:
+            self.ctx.reject(tick.audio_ref.stream if tick.audio_ref else "audio", "bad_audio_window", feats.sound_error)
         scores = self.head.run(feats.inputs)
         self.last_t = feats.t_ns
         self.ctx.gauge("frames", float(self.perception.frames))
@@ -240,6 +262,8 @@ class PerceiveNode(Node):
         if feats.speech_prob is not None:
             outs.append(Out.record("speech", {"tick": feats.index, "t_ns": t, "probability": feats.speech_prob,
                                               "in_speech": feats.in_speech}, t))
+        if feats.sound_probs is not None:
+            outs.append(Out.record("sound", {"tick": feats.index, "t_ns": t, "probabilities": feats.sound_probs}, t))
         return outs
 
     def _events(self, feats: TickFeatures, scores: dict[str, Any]) -> list[Out]:
@@ -260,6 +284,10 @@ class PerceiveNode(Node):
                 obs["face"][key] = Observation(1.0, (), refs)
         if present["audio"]:
             obs["speech.offscreen"]["offscreen"] = Observation(float(scores["offscreen"][0, 0]), sensors, refs)
+            if feats.sound_probs is not None:
+                self.last_sound = feats.sound_probs
+            for name in SOUND_EVENTS if self.last_sound else ():
+                obs["sound"][name] = Observation(self.last_sound.get(name, 0.0), ("audio",), refs, {"sound": name})
         if present["query"] and feats.text is not None:
             text_ref = feats.text_ref
             key = f"text:{text_ref.seq}" if text_ref else f"text:{feats.text}"
@@ -283,4 +311,6 @@ class PerceiveNode(Node):
         if rec["type"] == "face":  # one tracker, two documented types: appeared (start) / left (end)
             rec["type"] = {"start": "face.appeared", "end": "face.left"}.get(rec["phase"], "face.present")
             rec["event_id"] = rec["event_id"].replace("face:", "face.present:")
+        elif rec["type"] == "sound":  # one tracker, a type per class: sound.alarm, sound.tone, sound.noise
+            rec["type"] = f"sound.{rec['key']}"
         return rec

@@ -83,7 +83,8 @@ class Encoders:
     # -- vision ------------------------------------------------------------------------
     def faces(self, rgb: np.ndarray, *, max_faces: int, min_score: float | None = None,
               confirm_presence: float | None = None, tile_fraction: float | None = None,
-              rois: Sequence[tuple[int, int, int, int]] = ()) -> list[FaceObservation]:
+              rois: Sequence[tuple[int, int, int, int]] = (),
+              acquire: Sequence[tuple[int, int, int, int]] = ()) -> list[FaceObservation]:
         """Faces best first.
 
         `min_score` overrides the manifest's detection threshold. With `confirm_presence`,
@@ -93,7 +94,8 @@ class Encoders:
         whole frame; `tile_fraction` adds overlapping square tiles of that fraction of the
         short side (`blazeface.square_tiles`) and `rois` adds regions (x0, y0, x1, y1),
         e.g. around the previous frame's faces (`blazeface.roi_tile`); candidates from
-        every region go through one weighted NMS.
+        all of these go through one weighted NMS. `acquire` regions (a tile of this frame's
+        rotation) only add faces that overlap none found there (`blazeface.add_new_faces`).
         """
         pre, post = self.face.manifest.preprocessing, self.face.manifest.postprocessing
         assert isinstance(pre, mf.LetterboxPre) and isinstance(post, mf.SsdFacePost)
@@ -108,13 +110,11 @@ class Encoders:
             out = self.face.run({"image": tensor})
             found = blazeface.postprocess(out["regressors"], out["scores"], placement, pre, post)
         else:
-            parts = []
-            for tile in [(0, 0, width, height), *regions]:
-                x0, y0, x1, y1 = tile
-                tensor, placement = blazeface.letterbox(np.ascontiguousarray(rgb[y0:y1, x0:x1]), pre)
-                out = self.face.run({"image": tensor})
-                parts.append(blazeface.tile_candidates(out["regressors"], out["scores"], placement, tile, pre, post))
-            found = blazeface.merge_tiles(parts, post)
+            found = blazeface.merge_tiles([self._candidates(rgb, t, pre, post) for t in [(0, 0, width, height),
+                                                                                       *regions]], post)
+        if acquire:
+            new = blazeface.merge_tiles([self._candidates(rgb, t, pre, post) for t in acquire], post)
+            found = blazeface.add_new_faces(found, new, post.iou_threshold)
         result: list[FaceObservation] = []
         # Rejected candidates cost a landmark run each: bounded so a textured frame full of
         # weak candidates cannot blow the frame budget.
@@ -131,6 +131,13 @@ class Encoders:
                 continue
             result.append(self._observation(rgb, box.astype(np.float64), score, keypoints.astype(np.float64), mesh))
         return result
+
+    def _candidates(self, rgb: np.ndarray, tile: tuple[int, int, int, int], pre: mf.LetterboxPre,
+                    post: mf.SsdFacePost) -> blazeface.Faces:
+        x0, y0, x1, y1 = tile
+        tensor, placement = blazeface.letterbox(np.ascontiguousarray(rgb[y0:y1, x0:x1]), pre)
+        out = self.face.run({"image": tensor})
+        return blazeface.tile_candidates(out["regressors"], out["scores"], placement, tile, pre, post)
 
     def track_face(self, rgb: np.ndarray, previous: FaceObservation, *,
                    min_presence: float) -> FaceObservation | None:

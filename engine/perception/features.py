@@ -4,14 +4,17 @@ This is the one place that turns an aligned tick into features. The perceive nod
 it on live/replayed ticks and `sensorfuse fusion train` calls it on ticks of generated
 sessions, so the head is trained on exactly what it sees at run time.
 
-Rates: face detector + landmarks on every frame (the detector on the whole frame plus
-overlapping tiles every FACE_TILE_EVERY-th frame, else plus a region around each face of
-the previous frame), plus one landmark run per face of the previous frame that the
-detector missed (followed by landmarks alone); the scene encoder every `scene_period_ns` of event time, its result used from
+Rates: face detector + landmarks on every frame (the detector on the whole frame, on a
+region around each face of the previous frame and on FACE_TILES_PER_FRAME of the
+overlapping tiles, in rotation), plus one landmark run per face of the previous frame
+that the detector missed (followed by landmarks alone); the scene encoder every `scene_period_ns` of event time, its result used from
 `scene_delay_ns` of event time after its frame until the next one
 (`engine.perception.scene`); Silero VAD on each new
 audio sample exactly once (the windows of consecutive ticks overlap; we feed only what
-is past the last fed sample); the text encoder once per distinct text (cached).
+is past the last fed sample); the sound-event classifier (`engine.perception.sound`, when
+given) every `sound_period_ns` on the last 0.5 s of audio; the text encoder once per
+distinct text (cached). The sound classes are an output of their own, not a fusion-head
+input.
 
 Feature contract (`FEATURES`), batch 1, float32 — the fusion head's ONNX inputs:
 
@@ -40,6 +43,7 @@ from concurrent.futures import Executor
 from engine.perception.encoders import Encoders, FaceObservation, to_rgb
 from engine.prepost import blazeface
 from engine.perception.scene import TEXT_DIM, SceneStage, unit
+from engine.perception.sound import SoundClassifier
 from engine.perception.ticks import Ref, TickInput
 from engine.perception.tracking import IouTracker, iou
 
@@ -61,12 +65,16 @@ FACE_MIN_SCORE = 0.5
 FACE_CONFIRM_PRESENCE = 0.7
 # Detector tiles of 3/4 of the frame's short side (`blazeface.square_tiles`): a face ~1/8
 # of the frame wide is too small for the short-range detector on the whole frame. On the
-# held-out sessions per-frame face recall went from ~0.5 to ~0.96 with tiles on every
-# frame, for ~3x the face cost. Tiles run on every FACE_TILE_EVERY-th frame (a new face is
-# found within that many frames); in between the detector runs on the whole frame and on
-# a region around each face of the previous frame (`blazeface.roi_tile`).
+# held-out sessions per-frame face recall went from ~0.5 to ~0.96 with every tile on every
+# frame, for ~3x the face cost. Instead each frame gets FACE_TILES_PER_FRAME tiles in
+# rotation (a small new face is found within one cycle: 6 frames for the 6 tiles of a 4:3
+# frame; held-out recall ~0.96 as with every tile on every frame)
+# plus a region around each face of the previous frame (`blazeface.roi_tile`), where a face
+# once found is looked for at a scale the detector sees: the same cost on every frame, so
+# no frame waits behind a frame that ran all the tiles.
 FACE_TILE_FRACTION = 0.75
-FACE_TILE_EVERY = 5
+FACE_TILES_PER_FRAME = 1
+SOUND_PERIOD_NS = 100_000_000
 # A face the detector misses is followed by the landmark model alone (MediaPipe's face
 # mesh tracking) for at most this many consecutive frames; then it needs a detection again.
 FACE_TRACK_FRAMES = 15
@@ -108,6 +116,8 @@ class TickFeatures:
     scene_embedding: np.ndarray | None = None
     scene_fresh: bool = False
     scene_frame_t_ns: int | None = None  # capture time of the frame the scene result describes
+    sound_probs: dict[str, float] | None = None  # when the sound classifier ran this tick
+    sound_error: str | None = None  # why it could not (bad samples in the window)
     speech_prob: float | None = None
     in_speech: bool = False
     text: str | None = None
@@ -132,11 +142,18 @@ class Perception:
                  scene_period_ns: int = SCENE_PERIOD_NS, scene_delay_ns: int = SCENE_DELAY_NS,
                  scene_executor: Executor | None = None, max_faces: int = FACE_SLOTS, top_k: int = 5,
                  face_min_score: float = FACE_MIN_SCORE, face_tile_fraction: float | None = FACE_TILE_FRACTION,
-                 face_track_frames: int = FACE_TRACK_FRAMES, face_tile_every: int = FACE_TILE_EVERY) -> None:
+                 face_track_frames: int = FACE_TRACK_FRAMES,
+                 face_tiles_per_frame: int = FACE_TILES_PER_FRAME, sound: SoundClassifier | None = None,
+                 sound_period_ns: int = SOUND_PERIOD_NS) -> None:
         self.face_min_score = face_min_score
         self.face_tile_fraction = face_tile_fraction
         self.face_track_frames = face_track_frames
-        self.face_tile_every = max(1, face_tile_every)
+        self.face_tiles_per_frame = max(1, face_tiles_per_frame)
+        self.sound = sound
+        self.sound_period_ns = sound_period_ns
+        self._sound_window = np.zeros(sound.window_samples if sound else 0, np.float32)  # the newest samples
+        self._sound_filled = 0
+        self._sound_t: int | None = None
         self._last_faces: list[FaceObservation] = []  # the previous frame's faces, for landmark tracking
         self.enc = encoders
         self.label_embeddings = label_embeddings
@@ -192,12 +209,11 @@ class Perception:
         self.frames += 1
         height = rgb.shape[0]
         feats.frame_shape = (rgb.shape[0], rgb.shape[1])
-        tiled = self.face_tile_fraction is not None and (self.frames - 1) % self.face_tile_every == 0
-        rois = [] if tiled or self.face_tile_fraction is None else [
-            blazeface.roi_tile(o.box, rgb.shape[0], rgb.shape[1]) for o in self._last_faces]
+        height, width = rgb.shape[:2]
         observed = self.enc.faces(rgb, max_faces=self.max_faces, min_score=self.face_min_score,
                                   confirm_presence=FACE_CONFIRM_PRESENCE,
-                                  tile_fraction=self.face_tile_fraction if tiled else None, rois=rois)
+                                  rois=[blazeface.roi_tile(o.box, height, width) for o in self._last_faces],
+                                  acquire=self._tiles_now(height, width))
         observed += self._track_missed(rgb, observed)
         self._last_faces = observed
         ids, dropped = self.tracker.update([o.box for o in observed])
@@ -240,6 +256,14 @@ class Perception:
         feats.inputs["scene"][0] = self.scene.text
         feats.inputs["vision_mask"][0, 0] = 1.0
 
+    def _tiles_now(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        """This frame's share of the detector tiles (rotating with the frame count)."""
+        if self.face_tile_fraction is None:
+            return []
+        tiles = blazeface.square_tiles(height, width, self.face_tile_fraction)
+        first = (self.frames - 1) * self.face_tiles_per_frame
+        return [tiles[(first + j) % len(tiles)] for j in range(min(self.face_tiles_per_frame, len(tiles)))]
+
     def _track_missed(self, rgb: np.ndarray, detected: list[FaceObservation]) -> list[FaceObservation]:
         """Last frame's faces that no detection of this frame overlaps, found by landmarks."""
         found: list[FaceObservation] = []
@@ -269,17 +293,35 @@ class Perception:
                               ).astype(np.float32)
 
     # -- audio -------------------------------------------------------------------------
+    def _classify_sound(self, t_ns: int, new: np.ndarray, feats: TickFeatures) -> None:
+        if self.sound is None:
+            return
+        size = self._sound_window.size
+        self._sound_window = np.concatenate([self._sound_window, new])[-size:]
+        self._sound_filled = min(size, self._sound_filled + new.size)
+        if self._sound_filled < size or (self._sound_t is not None and t_ns - self._sound_t < self.sound_period_ns):
+            return
+        self._sound_t = t_ns
+        try:
+            probs = self.sound.probabilities(self._sound_window)
+        except ValueError as exc:  # NaN/inf samples: the caller counts it; the next window may be clean
+            feats.sound_error = str(exc)
+            return
+        feats.sound_probs = {c: round(float(p), 4) for c, p in zip(self.sound.classes, probs)}
+
     def _audio(self, tick: TickInput, feats: TickFeatures) -> None:
         assert tick.audio is not None
         samples, start = tick.audio, tick.audio_sample0
         end = start + samples.size
         if self._fed_until is None or self._fed_until < start or self._fed_until > end:
             self._fed_until = start  # first window, or a jump: restart from this window
+            self._sound_filled = 0
         self._vad_probs.clear()
         new = samples[self._fed_until - start:]
         if new.size:
             self.vad.push(new)
             self.audio_blocks += len(self._vad_probs)  # 32 ms VAD chunks run
+            self._classify_sound(tick.t_ns, new, feats)
         self._fed_until = end
         probs = self._vad_probs
         prob = max(probs) if probs else (self._vad_hist[-1] if self._vad_hist else 0.0)

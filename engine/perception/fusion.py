@@ -24,7 +24,7 @@ from engine import manifest as mf
 from engine.errors import StartupError
 from engine.perception.features import FEATURES, MODALITY_INPUTS
 
-FEATURE_VERSION = 4  # 3: the scene vector enters SCENE_DELAY_NS after its frame; 4: tiled face detection
+FEATURE_VERSION = 6  # 3: scene vector SCENE_DELAY_NS after its frame; 4: tiled faces; 5: rotating tiles; 6: tiles only add faces
 OUTPUTS = ("speaking", "offscreen", "relevance")
 STRATEGIES = ("early", "late", "attention")
 

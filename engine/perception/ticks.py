@@ -43,6 +43,7 @@ class TickInput:
     frame_ref: Ref | None = None
     text_ref: Ref | None = None
     frame_wanted: Ref | None = None  # a frame referenced by seq, not embedded: attach it
+    audio_ref: Ref | None = None
 
 
 def attach_frame(tick: TickInput, frame: np.ndarray, layout: str | None) -> None:
@@ -96,12 +97,15 @@ def tick_from_record(record: dict[str, Any], ports: Ports = Ports()) -> TickInpu
         samples = np.frombuffer(audio["data"], dtype=np.float32)
         if samples.size != int(audio["n"]) * channels:
             raise BadTick(f"audio member has {samples.size} samples, header says {audio['n']}×{channels}")
+        if not np.isfinite(samples).all():  # the VAD would carry a NaN in its state for good
+            raise BadTick(f"audio member has {int(samples.size - np.isfinite(samples).sum())} NaN/inf samples")
         tick.audio = samples.reshape(-1, channels).mean(axis=1) if channels > 1 else samples
         tick.audio_sample0, tick.audio_rate = int(audio["sample0"]), int(audio["rate"])
         stream = streams.get(ports.audio, ports.audio)
         seqs = audio.get("seqs") or []
         if seqs:  # the newest block is the one that completed this tick
-            tick.refs.append(Ref(stream, int(seqs[-1]), int(audio.get("t_end_ns") or tick.t_ns)))
+            tick.audio_ref = Ref(stream, int(seqs[-1]), int(audio.get("t_end_ns") or tick.t_ns))
+            tick.refs.append(tick.audio_ref)
     text = members.get(ports.text)
     if text is not None and isinstance(text.get("text"), str):
         tick.text = text["text"]

@@ -220,6 +220,24 @@ def merge_tiles(parts: list[Faces], post: SsdFacePost) -> Faces:
     return weighted_nms(union, post.iou_threshold)
 
 
+def add_new_faces(known: Faces, extra: Faces, iou_threshold: float) -> Faces:
+    """`known` plus the faces of `extra` that overlap none of them, best first.
+
+    Why not one NMS over both: a face already found in the whole frame and in the region
+    around its last box would be blended with whichever tile happens to cover it this
+    frame, and its box would jitter with the tile rotation (the mouth-patch cue reads that
+    jitter as motion). Tiles only add faces that nothing else found.
+    """
+    keep = [i for i in range(len(extra))
+            if len(known) == 0 or not (box_iou(extra.boxes[i], known.boxes) > iou_threshold).any()]
+    boxes = np.concatenate([known.boxes.reshape(-1, 4), extra.boxes[keep].reshape(-1, 4)])
+    keypoints = np.concatenate([known.keypoints.reshape(-1, *extra.keypoints.shape[1:]) if len(known) else
+                                extra.keypoints[:0], extra.keypoints[keep]])
+    scores = np.concatenate([known.scores, extra.scores[keep]])
+    order = np.argsort(-scores, kind="stable")
+    return Faces(boxes[order], keypoints[order], scores[order])
+
+
 _ANCHOR_CACHE: dict[tuple[int, tuple[int, ...], tuple[int, ...]], np.ndarray] = {}
 
 

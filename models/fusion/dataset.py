@@ -163,7 +163,7 @@ def feature_key(cache: Path | None, duration_s: float) -> str:
     # the face settings change the features without changing a model or FEATURE_VERSION
     faces = [perception_features.FACE_MIN_SCORE, perception_features.FACE_CONFIRM_PRESENCE,
              perception_features.FACE_TILE_FRACTION, perception_features.FACE_TRACK_FRAMES,
-             perception_features.FACE_TILE_EVERY]
+             perception_features.FACE_TILES_PER_FRAME]
     blob = json.dumps([FEATURE_VERSION, shas, align_params(), duration_s, QUERY_TEXTS, faces], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

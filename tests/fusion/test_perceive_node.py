@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from engine import wire
@@ -18,7 +19,8 @@ from nodes.perceive import PerceiveNode, default_heads_dir
 
 pytestmark = pytest.mark.timeout(120)
 STREAMS = {"ticks": "align/ticks", "frame": "cam0/frame", "detections": "perceive/detections",
-           "scene": "perceive/scene", "speech": "perceive/speech", "events": "perceive/events"}
+           "scene": "perceive/scene", "speech": "perceive/speech", "sound": "perceive/sound",
+           "events": "perceive/events"}
 
 
 def harness(model_cache: Path, *, unwired: tuple[str, ...] = (), **params: Any) -> NodeHarness:
@@ -163,3 +165,25 @@ def test_referenced_frames_with_no_frame_input_wired(model_cache: Path, short_in
     msgs = feed_inputs(h, ticks)
     assert h.ctx.rejected == {("cam0/frame", "frame_not_wired"): 20}
     assert by_stream(msgs, "perceive/detections") == [] and len(by_stream(msgs, "perceive/speech")) == 20
+
+
+def test_sound_classes_and_a_refused_audio_window(model_cache: Path, short_ticks: list[dict[str, Any]]) -> None:
+    h = harness(model_cache)
+    msgs = feed(h, short_ticks[:40])
+    sound = by_stream(msgs, "perceive/sound")
+    assert sound, "the classifier runs once its 0.5 s window is full"
+    for record in sound:
+        probs = record["probabilities"]
+        assert set(probs) == {"speech", "alarm", "tone", "noise", "background"}
+        assert abs(sum(probs.values()) - 1.0) < 1e-3
+    # NaN samples (a tick from some other aligner): the tick is refused and counted, the
+    # node goes on and its VAD is not poisoned
+    h = harness(model_cache)
+    ticks = copy.deepcopy(short_ticks[:20])
+    audio = np.frombuffer(ticks[12]["members"]["audio"]["data"], np.float32).copy()
+    audio[-100:] = np.nan
+    ticks[12]["members"]["audio"]["data"] = audio.tobytes()
+    msgs = feed(h, ticks)
+    assert h.ctx.rejected == {("align/ticks", "bad_tick"): 1}
+    assert len(by_stream(msgs, "perceive/detections")) == 19
+    assert all(np.isfinite(r["probability"]) for r in by_stream(msgs, "perceive/speech"))

@@ -181,6 +181,18 @@ def test_backwards_time_duplicate_seq_and_rate_change_are_refused() -> None:
     }
 
 
+def test_nan_audio_is_refused_and_becomes_a_flagged_gap() -> None:
+    aligner = Aligner(frames_audio_config())
+    blocks = audio(6)
+    poisoned = blocks[2].data.copy()
+    poisoned[5] = np.nan
+    blocks[2] = Msg("audio", blocks[2].seq, blocks[2].t_ns, poisoned, blocks[2].rate, blocks[2].sample0)
+    ticks = feed(aligner, [*blocks, Msg("frame", 0, blocks[4].t_ns)])
+    assert aligner.drops == {("audio", "bad_payload"): 1}
+    window = ticks[-1].members["audio"]
+    assert np.isfinite(window.samples).all() and window.gaps()
+
+
 def test_a_restarted_producer_is_followed_not_refused_as_duplicates() -> None:
     aligner = Aligner(frames_audio_config())
     first = audio(5)
