@@ -6,8 +6,8 @@ What a model computes from one session (features, labels) is cached as one ``.np
 seed under a directory whose name carries the key of everything that changes it; a seed
 missing there is generated into a temporary file, computed and written atomically.
 
-The fusion head's dataset (`models.fusion.dataset`) still has its own copy of the cache
-loop; the audio-event encoder (`models.sound`) uses this one.
+The fusion head's dataset (`models.fusion.dataset`) and the audio-event encoder's
+(`models.sound.dataset`) both use it.
 """
 
 from __future__ import annotations

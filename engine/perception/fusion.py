@@ -17,7 +17,6 @@ from typing import Any
 
 import msgspec
 import numpy as np
-import onnxruntime as ort
 
 from engine import inference
 from engine import manifest as mf
@@ -60,16 +59,7 @@ class FusionHead:
             raise StartupError(
                 f"{path}: head trained on features v{m.feature_version} {m.inputs}, runtime has "
                 f"v{FEATURE_VERSION} {expected}: retrain with `sensorfuse fusion train`")
-        model_file = path.parent / m.file
-        try:
-            mf.check_file(model_file, m.sha256)
-        except mf.ManifestError as exc:
-            raise StartupError(str(exc)) from None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(model_file), options,
-                                            providers=inference.choose_providers(inference.DEFAULT_PROVIDERS))
+        self.session = inference.checked_session(path.parent / m.file, m.sha256, threads=threads)
         self.path = path
         self.strategy = m.strategy
 

@@ -15,17 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import manifest as mf
 from engine.perception.fusion import STRATEGIES, FusionHead, manifest_path_for
+from models import corpus
 
 DATA_DIR = Path(__file__).with_name("data")
 DEFAULT_FILE = "fusion_default.json"
-TRAIN_SEEDS, HELDOUT_BASE = 30, 1_000_000
-HELDOUT_SEEDS = 8
 
 
 def work_dir() -> Path:
-    return mf.default_cache_dir().parent / "fusion"
+    return corpus.work_dir("fusion")
 
 
 def _features(args: argparse.Namespace, seeds: list[int]) -> Any:
@@ -54,7 +52,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out_dir = Path(args.out)
     train_seeds = list(range(args.train_sessions))
-    heldout_seeds = [HELDOUT_BASE + i for i in range(args.heldout_sessions)]
+    heldout_seeds = corpus.heldout_seeds(args.heldout_sessions)
     data = _features(args, train_seeds)
     heldout = _features(args, heldout_seeds)
     print(f"features: {data['t_ns'].shape[0]} train ticks, {heldout['t_ns'].shape[0]} held-out ticks "
@@ -85,7 +83,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not strategies:
         print(f"sensorfuse: no fusion heads in {heads} (run: sensorfuse fusion train)")
         return 1
-    heldout = _features(args, [HELDOUT_BASE + i for i in range(args.heldout_sessions)])
+    heldout = _features(args, corpus.heldout_seeds(args.heldout_sessions))
     report = _evaluate(heads, strategies, heldout)
     print(evaluate.markdown(report["results"], report["default"]))
     print(f"best strategy: {report['default']} (mean F1 {report['mean_f1']})")
@@ -100,13 +98,11 @@ def register(subparsers: Any) -> None:
     actions = p.add_subparsers(dest="fusion_command", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--cache", help="model cache (default: $SENSORFUSE_MODEL_CACHE or ~/.cache/...)")
-    common.add_argument("--duration", type=float, default=20.0, help="seconds per generated session")
-    common.add_argument("--heldout-sessions", type=int, default=HELDOUT_SEEDS)
-    common.add_argument("--workers", type=int, default=2, help="processes computing features")
+    corpus.add_session_arguments(common)
     t = actions.add_parser("train", parents=[common], help="features, training, export, parity, eval",
                            epilog="example:\n  sensorfuse fusion train --train-sessions 30 --epochs 40",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--train-sessions", type=int, default=TRAIN_SEEDS)
+    t.add_argument("--train-sessions", type=int, default=corpus.TRAIN_SEEDS)
     t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)

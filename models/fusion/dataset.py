@@ -14,10 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +30,7 @@ from engine.perception.join import FrameJoin, FrameRef
 from engine.perception.ticks import attach_frame
 from engine.perception.tracking import iou
 from engine.testing import NodeHarness
+from models import corpus
 from nodes.aligner import AlignerNode
 from replay import sample
 from replay.player import PlayerNode
@@ -168,37 +166,9 @@ def feature_key(cache: Path | None, duration_s: float) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _one(args: tuple[int, float, str | None, str]) -> str:
-    seed, duration_s, cache, out_path = args
-    cache_path = Path(cache) if cache else None
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / f"s{seed}.mcap"
-        sample.generate(log, seed=seed, duration_s=duration_s)
-        arrays = session_features(log, cache_path)
-    tmp_out = f"{out_path}.tmp.npz"
-    np.savez(tmp_out, **arrays)
-    os.replace(tmp_out, out_path)
-    return out_path
-
-
 def build(seeds: list[int], *, duration_s: float, cache: Path | None, work_dir: Path,
           workers: int = 2, log: Any = print) -> dict[int, dict[str, np.ndarray]]:
     """Features of every seed, computed (in `workers` processes) or read from the cache."""
     key_dir = work_dir / f"fusion-features-{feature_key(cache, duration_s)}"
-    key_dir.mkdir(parents=True, exist_ok=True)
-    todo = [s for s in seeds if not (key_dir / f"seed-{s}.npz").is_file()]
-    if todo:
-        log(f"computing features of {len(todo)} sessions ({duration_s:g} s each) in {key_dir}")
-        jobs = [(s, duration_s, str(cache) if cache else None, str(key_dir / f"seed-{s}.npz")) for s in todo]
-        if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for done in pool.map(_one, jobs):
-                    log(f"  {Path(done).name}")
-        else:
-            for job in jobs:
-                log(f"  {Path(_one(job)).name}")
-    out = {}
-    for s in seeds:
-        with np.load(key_dir / f"seed-{s}.npz") as data:
-            out[s] = {k: data[k] for k in data.files}
-    return out
+    arrays_of = functools.partial(session_features, cache=cache)
+    return corpus.build(seeds, key_dir, arrays_of, duration_s=duration_s, workers=workers, compressed=False, log=log)
