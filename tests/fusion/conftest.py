@@ -58,7 +58,7 @@ def demo_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def demo_graph(session: Path, out: Path, cache: Path, *, rate: str = "max", head: str = "default") -> dict[str, Any]:
+def demo_graph(session: Path, out: Path, cache: Path, *, rate: str | float = "max", head: str = "default") -> dict[str, Any]:
     """The built-in demo graph with this session, outputs under `out` and the test model cache."""
     decl = yaml.safe_load((graph_mod.BUILTIN_GRAPHS_DIR / "demo.yaml").read_text())
     nodes = decl["nodes"]
