@@ -1,8 +1,11 @@
 """Per-stream counters a node keeps and ships with every heartbeat.
 
 Counted for each stream: received, published, lost (gaps in `seq`), dropped by reason
-(queue overflow, ...), malformed by reason, rejected by the node with a reason, and a
-bounded reservoir of capture-to-receipt latencies for p50/p99.
+(queue overflow, ...), malformed by reason, rejected by the node with a reason, and
+bounded reservoirs of latencies for p50/p99: capture → receipt (`t_ns` to now) and
+publish → receipt (`t_pub_ns` to now). Capture latency is kept only for streams on this
+host's clock: on replay `t_ns` is the recorded time base and a file source's is media
+time, so "now − t_ns" would be the machine's uptime, not a latency.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from typing import Any
 import numpy as np
 
 LATENCY_RESERVOIR = 1024
+#: A capture time further back than this is not on this host's clock (replay, file media time).
+CAPTURE_LATENCY_MAX_NS = 60_000_000_000
 
 
 class StreamCounters:
     __slots__ = ("received", "published", "lost", "seq_resets", "dropped", "malformed", "rejected",
-                 "last_seq", "latency_ns", "_last_snapshot_received", "_last_snapshot_published")
+                 "last_seq", "latency_ns", "transit_ns", "_last_snapshot_received", "_last_snapshot_published")
 
     def __init__(self) -> None:
         self.received = 0
@@ -29,10 +34,12 @@ class StreamCounters:
         self.rejected: dict[str, int] = defaultdict(int)
         self.last_seq: int | None = None
         self.latency_ns: deque[int] = deque(maxlen=LATENCY_RESERVOIR)
+        self.transit_ns: deque[int] = deque(maxlen=LATENCY_RESERVOIR)
         self._last_snapshot_received = 0
         self._last_snapshot_published = 0
 
-    def on_receive(self, seq: int, t_ns: int, t_recv_ns: int, *, data: bool = True) -> int:
+    def on_receive(self, seq: int, t_ns: int, t_recv_ns: int, *, t_pub_ns: int | None = None,
+                   data: bool = True) -> int:
         """Account one received message (`data=False` for end-of-stream markers, which only
         close a sequence); returns how many messages the seq gap says were lost."""
         gap = 0
@@ -46,11 +53,13 @@ class StreamCounters:
         self.last_seq = seq
         if data:
             self.received += 1
-            self.latency_ns.append(t_recv_ns - t_ns)
+            if 0 <= t_recv_ns - t_ns <= CAPTURE_LATENCY_MAX_NS:
+                self.latency_ns.append(t_recv_ns - t_ns)
+            if t_pub_ns:
+                self.transit_ns.append(t_recv_ns - t_pub_ns)
         return gap
 
     def snapshot(self, dt_s: float) -> dict[str, Any]:
-        lat = np.fromiter(self.latency_ns, dtype=np.int64) if self.latency_ns else None
         out: dict[str, Any] = {
             "received": self.received,
             "published": self.published,
@@ -62,10 +71,11 @@ class StreamCounters:
             "rate_hz": ((self.received - self._last_snapshot_received) + (self.published - self._last_snapshot_published))
             / dt_s if dt_s > 0 else 0.0,
         }
-        if lat is not None:
-            p50, p99 = np.percentile(lat, [50, 99])
-            out["latency_p50_ms"] = float(p50) / 1e6
-            out["latency_p99_ms"] = float(p99) / 1e6
+        for name, reservoir in (("latency", self.latency_ns), ("transit", self.transit_ns)):
+            if reservoir:
+                p50, p99 = np.percentile(np.fromiter(reservoir, dtype=np.int64), [50, 99])
+                out[f"{name}_p50_ms"] = float(p50) / 1e6
+                out[f"{name}_p99_ms"] = float(p99) / 1e6
         self._last_snapshot_received = self.received
         self._last_snapshot_published = self.published
         return out

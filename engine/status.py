@@ -42,6 +42,7 @@ def _fmt_reasons(d: dict[str, int]) -> str:
 
 def render(status: dict[str, Any]) -> str:
     lines = [f"graph {status['graph']!r}  state {status['state'].upper()}  session {status.get('session', '')}"]
+    transit_shown = False
     header = f"{'node':<14}{'state':<10}{'restarts':>8}  {'stream':<22}{'rate/s':>8}{'recv':>8}{'pub':>8}{'lost':>6}  {'p50 ms':>7}{'p99 ms':>7}  drops/malformed"
     lines.append(header)
     lines.append("-" * len(header))
@@ -57,17 +58,21 @@ def render(status: dict[str, Any]) -> str:
             drops = _fmt_reasons({**{f"drop:{k}": v for k, v in s.get("dropped", {}).items()},
                                   **{f"bad:{k}": v for k, v in s.get("malformed", {}).items()},
                                   **{f"rej:{k}": v for k, v in s.get("rejected", {}).items()}})
-            p50 = s.get("latency_p50_ms")
-            p99 = s.get("latency_p99_ms")
+            p50, p99, mark = s.get("latency_p50_ms"), s.get("latency_p99_ms"), " "
+            if p50 is None and s.get("transit_p50_ms") is not None:  # not on this host's clock: see the footnote
+                p50, p99, mark = s["transit_p50_ms"], s["transit_p99_ms"], "*"
+                transit_shown = True
             lines.append(
                 (f"{name:<14}{n['state']:<10}{n['restarts']:>8}  " if first else " " * 34)
                 + f"{stream:<22}{rate:>8.1f}{s.get('received', 0):>8}{s.get('published', 0):>8}{s.get('lost', 0):>6}  "
-                + (f"{p50:>7.2f}{p99:>7.2f}" if p50 is not None else f"{'-':>7}{'-':>7}")
+                + (f"{p50:>7.2f}{p99:>6.2f}{mark}" if p50 is not None else f"{'-':>7}{'-':>7}")
                 + f"  {drops}{flag}"
             )
             first = False
         if n.get("last_error"):
             lines.append(f"{'':<14}last error: {n['last_error']}")
+    lines.append("p50/p99: capture → receipt" + ("; * publish → receipt (capture times not on this host's clock,"
+                                                   " e.g. replay)" if transit_shown else ""))
     return "\n".join(lines)
 
 

@@ -167,7 +167,7 @@ class Subscriber:
             # SUB filters by prefix: "cam0/frame" also matches "cam0/frame2".
             return
         is_eos = msg.header.kind == wire.KIND_EOS
-        self.stats.on_receive(msg.header.seq, msg.header.t_ns, t_recv, data=not is_eos)
+        self.stats.on_receive(msg.header.seq, msg.header.t_ns, t_recv, t_pub_ns=msg.header.t_pub_ns, data=not is_eos)
         if is_eos:
             self.pending.append(msg)
             return
