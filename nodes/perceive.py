@@ -32,10 +32,8 @@ model or a head trained on other features fails start with the file named (not
 restarted). A malformed tick is rejected and counted (``bad_tick``); a modality the
 aligner reports missing degrades the scores (masks), never crashes the node. A referenced
 frame that never arrives (dropped on the way, or no ``frame`` input wired) is counted
-(and an audio window the sound classifier refuses, NaN/inf: ``bad_audio_window`` on the
-audio stream)
 (``frame_not_received`` / ``frame_not_wired``, on the frame stream); the tick goes on
-without vision. At the end of input every active event is ended.
+without vision. A tick whose audio holds NaN/inf is a ``bad_tick``. At the end of input every active event is ended.
 
 Config example::
 
@@ -225,8 +223,6 @@ class PerceiveNode(Node):
 
     def _perceive(self, tick: TickInput) -> list[Out]:
         feats = self.perception.process(tick)
-        if feats.sound_error is not None:
-            self.ctx.reject(tick.audio_ref.stream if tick.audio_ref else "audio", "bad_audio_window", feats.sound_error)
         scores = self.head.run(feats.inputs)
         self.last_t = feats.t_ns
         self.ctx.gauge("frames", float(self.perception.frames))
@@ -235,7 +231,7 @@ class PerceiveNode(Node):
         return [*self._outputs(feats, scores), *self._events(feats, scores)]
 
     def finish(self) -> Iterable[Out]:
-        outs = self._run(self.join.flush())
+        outs = self._run(self.join.end_frames())
         if self.last_t is None:
             return outs
         events = [e for name in self.trackers for e in self.trackers[name].flush(self.last_t)]

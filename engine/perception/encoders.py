@@ -82,8 +82,7 @@ class Encoders:
 
     # -- vision ------------------------------------------------------------------------
     def faces(self, rgb: np.ndarray, *, max_faces: int, min_score: float | None = None,
-              confirm_presence: float | None = None, tile_fraction: float | None = None,
-              rois: Sequence[tuple[int, int, int, int]] = (),
+              confirm_presence: float | None = None, rois: Sequence[tuple[int, int, int, int]] = (),
               acquire: Sequence[tuple[int, int, int, int]] = ()) -> list[FaceObservation]:
         """Faces best first.
 
@@ -91,11 +90,10 @@ class Encoders:
         a detection scoring below the manifest's threshold is kept only when the landmark
         model's face-present probability on it reaches `confirm_presence` (the landmark
         model runs on every detection anyway, for the mouth). The detector always sees the
-        whole frame; `tile_fraction` adds overlapping square tiles of that fraction of the
-        short side (`blazeface.square_tiles`) and `rois` adds regions (x0, y0, x1, y1),
-        e.g. around the previous frame's faces (`blazeface.roi_tile`); candidates from
-        all of these go through one weighted NMS. `acquire` regions (a tile of this frame's
-        rotation) only add faces that overlap none found there (`blazeface.add_new_faces`).
+        whole frame; `rois` adds regions (x0, y0, x1, y1), e.g. around the previous frame's
+        faces (`blazeface.roi_tile`), whose candidates go through one weighted NMS with the
+        whole frame's. `acquire` regions (tiles, `blazeface.square_tiles`) only add faces
+        that overlap none found there (`blazeface.add_new_faces`).
         """
         pre, post = self.face.manifest.preprocessing, self.face.manifest.postprocessing
         assert isinstance(pre, mf.LetterboxPre) and isinstance(post, mf.SsdFacePost)
@@ -103,15 +101,13 @@ class Encoders:
         if min_score is not None and min_score != post.min_score:
             post = msgspec.structs.replace(post, min_score=min_score)
         height, width = rgb.shape[:2]
-        regions = [*(blazeface.square_tiles(height, width, tile_fraction) if tile_fraction is not None else []),
-                   *rois]
-        if not regions:
+        if not rois:
             tensor, placement = blazeface.letterbox(rgb, pre)
             out = self.face.run({"image": tensor})
             found = blazeface.postprocess(out["regressors"], out["scores"], placement, pre, post)
         else:
-            found = blazeface.merge_tiles([self._candidates(rgb, t, pre, post) for t in [(0, 0, width, height),
-                                                                                       *regions]], post)
+            regions = [(0, 0, width, height), *rois]
+            found = blazeface.merge_tiles([self._candidates(rgb, t, pre, post) for t in regions], post)
         if acquire:
             new = blazeface.merge_tiles([self._candidates(rgb, t, pre, post) for t in acquire], post)
             found = blazeface.add_new_faces(found, new, post.iou_threshold)

@@ -7,9 +7,9 @@ sessions, so the head is trained on exactly what it sees at run time.
 Rates: face detector + landmarks on every frame (the detector on the whole frame, on a
 region around each face of the previous frame and on FACE_TILES_PER_FRAME of the
 overlapping tiles, in rotation), plus one landmark run per face of the previous frame
-that the detector missed (followed by landmarks alone); the scene encoder every `scene_period_ns` of event time, its result used from
-`scene_delay_ns` of event time after its frame until the next one
-(`engine.perception.scene`); Silero VAD on each new
+that the detector missed (followed by landmarks alone); the scene encoder every
+`scene_period_ns` of event time, its result used from `scene_delay_ns` of event time
+after its frame until the next one (`engine.perception.scene`); Silero VAD on each new
 audio sample exactly once (the windows of consecutive ticks overlap; we feed only what
 is past the last fed sample); the sound-event classifier (`engine.perception.sound`, when
 given) every `sound_period_ns` on the last 0.5 s of audio; the text encoder once per
@@ -33,19 +33,19 @@ Times are event time only (tick `t_ns`); nothing reads a clock.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from concurrent.futures import Executor
-
 from engine.perception.encoders import Encoders, FaceObservation, to_rgb
-from engine.prepost import blazeface
 from engine.perception.scene import TEXT_DIM, SceneStage, unit
 from engine.perception.sound import SoundClassifier
 from engine.perception.ticks import Ref, TickInput
 from engine.perception.tracking import IouTracker, iou
+from engine.prepost import blazeface
 
 FACE_SLOTS = 3
 HIST = 8
@@ -74,10 +74,10 @@ FACE_CONFIRM_PRESENCE = 0.7
 # no frame waits behind a frame that ran all the tiles.
 FACE_TILE_FRACTION = 0.75
 FACE_TILES_PER_FRAME = 1
-SOUND_PERIOD_NS = 100_000_000
 # A face the detector misses is followed by the landmark model alone (MediaPipe's face
 # mesh tracking) for at most this many consecutive frames; then it needs a detection again.
 FACE_TRACK_FRAMES = 15
+SOUND_PERIOD_NS = 100_000_000
 LIP_FEATURES = tuple(range(HIST)) + (2 * HIST, 2 * HIST + 1, 2 * HIST + 2)  # the landmark-based ones
 SPEECH_CONCEPTS = ("someone is speaking", "silence")
 FEATURES: dict[str, tuple[int, ...]] = {
@@ -117,7 +117,6 @@ class TickFeatures:
     scene_fresh: bool = False
     scene_frame_t_ns: int | None = None  # capture time of the frame the scene result describes
     sound_probs: dict[str, float] | None = None  # when the sound classifier ran this tick
-    sound_error: str | None = None  # why it could not (bad samples in the window)
     speech_prob: float | None = None
     in_speech: bool = False
     text: str | None = None
@@ -129,6 +128,12 @@ class TickFeatures:
     @property
     def present(self) -> dict[str, bool]:
         return {m: bool(self.inputs[f"{m}_mask"].max() > 0) for m in ("vision", "audio", "query")}
+
+
+@functools.lru_cache(maxsize=8)
+def _tiles(height: int, width: int, fraction: float) -> tuple[tuple[int, int, int, int], ...]:
+    """The detector tiles of a frame size (the same for every frame of a stream)."""
+    return tuple(blazeface.square_tiles(height, width, fraction))
 
 
 def empty_inputs() -> dict[str, np.ndarray]:
@@ -156,11 +161,9 @@ class Perception:
         self._sound_t: int | None = None
         self._last_faces: list[FaceObservation] = []  # the previous frame's faces, for landmark tracking
         self.enc = encoders
-        self.label_embeddings = label_embeddings
         self.scene = SceneStage(encoders, label_embeddings, period_ns=scene_period_ns, delay_ns=scene_delay_ns,
                                 top_k=top_k, executor=scene_executor)
         self.max_faces = max_faces
-        self.top_k = top_k
         self.tracker = IouTracker()
         self._vad_probs: list[float] = []  # chunks of the current tick only (cleared per tick)
         self.vad = encoders.vad_stream(self._vad_probs)
@@ -260,7 +263,7 @@ class Perception:
         """This frame's share of the detector tiles (rotating with the frame count)."""
         if self.face_tile_fraction is None:
             return []
-        tiles = blazeface.square_tiles(height, width, self.face_tile_fraction)
+        tiles = _tiles(height, width, self.face_tile_fraction)
         first = (self.frames - 1) * self.face_tiles_per_frame
         return [tiles[(first + j) % len(tiles)] for j in range(min(self.face_tiles_per_frame, len(tiles)))]
 
@@ -302,11 +305,8 @@ class Perception:
         if self._sound_filled < size or (self._sound_t is not None and t_ns - self._sound_t < self.sound_period_ns):
             return
         self._sound_t = t_ns
-        try:
-            probs = self.sound.probabilities(self._sound_window)
-        except ValueError as exc:  # NaN/inf samples: the caller counts it; the next window may be clean
-            feats.sound_error = str(exc)
-            return
+        # finite by construction: tick decoding refuses NaN/inf audio (`ticks.tick_from_record`)
+        probs = self.sound.probabilities(self._sound_window)
         feats.sound_probs = {c: round(float(p), 4) for c, p in zip(self.sound.classes, probs)}
 
     def _audio(self, tick: TickInput, feats: TickFeatures) -> None:

@@ -89,12 +89,8 @@ class FrameJoin(Generic[T, F]):
         return out
 
     def end_frames(self) -> list[Joined[T, F]]:
-        """The frame stream ended: ticks waiting for a frame not buffered go on without it."""
-        self.frames_ended = True
-        return self._resolve()
-
-    def flush(self) -> list[Joined[T, F]]:
-        """End of all input: every waiting tick leaves, with its frame if buffered."""
+        """The frame stream (or all input) ended: every waiting tick leaves, with its frame if
+        buffered, else without it."""
         self.frames_ended = True
         return self._resolve()
 

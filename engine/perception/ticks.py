@@ -43,7 +43,6 @@ class TickInput:
     frame_ref: Ref | None = None
     text_ref: Ref | None = None
     frame_wanted: Ref | None = None  # a frame referenced by seq, not embedded: attach it
-    audio_ref: Ref | None = None
 
 
 def attach_frame(tick: TickInput, frame: np.ndarray, layout: str | None) -> None:
@@ -104,8 +103,7 @@ def tick_from_record(record: dict[str, Any], ports: Ports = Ports()) -> TickInpu
         stream = streams.get(ports.audio, ports.audio)
         seqs = audio.get("seqs") or []
         if seqs:  # the newest block is the one that completed this tick
-            tick.audio_ref = Ref(stream, int(seqs[-1]), int(audio.get("t_end_ns") or tick.t_ns))
-            tick.refs.append(tick.audio_ref)
+            tick.refs.append(Ref(stream, int(seqs[-1]), int(audio.get("t_end_ns") or tick.t_ns)))
     text = members.get(ports.text)
     if text is not None and isinstance(text.get("text"), str):
         tick.text = text["text"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Iterable
 
 import msgspec
@@ -32,8 +32,7 @@ class HangingRelay(Node):
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         self.seen += 1
         if self.first_life and self.seen > self.params.hang_after:
-            while True:  # a hung model call, say: never returns, never heartbeats
-                time.sleep(1)
+            threading.Event().wait()  # a hung model call, say: never returns, never heartbeats
         return [Out.passthrough("out", msg)]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,10 @@ def _slow_consumer(graph_run, tmp_path: Path, policy: str, queue: int) -> tuple[
             rss.append(sink.memory_info().rss / 2**20)
         except psutil.NoSuchProcess:
             break
-        time.sleep(0.25)  # sampling memory, not synchronising
+        try:  # a memory sample every 0.25 s until the graph exits
+            run.proc.wait(timeout=0.25)
+        except subprocess.TimeoutExpired:
+            continue
     assert run.wait_exit(30) == 0, run.stderr()
     return _latencies_ms(read_jsonl(tmp_path / "out.jsonl")), run.status()["nodes"]["sink"]["streams"]["cam0/frame"], rss
 

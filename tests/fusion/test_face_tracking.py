@@ -46,7 +46,8 @@ def shifted(rgb: np.ndarray, dx: float, dy: float) -> np.ndarray:
 def test_tiles_find_a_small_face_the_whole_frame_misses(encoders: Encoders) -> None:
     frame, truth = small_cameraman()
     assert encoders.faces(frame, max_faces=3, min_score=0.5) == []
-    found = encoders.faces(frame, max_faces=3, min_score=0.5, confirm_presence=0.7, tile_fraction=0.75)
+    found = encoders.faces(frame, max_faces=3, min_score=0.5, confirm_presence=0.7,
+                           acquire=square_tiles(240, 320, 0.75))
     assert len(found) == 1 and iou(found[0].box, truth) > 0.4
     assert found[0].mesh_xy.shape == (468, 2) and found[0].tracked_frames == 0
 
@@ -61,7 +62,7 @@ def test_weak_detections_need_the_landmark_model_to_confirm_a_face(encoders: Enc
 
 def test_track_face_follows_the_face_and_lets_go_of_nothing(encoders: Encoders) -> None:
     rgb = astronaut()
-    [face] = encoders.faces(rgb, max_faces=3, min_score=0.5, tile_fraction=0.75)
+    [face] = encoders.faces(rgb, max_faces=3, min_score=0.5, acquire=square_tiles(*rgb.shape[:2], 0.75))
     followed = encoders.track_face(shifted(rgb, 6, 4), face, min_presence=0.7)
     assert followed is not None and followed.tracked_frames == 1 and followed.score == face.score
     assert np.allclose(followed.box - face.box, [6, 4, 6, 4], atol=1.5)

@@ -102,7 +102,7 @@ def test_every_tick_leaves_once_in_order(order: list[bool], lost: set[int], lag:
             for s in range(ticks_sent + 1, seq + 1):
                 out += join.add_tick(s, ref(s))
             ticks_sent = seq
-    out += join.flush()
+    out += join.end_frames()
     assert [j.tick for j in out] == list(range(n))
     for j in out:
         assert (j.frame == j.tick) if j.tick not in lost else (j.frame is None and j.missing == FRAME_NOT_RECEIVED)
