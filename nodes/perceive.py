@@ -22,18 +22,19 @@ Ports
 Rates: face detector + landmarks every frame, scene encoder every ``scene_period_ms``
 of event time on a worker thread (its result enters at the first tick ``scene_delay_ms``
 of event time after its frame, so it never lengthens a tick), VAD on each new audio
-sample once, text encoder once per distinct line, sound-event classifier every ``sound_period_ms``, fusion head every tick. Everything
-runs on event time: replay gives the same outputs as live, at any rate.
+sample once, text encoder once per distinct line, sound-event classifier every
+``sound_period_ms``, fusion head every tick. Everything runs on event time: replay gives
+the same outputs as live, at any rate.
 
-Failure behaviour: models (pack + fusion head) load and warm up in `start` (a throwaway
-pass over a synthetic ``warmup_frame``-sized tick, so first-call costs do not land on the
-first real frames); a missing
-model or a head trained on other features fails start with the file named (not
-restarted). A malformed tick is rejected and counted (``bad_tick``); a modality the
-aligner reports missing degrades the scores (masks), never crashes the node. A referenced
-frame that never arrives (dropped on the way, or no ``frame`` input wired) is counted
-(``frame_not_received`` / ``frame_not_wired``, on the frame stream); the tick goes on
-without vision. A tick whose audio holds NaN/inf is a ``bad_tick``. At the end of input every active event is ended.
+Failure behaviour: models (pack + fusion head + sound classifier) load and warm up in
+`start` (a throwaway pass over a synthetic ``warmup_frame``-sized tick, so first-call
+costs do not land on the first real frames); a missing model, a head trained on other
+features or inconsistent timing parameters fail start with the reason named (not
+restarted). A malformed tick is rejected and counted (``bad_tick``; NaN/inf audio is
+one); a modality the aligner reports missing degrades the scores (masks), never crashes
+the node. A referenced frame that never arrives (dropped on the way, or no ``frame`` input
+wired) is counted (``frame_not_received`` / ``frame_not_wired``, on the frame stream); the
+tick goes on without vision. At the end of input every active event is ended.
 
 Config example::
 
@@ -157,16 +158,16 @@ class PerceiveNode(Node):
         self.encoders = Encoders(Path(p.cache) if p.cache else None)
         self.head = FusionHead(resolve_head(p.head, heads_dir))
         labels = label_embeddings(self.encoders)
-        if not 0 <= p.scene_delay_ms < p.scene_period_ms:
-            raise StartupError(f"perceive: scene_delay_ms {p.scene_delay_ms} must be ≥ 0 and below "
-                               f"scene_period_ms {p.scene_period_ms}")
         timing = {"scene_period_ns": round(p.scene_period_ms * MS), "scene_delay_ns": round(p.scene_delay_ms * MS)}
-        warm_up(self.encoders, labels, p.warmup_frame, **timing)
-        self.scene_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scene")
         sound = None if p.sound == "off" else SoundClassifier(
             default_sound_manifest() if p.sound == "default" else Path(p.sound))
-        self.perception = Perception(self.encoders, labels, scene_executor=self.scene_worker, top_k=p.top_k,
-                                     sound=sound, sound_period_ns=round(p.sound_period_ms * MS), **timing)
+        self.scene_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scene")
+        try:
+            self.perception = Perception(self.encoders, labels, scene_executor=self.scene_worker, top_k=p.top_k,
+                                         sound=sound, sound_period_ns=round(p.sound_period_ms * MS), **timing)
+        except ValueError as exc:  # e.g. scene_delay_ms not below scene_period_ms (SceneStage checks)
+            raise StartupError(f"perceive: {exc}") from None
+        warm_up(self.encoders, labels, p.warmup_frame, **timing)
         self.last_sound: dict[str, float] = {}
         self.ports = Ports(p.frame_port, p.audio_port, p.text_port)
         rules = {**DEFAULT_RULES, **p.rules}

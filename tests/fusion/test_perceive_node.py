@@ -187,3 +187,8 @@ def test_sound_classes_and_a_refused_audio_window(model_cache: Path, short_ticks
     assert h.ctx.rejected == {("align/ticks", "bad_tick"): 1}
     assert len(by_stream(msgs, "perceive/detections")) == 19
     assert all(np.isfinite(r["probability"]) for r in by_stream(msgs, "perceive/speech"))
+
+
+def test_scene_delay_must_be_below_its_period(model_cache: Path) -> None:
+    with pytest.raises(StartupError, match="scene delay"):
+        harness(model_cache, scene_period_ms=333, scene_delay_ms=400)
