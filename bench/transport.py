@@ -24,9 +24,9 @@ subscriber's RCVHWM, a readiness handshake on the XPUB subscription instead of s
 - raw: header = 16 bytes (seq, t_send_ns); the receiver blocks in ``recv_multipart``,
   then builds ``np.frombuffer`` (frames, audio) or msgspec-decodes the record (events).
   Saturation: XPUB_NODROP and a blocking send.
-- engine: `engine.transport.Publisher` → `engine.transport.Subscriber` with
+- engine: `sensorfuse.engine.transport.Publisher` → `sensorfuse.engine.transport.Subscriber` with
   `wire.encode_message` / `wire.decode_message`; the receiver polls, `drain()`s and
-  `pop()`s like `engine.runtime`, then reads `Message.array` / `Message.record`. Paced:
+  `pop()`s like `sensorfuse.engine.runtime`, then reads `Message.array` / `Message.record`. Paced:
   policy drop_oldest with the queue in `PAYLOADS` (deep enough that nothing drops).
   Saturation: policy block, so the Publisher runs with XPUB_NODROP.
 
@@ -38,8 +38,9 @@ cancels; latency percentiles pool all samples of a (payload, transport) pair, th
 `WARMUP` messages of each trial excluded. A trial where either side stalls for `STALL_S`
 or fails is rerun on fresh worker processes and listed at the end of the report.
 
-To measure a candidate engine change against raw pyzmq, put its checkout first on the
-path: ``PYTHONPATH=/path/to/other/checkout .venv/bin/python bench/transport.py``.
+To measure a candidate engine change against raw pyzmq, run this script with the Python
+of a venv where the candidate checkout is installed (``pip install -e /path/to/other``):
+the engine is imported as ``sensorfuse.engine`` from wherever that venv installed it.
 """
 
 from __future__ import annotations
@@ -65,9 +66,9 @@ import numpy as np
 import zmq
 from _common import machine_description, markdown_table, percentiles_us, sleep_until
 
-from engine import wire
-from engine.metrics import Counters
-from engine.transport import ZERO_COPY_MIN_BYTES, Publisher, Subscriber
+from sensorfuse.engine import wire
+from sensorfuse.engine.metrics import Counters
+from sensorfuse.engine.transport import ZERO_COPY_MIN_BYTES, Publisher, Subscriber
 
 
 @dataclass(frozen=True)

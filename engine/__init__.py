@@ -1,7 +1,9 @@
 """sensorfuse runtime: wire format, clocks, transport, node runtime, supervisor, graphs, CLI.
 
-Layering rule: nothing in this package imports from `nodes`, `models` or `replay`,
-and nothing here imports torch.
+Layering rule: nothing in this package imports from `sensorfuse.nodes`,
+`sensorfuse.models` or `sensorfuse.replay`, and nothing here imports torch.
 """
 
-__version__ = "0.1.0"
+from sensorfuse import __version__  # one version for the whole package
+
+__all__ = ["__version__"]

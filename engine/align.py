@@ -12,7 +12,7 @@ any replay speed.
   stream) reaches ``t + lateness_ns`` (``lateness``), or when too many ticks are pending
   (``capacity``), or on `finish` (``flush``). Ticks are emitted in time order.
 - Per stream: ``nearest`` (the message closest to `t` within ``slop_ns``), ``window`` (the
-  exact samples ``[t - W, t]``, `engine.align_audio`), ``latest`` (the newest message at
+  exact samples ``[t - W, t]``, `sensorfuse.engine.align_audio`), ``latest`` (the newest message at
   or before `t`, no older than ``ttl_ns``).
 - A stream's watermark is the capture time up to which it is complete: its messages are
   taken in `seq` order, so a message that overtakes a missing one is held until the gap
@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from engine.align_audio import AudioWindow, BadBlock, WindowBuffer
+from sensorfuse.engine.align_audio import AudioWindow, BadBlock, WindowBuffer
 
 NEAREST, WINDOW, LATEST = "nearest", "window", "latest"
 DROP_REASONS = ("late", "over_capacity", "duplicate_seq", "out_of_order", "bad_timestamp", "bad_payload")

@@ -1,4 +1,4 @@
-"""Sample-exact audio windows for the aligner (`engine.align`): placement of blocks on a
+"""Sample-exact audio windows for the aligner (`sensorfuse.engine.align`): placement of blocks on a
 sample index, time -> index mapping, and zero-filled windows ``[t - W, t]``.
 
 Each block arrives with its capture time (`t_ns` of its first sample), its rate and its

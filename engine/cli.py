@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from engine import __version__
-from engine.errors import SensorfuseError, UsageError
+from sensorfuse.engine import __version__
+from sensorfuse.engine.errors import SensorfuseError, UsageError
 
 EXAMPLES = {
     "run": """examples:
@@ -63,9 +63,9 @@ def _parse_set(pairs: list[str]) -> list[tuple[str, str, Any]]:
 def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: float | None = None,
               run_dir: str | None = None, host: str = "local", quiet: bool = False) -> int:
     """Load, plan and supervise a graph until it finishes or is interrupted."""
-    from engine import graph as graph_mod
-    from engine.rundir import new_run_dir
-    from engine.supervisor import Supervisor
+    from sensorfuse.engine import graph as graph_mod
+    from sensorfuse.engine.rundir import new_run_dir
+    from sensorfuse.engine.supervisor import Supervisor
 
     decl = graph_mod.load_decl(source)
     for node, param, value in _parse_set(list(sets)):
@@ -110,8 +110,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from engine import status as status_mod
-    from engine.rundir import current_run_dir
+    from sensorfuse.engine import status as status_mod
+    from sensorfuse.engine.rundir import current_run_dir
 
     run_dir = Path(args.run) if args.run else current_run_dir()
     if run_dir is None or not run_dir.exists():
@@ -130,7 +130,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_graph_check(args: argparse.Namespace) -> int:
-    from engine import graph as graph_mod
+    from sensorfuse.engine import graph as graph_mod
 
     decl = graph_mod.load_decl(args.graph)
     plan = graph_mod.plan(decl, "RUN")
@@ -144,7 +144,7 @@ def _cmd_graph_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys_generate(args: argparse.Namespace) -> int:
-    from engine.security import generate
+    from sensorfuse.engine.security import generate
 
     server, client = generate(args.dir)
     print(f"wrote {server} and {client}; use `security: {{keys: {args.dir}}}` in the graph")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.perception.ticks import Ref
+from sensorfuse.engine.perception.ticks import Ref
 
 PHASES = ("start", "update", "end")
 MAX_REFS = 16

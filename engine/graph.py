@@ -26,9 +26,9 @@ from typing import Any
 import msgspec
 import yaml
 
-from engine.errors import UsageError
-from engine.node import POLICIES, Node
-from engine.streams import stream_type
+from sensorfuse.engine.errors import UsageError
+from sensorfuse.engine.node import POLICIES, Node
+from sensorfuse.engine.streams import stream_type
 
 BUILTIN_GRAPHS_DIR = Path(__file__).with_name("graphs")
 LOCAL_HOST = "local"

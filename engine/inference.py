@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import functools
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -28,8 +29,8 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
-from engine import manifest as mf
-from engine.errors import StartupError
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.errors import StartupError
 
 log = logging.getLogger(__name__)
 
@@ -235,9 +236,7 @@ def open_model(manifest_path: str | Path, config: SessionConfig | None = None) -
             raise mf.ManifestError(f"model file missing: {model_file}")
     except mf.ManifestError as err:
         raise ModelLoadError(str(err)) from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = config.intra_op_threads
-    options.inter_op_num_threads = 1
+    options = session_options(config.intra_op_threads)
     providers = choose_providers(config.providers)
     try:
         session = ort.InferenceSession(str(model_file), options, providers=providers)
@@ -259,13 +258,42 @@ def checked_session(model_file: Path, sha256: str, *, threads: int = 1) -> ort.I
         mf.check_file(model_file, sha256)
     except mf.ManifestError as err:
         raise ModelLoadError(str(err)) from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    options = session_options(threads)
     try:
         return ort.InferenceSession(str(model_file), options, providers=choose_providers(DEFAULT_PROVIDERS))
     except _ORT_ERRORS as err:
         raise ModelLoadError(f"cannot load model file {model_file}: {_first_line(err)}") from None
+
+
+#: `SENSORFUSE_ORT_OPTIMIZATION`: onnxruntime's graph optimization level for every session.
+#: `all` (default) is what runs in production; the others select other kernels (e.g.
+#: `disable` runs QDQ int8 models as dequantize → fp32 op → quantize) and exist to measure
+#: how far scores move when kernels change (docs/fusion.md, "Scores across machines").
+OPTIMIZATION_ENV = "SENSORFUSE_ORT_OPTIMIZATION"
+OPTIMIZATION_LEVELS = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+
+
+def optimization_level() -> str:
+    """The configured level name; raises StartupError for an unknown one."""
+    level = os.environ.get(OPTIMIZATION_ENV, "all") or "all"
+    if level not in OPTIMIZATION_LEVELS:
+        raise StartupError(f"{OPTIMIZATION_ENV}={level!r}: use one of {', '.join(OPTIMIZATION_LEVELS)}")
+    return level
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """Options every sensorfuse session uses: `threads` intra-op threads, one inter-op
+    thread, the configured graph optimization level."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization_level()]
+    return options
 
 
 def _first_line(err: BaseException) -> str:

@@ -1,9 +1,9 @@
 """The node contract: logic without sockets.
 
 A node is a class that declares its ports and implements `step` (and `produce` for
-sources). The engine (`engine.runtime`) owns the sockets, the loop, stamping of
+sources). The engine (`sensorfuse.engine.runtime`) owns the sockets, the loop, stamping of
 `seq`/`t_pub_ns`, heartbeats and counters; tests drive a node directly with
-`engine.testing.NodeHarness`, and the very same class runs as its own process.
+`sensorfuse.engine.testing.NodeHarness`, and the very same class runs as its own process.
 
 Example::
 
@@ -25,8 +25,8 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from engine import wire
-from engine.clock import Clock
+from sensorfuse.engine import wire
+from sensorfuse.engine.clock import Clock
 
 Policy = Literal["latest", "drop_oldest", "block"]
 POLICIES: tuple[str, ...] = ("latest", "drop_oldest", "block")

@@ -6,7 +6,7 @@ EOS on every output → DONE. SIGINT/SIGTERM or a STOP from the supervisor ends 
 cleanly; an exception in node code ends the process with exit code 1 so the supervisor
 restarts it; a `StartupError` exits with code 3 and is not retried.
 
-Invoked by the supervisor as ``python -m engine.runtime RUN_DIR NODE``.
+Invoked by the supervisor as ``python -m sensorfuse.engine.runtime RUN_DIR NODE``.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from typing import Any
 import msgspec
 import zmq
 
-from engine import control, wire
-from engine.clock import Clock
-from engine.errors import EXIT_CRASH, EXIT_OK, EXIT_STARTUP, StartupError
-from engine.graph import GraphPlan, InputPlan, NodePlan, load_plan_json, resolve_kind
-from engine.metrics import Counters
-from engine.node import Node, NodeContext, Out
-from engine.security import CurveKeys
-from engine.transport import Publisher, Subscriber
+from sensorfuse.engine import control, wire
+from sensorfuse.engine.clock import Clock
+from sensorfuse.engine.errors import EXIT_CRASH, EXIT_OK, EXIT_STARTUP, StartupError
+from sensorfuse.engine.graph import GraphPlan, InputPlan, NodePlan, load_plan_json, resolve_kind
+from sensorfuse.engine.metrics import Counters
+from sensorfuse.engine.node import Node, NodeContext, Out
+from sensorfuse.engine.security import CurveKeys
+from sensorfuse.engine.transport import Publisher, Subscriber
 
 #: Messages handled per input per loop turn before control and heartbeats get a look.
 STEP_BATCH = 16

@@ -15,7 +15,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
-from engine.errors import SecurityError, StartupError
+from sensorfuse.engine.errors import SecurityError, StartupError
 
 
 @dataclass(frozen=True)

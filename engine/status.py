@@ -13,8 +13,8 @@ from typing import Any
 
 import zmq
 
-from engine import control, wire
-from engine.streams import stream_type
+from sensorfuse.engine import control, wire
+from sensorfuse.engine.streams import stream_type
 
 
 def read_once(run_dir: Path, timeout_s: float = 2.0) -> dict[str, Any] | None:

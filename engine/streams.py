@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine import wire
+from sensorfuse.engine import wire
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,9 @@ from typing import Any
 
 import zmq
 
-from engine import control, wire
-from engine.errors import EXIT_OK, EXIT_STARTUP
-from engine.graph import GraphPlan
+from sensorfuse.engine import control, wire
+from sensorfuse.engine.errors import EXIT_OK, EXIT_STARTUP
+from sensorfuse.engine.graph import GraphPlan
 
 log = logging.getLogger("sensorfuse.supervisor")
 
@@ -95,7 +95,7 @@ class Supervisor:
 
     # -- processes -------------------------------------------------------------------
     def _spawn(self, st: NodeState) -> None:
-        cmd = [sys.executable, "-m", "engine.runtime", self.run_dir, st.name, self.session]
+        cmd = [sys.executable, "-m", "sensorfuse.engine.runtime", self.run_dir, st.name, self.session]
         # Own process group: a terminal Ctrl-C reaches only the supervisor, which then
         # stops the nodes in order.
         st.proc = subprocess.Popen(cmd, start_new_session=True)

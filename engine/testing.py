@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from engine import wire
-from engine.clock import Clock
-from engine.node import Node, NodeContext, Out
+from sensorfuse.engine import wire
+from sensorfuse.engine.clock import Clock
+from sensorfuse.engine.node import Node, NodeContext, Out
 
 
 class NodeHarness:

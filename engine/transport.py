@@ -6,7 +6,7 @@ once every consumer the graph declares has subscribed, so nothing published afte
 graph is READY is lost to ZeroMQ's slow-joiner effect. For `block` consumers the
 publisher sets XPUB_NODROP, so a full queue pushes back instead of dropping.
 
-Receive-side policies (see `engine.node.InputSpec`):
+Receive-side policies (see `sensorfuse.engine.node.InputSpec`):
 - latest: drain what is available (bounded, to avoid livelock against a saturating
   producer) and keep the newest; older ones are counted as dropped/overflow.
 - drop_oldest: a bounded queue refilled from the socket; evictions counted.
@@ -23,9 +23,9 @@ from typing import Any
 
 import zmq
 
-from engine import wire
-from engine.metrics import Counters, StreamCounters
-from engine.security import CurveKeys, apply_client, apply_server
+from sensorfuse.engine import wire
+from sensorfuse.engine.metrics import Counters, StreamCounters
+from sensorfuse.engine.security import CurveKeys, apply_client, apply_server
 
 #: pyzmq copies small frames anyway; zero-copy only pays above this size.
 ZERO_COPY_MIN_BYTES = 64 * 1024

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from engine import manifest as mf
-from engine.prepost import text
-from models import quantize, specs
-from models.build_vision import check_onnx
-from models.builder import (Artifact, BuildContext, copy_into, extra_file, provenance,
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.prepost import text
+from sensorfuse.models import quantize, specs
+from sensorfuse.models.build_vision import check_onnx
+from sensorfuse.models.builder import (Artifact, BuildContext, copy_into, extra_file, provenance,
                             write_reference)
-from models.sources import MINILM_TOKENIZER, MINILM_WEIGHTS, SILERO_VAD
-from models.verify import load_reference
+from sensorfuse.models.sources import MINILM_TOKENIZER, MINILM_WEIGHTS, SILERO_VAD
+from sensorfuse.models.verify import load_reference
 
 REFERENCE_SENTENCES = (
     "a cat", "someone is talking", "a cup of coffee on a table",
@@ -69,7 +69,7 @@ def build_minilm(ctx: BuildContext) -> Artifact:
     """all-MiniLM-L6-v2 with mean pooling + L2 norm in the graph."""
     import torch
 
-    from models import minilm
+    from sensorfuse.models import minilm
 
     name = "minilm_l6_v2"
     ctx.progress.step("loading safetensors weights into torch")

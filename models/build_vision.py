@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import manifest as mf
-from engine.prepost import blazeface, imagenet, landmarks
-from models import media, mediapipe, quantize, specs
-from models.builder import (Artifact, BuildContext, copy_into, extra_file, provenance,
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.prepost import blazeface, imagenet, landmarks
+from sensorfuse.models import media, mediapipe, quantize, specs
+from sensorfuse.models.builder import (Artifact, BuildContext, copy_into, extra_file, provenance,
                             write_reference)
-from models.sources import EFFICIENTNET_LITE0, MOBILENET_V2, PackagedFile
-from models.verify import compare, load_reference
+from sensorfuse.models.sources import EFFICIENTNET_LITE0, MOBILENET_V2, PackagedFile
+from sensorfuse.models.verify import compare, load_reference
 
 LABELS_FILE = Path(__file__).parent / "data" / "imagenet_labels.txt"
 REFERENCE_PHOTOS = ("astronaut", "chelsea", "coffee")
@@ -105,7 +105,7 @@ def _torch_image_entry(ctx: BuildContext, name: str, source: PackagedFile,
                        pre: mf.CenterCropPre, description: str) -> Artifact:
     import torch
 
-    from models import efficientnet, mobilenet_v2
+    from sensorfuse.models import efficientnet, mobilenet_v2
 
     module = efficientnet if source is EFFICIENTNET_LITE0 else mobilenet_v2
     ctx.progress.step(f"loading {source.package} weights into torch")

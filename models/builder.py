@@ -30,8 +30,8 @@ from typing import TextIO
 import msgspec
 import numpy as np
 
-from engine import manifest as mf
-from models.sources import PackagedFile
+from sensorfuse.engine import manifest as mf
+from sensorfuse.models.sources import PackagedFile
 
 
 class Progress:

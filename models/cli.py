@@ -1,5 +1,5 @@
 """`sensorfuse models build | list | verify` — registered through the entry-point group
-`sensorfuse.commands` (pyproject: `models = "models.cli:register"`).
+`sensorfuse.commands` (pyproject: `models = "sensorfuse.models.cli:register"`).
 
 Imports stay light here: torch and the weight packages are imported only inside
 `build`, so `list` and `verify` work on a machine that has neither.
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine import manifest as mf
+from sensorfuse.engine import manifest as mf
 
 BUILD_EXAMPLE = """example:
   sensorfuse models build                       # the whole pack into the default cache
@@ -84,9 +84,9 @@ def _fail(message: str) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build missing or stale models; exit 1 with one line if a source is missing."""
-    from models import builder, pack
-    from models.build_vision import BuildCheckFailed
-    from models.sources import SourceMissing
+    from sensorfuse.models import builder, pack
+    from sensorfuse.models.build_vision import BuildCheckFailed
+    from sensorfuse.models.sources import SourceMissing
 
     cache = _cache(args)
     unknown = [n for n in args.only or [] if n not in pack.NAMES]
@@ -140,7 +140,7 @@ def _shape(shape: list[mf.Dim]) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify models; exit 1 if any fails."""
-    from models.verify import verify_cache
+    from sensorfuse.models.verify import verify_cache
 
     cache = _cache(args)
     if not mf.list_manifests(cache):
@@ -163,7 +163,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (`python -m models.cli ...`), same behaviour as `sensorfuse models`."""
+    """Standalone entry (`python -m sensorfuse.models.cli ...`), same behaviour as `sensorfuse models`."""
     parser = argparse.ArgumentParser(prog="sensorfuse")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

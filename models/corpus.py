@@ -1,13 +1,13 @@
 """The generated corpus the project's own models train on: seeds, a per-seed cache, CLI flags.
 
 Train sessions are seeds 0..N-1 (train media), held-out sessions seeds from
-`replay.sample.HELDOUT_SEED_BASE` on (unseen voices, sentences, faces, backgrounds).
+`sensorfuse.replay.sample.HELDOUT_SEED_BASE` on (unseen voices, sentences, faces, backgrounds).
 What a model computes from one session (features, labels) is cached as one ``.npz`` per
 seed under a directory whose name carries the key of everything that changes it; a seed
 missing there is generated into a temporary file, computed and written atomically.
 
-The fusion head's dataset (`models.fusion.dataset`) and the audio-event encoder's
-(`models.sound.dataset`) both use it.
+The fusion head's dataset (`sensorfuse.models.fusion.dataset`) and the audio-event encoder's
+(`sensorfuse.models.sound.dataset`) both use it.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from engine import manifest as mf
-from replay import sample
+from sensorfuse.engine import manifest as mf
+from sensorfuse.replay import sample
 
 TRAIN_SEEDS = 30
 HELDOUT_BASE = sample.HELDOUT_SEED_BASE

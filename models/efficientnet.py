@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models import specs
-from models.sources import EFFICIENTNET_LITE0
+from sensorfuse.models import specs
+from sensorfuse.models.sources import EFFICIENTNET_LITE0
 
 INPUT_SIZE = specs.IMAGE_SIZE
 

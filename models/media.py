@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.sources import package_file
+from sensorfuse.models.sources import package_file
 
 # name -> (distribution, path inside it)
 PHOTOS: dict[str, tuple[str, str]] = {

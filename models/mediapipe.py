@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from engine import manifest as mf
-from models.sources import BLAZEFACE_FULL, BLAZEFACE_SHORT, FACE_LANDMARK, PackagedFile
+from sensorfuse.engine import manifest as mf
+from sensorfuse.models.sources import BLAZEFACE_FULL, BLAZEFACE_SHORT, FACE_LANDMARK, PackagedFile
 
 
 @dataclass(frozen=True)

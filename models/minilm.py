@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from models.sources import MINILM_CONFIG, MINILM_WEIGHTS
+from sensorfuse.models.sources import MINILM_CONFIG, MINILM_WEIGHTS
 
 _UNUSED_KEYS = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
 

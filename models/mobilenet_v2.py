@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models import efficientnet, specs
-from models.sources import MOBILENET_V2
+from sensorfuse.models import efficientnet, specs
+from sensorfuse.models.sources import MOBILENET_V2
 
 INPUT_SIZE = specs.IMAGE_SIZE
 # (expansion t, channels c, repeats n, first stride s) from the MobileNetV2 paper.

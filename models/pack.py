@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from models import build_speech_text as speech_text
-from models import build_vision as vision
-from models import sources
-from models.builder import PackEntry
+from sensorfuse.models import build_speech_text as speech_text
+from sensorfuse.models import build_vision as vision
+from sensorfuse.models import sources
+from sensorfuse.models.builder import PackEntry
 
 PACK: tuple[PackEntry, ...] = (
     PackEntry("blazeface_short", "face detector, short range (128 px)",

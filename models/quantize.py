@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from engine.prepost import imagenet, text
-from models import media, specs
+from sensorfuse.engine.prepost import imagenet, text
+from sensorfuse.models import media, specs
 
 CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle",
                       "hubble", "retina", "china", "flower")

@@ -7,7 +7,7 @@ check and the benchmark can use them on a machine where torch is not installed.
 
 from __future__ import annotations
 
-from engine import manifest as mf
+from sensorfuse.engine import manifest as mf
 
 IMAGE_SIZE = 224
 IMAGE_INPUTS = [mf.TensorSpec("image", "float32", ["batch", 3, IMAGE_SIZE, IMAGE_SIZE])]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import inference
-from engine import manifest as mf
+from sensorfuse.engine import inference
+from sensorfuse.engine import manifest as mf
 
 
 @dataclass(frozen=True)

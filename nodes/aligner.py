@@ -1,4 +1,4 @@
-"""Aligner: event-time alignment of any number of streams into ticks (`engine.align`).
+"""Aligner: event-time alignment of any number of streams into ticks (`sensorfuse.engine.align`).
 
 Ports
     *     (in)  any port names the graph wires; each is configured under ``streams``
@@ -49,11 +49,11 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from engine import wire
-from engine.align import Aligner, AlignerConfig, Item, StreamPolicy, Tick
-from engine.align_audio import AudioWindow
-from engine.errors import StartupError
-from engine.node import InputSpec, Node, Out, OutputSpec
+from sensorfuse.engine import wire
+from sensorfuse.engine.align import Aligner, AlignerConfig, Item, StreamPolicy, Tick
+from sensorfuse.engine.align_audio import AudioWindow
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
 
 MS = 1_000_000
 

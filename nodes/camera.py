@@ -5,7 +5,7 @@ Ports
            ``t_ns`` is the capture time; ``meta.t_source`` says where it came from:
            ``driver`` (the backend's buffer timestamp, V4L2 gives CLOCK_MONOTONIC like the
            session clock), ``read`` (read time minus ``pipeline_delay_ms``) or ``file``
-           (the frame's presentation time in the file, see `nodes.media_clock`).
+           (the frame's presentation time in the file, see `sensorfuse.nodes.media_clock`).
            Never a counter.
     status (out) records ``{event: source_lost | source_restored | gave_up |
            resolution_changed, ...}`` -> ``cam0/status``.
@@ -47,9 +47,9 @@ import cv2
 import msgspec
 import numpy as np
 
-from engine.errors import StartupError
-from engine.node import Node, Out, OutputSpec
-from nodes.media_clock import MediaClock
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.node import Node, Out, OutputSpec
+from sensorfuse.nodes.media_clock import MediaClock
 
 LAYOUT = "HWC/bgr8"
 

@@ -25,15 +25,19 @@ from typing import Any
 
 import numpy as np
 
-from engine import manifest as mf
-from engine.cli import run_graph
-from engine.errors import SensorfuseError
-from engine.perception.encoders import FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL
-from nodes import demo_report
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.cli import run_graph
+from sensorfuse.engine.errors import SensorfuseError
+from sensorfuse.engine.perception.encoders import FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL
+from sensorfuse.nodes import demo_report
 
 DEMO_SEED = 1_000_042
 DEMO_DURATION_S = 20.0
 NEEDED = (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, VAD_MODEL, TEXT_MODEL)
+#: Events before this event time are the same on every run of the demo session; in the
+#: last second, which stream's end-of-stream reaches the aligner first is arrival order
+#: (separate sockets), and the final flushed ticks' audio windows depend on it.
+STABLE_UNTIL_NS = 1_000_000_000 + int((DEMO_DURATION_S - 1.0) * 1e9)
 
 
 def demo_dir() -> Path:
@@ -45,13 +49,13 @@ def ensure_pack() -> None:
     missing = [m for m in NEEDED if not (cache / f"{m}{mf.MANIFEST_SUFFIX}").is_file()]
     if missing:
         print(f"demo: building the model pack into {cache} (missing: {', '.join(missing)})", flush=True)
-        done = subprocess.run([sys.executable, "-m", "engine.cli", "models", "build"], check=False)
+        done = subprocess.run([sys.executable, "-m", "sensorfuse.engine.cli", "models", "build"], check=False)
         if done.returncode != 0:
             raise SensorfuseError("model pack build failed (see above); `make setup` installs what it needs")
 
 
 def ensure_session(seed: int = DEMO_SEED, duration_s: float = DEMO_DURATION_S) -> Path:
-    from replay import sample
+    from sensorfuse.replay import sample
 
     path = demo_dir() / f"sample-{seed}-{duration_s:g}s.mcap"
     if not path.is_file():
@@ -65,8 +69,8 @@ def ensure_session(seed: int = DEMO_SEED, duration_s: float = DEMO_DURATION_S) -
 
 def read_truth(path: Path) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]], dict[int, int]]:
     """Labels, per-frame true boxes (by t_ns) and text capture times (by seq) of a session."""
-    from replay.mcap_io import LogReader
-    from engine import wire
+    from sensorfuse.replay.mcap_io import LogReader
+    from sensorfuse.engine import wire
 
     labels, boxes, texts = [], {}, {}
     with LogReader(path) as reader:
@@ -131,7 +135,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("demo-events.jsonl", "demo-frames.jsonl", "demo-perception.mcap"):
         (out_dir / name).unlink(missing_ok=True)
-    from engine.rundir import new_run_dir
+    from sensorfuse.engine.rundir import new_run_dir
 
     run_dir = new_run_dir(None)
     sets = [f"player.path={session}", f"player.rate={args.rate}", f"events.path={out_dir / 'demo-events.jsonl'}",

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.perception.tracking import iou
+from sensorfuse.engine.perception.tracking import iou
 
 SLACK_NS = 500_000_000
 SOUND_TYPES = ("sound.alarm", "sound.tone", "sound.noise")

@@ -22,8 +22,8 @@ import argparse
 import os
 from typing import Any
 
-from engine.errors import StartupError
-from nodes.microphone import import_sounddevice
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.nodes.microphone import import_sounddevice
 
 
 def list_cameras(max_index: int) -> list[dict[str, Any]]:

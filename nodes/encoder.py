@@ -38,11 +38,11 @@ import cv2
 import msgspec
 import numpy as np
 
-from engine import inference, wire
-from engine import manifest as mf
-from engine.errors import StartupError
-from engine.node import InputSpec, Node, Out, OutputSpec
-from engine.prepost import blazeface, imagenet, text, vad
+from sensorfuse.engine import inference, wire
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
+from sensorfuse.engine.prepost import blazeface, imagenet, text, vad
 
 NS = 1_000_000_000
 

@@ -4,7 +4,7 @@ Ports
     audio    (out) audio float32 [frames, channels] at the device rate, ``rate`` and
              ``sample0`` set -> ``mic0/audio``. ``t_ns`` is the ADC time of the block's
              first sample on the session clock, sample-exact within the stream
-             (``anchor + sample0 * 1e9 / rate``; `nodes.audio_stamps`).
+             (``anchor + sample0 * 1e9 / rate``; `sensorfuse.nodes.audio_stamps`).
     audio16k (out) audio float32 [frames, 1] at 16 kHz (soxr streaming resampler, mono
              downmix); ``sample0`` counts 16 kHz samples -> ``mic0/audio16k``.
     status   (out) records ``{event: discontinuity, gap_samples, reason}`` -> ``mic0/status``.
@@ -16,7 +16,7 @@ Rates
     Blocks of ``block_ms`` (10-32 ms) at the device's default rate unless ``rate`` is set.
     A file plays at its own rate, paced like a device (``pace: native``: a block is
     published when its last sample would have been captured) or as fast as the graph
-    takes it (``pace: max``). File stamps follow ``clock`` (`nodes.media_clock`).
+    takes it (``pace: max``). File stamps follow ``clock`` (`sensorfuse.nodes.media_clock`).
 
 Failure behaviour
     No PortAudio library, no such device, or a stream that cannot open: the node stops
@@ -45,10 +45,10 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from engine.errors import StartupError
-from engine.node import Node, Out, OutputSpec
-from nodes.audio_stamps import NS, BlockStamper, Resampler16k, Stamp
-from nodes.media_clock import MediaClock
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.node import Node, Out, OutputSpec
+from sensorfuse.nodes.audio_stamps import NS, BlockStamper, Resampler16k, Stamp
+from sensorfuse.nodes.media_clock import MediaClock
 
 PORTAUDIO_HINT = "install it with `sudo apt-get install libportaudio2` (macOS: `brew install portaudio`)"
 

@@ -1,12 +1,12 @@
 """Perceive: aligned ticks in; detections, scene labels, speech activity and fused events out.
 
 Ports
-    ticks       (in)  ``align/ticks`` records (`nodes.aligner`): members ``frame`` (camera
+    ticks       (in)  ``align/ticks`` records (`sensorfuse.nodes.aligner`): members ``frame`` (camera
                       frame), ``audio`` (16 kHz window), ``text`` (latest text line);
                       other names via ``frame_port`` / ``audio_port`` / ``text_port``.
     frame       (in, optional) the camera stream itself, for ticks whose frame member is a
                       reference (aligner ``embed: false``): perceive joins tick and frame
-                      on ``seq`` (`engine.perception.join`) and the ~1 MB frame crosses
+                      on ``seq`` (`sensorfuse.engine.perception.join`) and the ~1 MB frame crosses
                       one socket, zero-copy, instead of being copied into every tick.
     detections  (out) per tick with a frame: ``{tick, t_ns, frame: {stream, seq},
                       size: [h, w], faces: [{track_id, box, score, keypoints, mouth_open,
@@ -57,16 +57,16 @@ from typing import Any
 
 import msgspec
 
-from engine import wire
-from engine.errors import StartupError
-from engine.events import EventRule, EventTracker, Observation
-from engine.node import InputSpec, Node, Out, OutputSpec
-from engine.perception import Encoders, FusionHead, Perception, Ports, label_embeddings, tick_from_record
-from engine.perception.features import TickFeatures, warm_up
-from engine.perception.fusion import STRATEGIES, manifest_path_for
-from engine.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
-from engine.perception.sound import SoundClassifier
-from engine.perception.ticks import BadTick, TickInput, attach_frame
+from sensorfuse.engine import wire
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.events import EventRule, EventTracker, Observation
+from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
+from sensorfuse.engine.perception import Encoders, FusionHead, Perception, Ports, label_embeddings, tick_from_record
+from sensorfuse.engine.perception.features import TickFeatures, warm_up
+from sensorfuse.engine.perception.fusion import STRATEGIES, manifest_path_for
+from sensorfuse.engine.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
+from sensorfuse.engine.perception.sound import SoundClassifier
+from sensorfuse.engine.perception.ticks import BadTick, TickInput, attach_frame
 
 MS = 1_000_000
 
@@ -97,12 +97,12 @@ SOUND_EVENTS = ("alarm", "tone", "noise")
 
 def default_heads_dir() -> Path:
     """The heads shipped with the package (models/fusion/data); no torch is imported."""
-    return Path(str(importlib.resources.files("models.fusion") / "data"))
+    return Path(str(importlib.resources.files("sensorfuse.models.fusion") / "data"))
 
 
 def default_sound_manifest() -> Path:
     """The sound-event classifier shipped with the package (models/sound/data)."""
-    return Path(str(importlib.resources.files("models.sound") / "data" / "sound_events.manifest.json"))
+    return Path(str(importlib.resources.files("sensorfuse.models.sound") / "data" / "sound_events.manifest.json"))
 
 
 def resolve_head(head: str, heads_dir: Path) -> Path:

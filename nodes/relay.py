@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from engine import wire
-from engine.node import InputSpec, Node, Out, OutputSpec
+from sensorfuse.engine import wire
+from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
 
 
 class Relay(Node):

@@ -23,8 +23,8 @@ from typing import Any
 
 import msgspec
 
-from engine import wire
-from engine.node import InputSpec, Node, Out
+from sensorfuse.engine import wire
+from sensorfuse.engine.node import InputSpec, Node, Out
 
 
 def message_to_json(msg: wire.Message, *, digest: bool = True) -> dict[str, Any]:

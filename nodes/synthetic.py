@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import msgspec
 import numpy as np
 
-from engine.node import Node, Out, OutputSpec
+from sensorfuse.engine.node import Node, Out, OutputSpec
 
 
 def synthetic_payload(index: int, shape: tuple[int, ...], dtype: str = "uint8") -> np.ndarray:

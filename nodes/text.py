@@ -5,7 +5,7 @@ Ports
          ``t_ns`` is the arrival time on the session clock (stdin, zmq, untimestamped file
          lines) or the line's own timestamp (file lines written ``SECONDS<TAB>text``,
          seconds from the start of the file, placed on the time base by ``clock``; see
-         `nodes.media_clock`).
+         `sensorfuse.nodes.media_clock`).
 
 Sources (``source``)
     ``stdin``  one text per line; the stream ends at EOF.
@@ -43,10 +43,10 @@ from typing import IO, Any
 import msgspec
 import zmq
 
-from engine import security
-from engine.errors import StartupError
-from engine.node import Node, Out, OutputSpec
-from nodes.media_clock import MediaClock
+from sensorfuse.engine import security
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.node import Node, Out, OutputSpec
+from sensorfuse.nodes.media_clock import MediaClock
 
 NS = 1_000_000_000
 TIMESTAMPED = re.compile(rb"^(\d+(?:\.\d+)?)\t(.*)$", re.DOTALL)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.errors import SensorfuseError, UsageError
+from sensorfuse.engine.errors import SensorfuseError, UsageError
 
 EXAMPLES = {
     "replay": """examples:
@@ -115,7 +115,7 @@ def _existing_log(path: str) -> None:
 
 
 def _log_streams(path: str) -> list[str]:
-    from replay.mcap_io import LogError, LogReader
+    from sensorfuse.replay.mcap_io import LogError, LogReader
 
     try:
         with LogReader(path) as reader:
@@ -165,10 +165,10 @@ def replay_graph(path: str, *, rate: float | str = 1.0, start: float | None = No
 def cmd_replay(args: argparse.Namespace) -> int:
     import yaml
 
-    from engine.cli import run_graph
-    from engine.rundir import new_run_dir
-    from replay import logtools
-    from replay.progress import ProgressWatcher
+    from sensorfuse.engine.cli import run_graph
+    from sensorfuse.engine.rundir import new_run_dir
+    from sensorfuse.replay import logtools
+    from sensorfuse.replay.progress import ProgressWatcher
 
     _existing_log(args.file)
     graph = None
@@ -222,8 +222,8 @@ def replay_summary(code: int, wired: list[str], player: dict[str, Any], wall_s: 
 def cmd_record(args: argparse.Namespace) -> int:
     import msgspec
 
-    from engine import graph as graph_mod
-    from engine.cli import run_graph
+    from sensorfuse.engine import graph as graph_mod
+    from sensorfuse.engine.cli import run_graph
 
     if os.path.exists(args.output):
         if not args.force:
@@ -252,7 +252,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from replay.sample import generate
+    from sensorfuse.replay.sample import generate
 
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
@@ -267,8 +267,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_log_info(args: argparse.Namespace) -> int:
-    from replay import logtools
-    from replay.mcap_io import LogError
+    from sensorfuse.replay import logtools
+    from sensorfuse.replay.mcap_io import LogError
 
     _existing_log(args.file)
     try:
@@ -280,8 +280,8 @@ def cmd_log_info(args: argparse.Namespace) -> int:
 
 
 def cmd_log_export(args: argparse.Namespace) -> int:
-    from replay import logtools
-    from replay.mcap_io import LogError
+    from sensorfuse.replay import logtools
+    from sensorfuse.replay.mcap_io import LogError
 
     _existing_log(args.file)
     try:
@@ -294,7 +294,7 @@ def cmd_log_export(args: argparse.Namespace) -> int:
 
 
 def cmd_log_import(args: argparse.Namespace) -> int:
-    from replay import logtools
+    from sensorfuse.replay import logtools
 
     if not (args.video or args.wav or args.text):
         raise UsageError("log import needs at least one of --video, --wav, --text")

@@ -1,7 +1,7 @@
 """Log tools: `info` (streams, counts, rates, duration, gaps), `export` (PNG / WAV / JSONL)
 and `import_session` (video + WAV + timed text → a session log).
 
-All of them read through `replay.mcap_io.LogReader`, so damaged logs give their readable
+All of them read through `sensorfuse.replay.mcap_io.LogReader`, so damaged logs give their readable
 prefix and a list of problems instead of a crash.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from engine import wire
-from replay.mcap_io import HeaderStamper, LogReader, LogWriter
+from sensorfuse.engine import wire
+from sensorfuse.replay.mcap_io import HeaderStamper, LogReader, LogWriter
 
 #: An interval this many times the stream's median spacing counts as a time gap.
 GAP_FACTOR = 3.0

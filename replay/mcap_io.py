@@ -1,7 +1,7 @@
 """Writing and (defensively) reading sensorfuse MCAP logs.
 
 `LogWriter` wraps the `mcap` library's writer: chunked, zstd-compressed, chunk CRCs on,
-one channel per (stream, schema), schemas from `replay.schemas`.
+one channel per (stream, schema), schemas from `sensorfuse.replay.schemas`.
 
 `LogReader` reads logs that may be damaged: truncated by a crash, bit-flipped, or
 hostile. Every record length is checked against the file size and a limit before
@@ -32,9 +32,9 @@ from mcap.opcode import Opcode
 from mcap.records import Channel, Chunk, ChunkIndex, Message, Schema, Statistics
 from mcap.writer import CompressionType, Writer
 
-import engine
-from engine import wire
-from replay import proto, schemas
+from sensorfuse import __version__
+from sensorfuse.engine import wire
+from sensorfuse.replay import proto, schemas
 
 MAGIC = b"\x89MCAP0\r\n"
 #: Largest record (chunk, summary, message) a reader will load; bounds memory on hostile files.
@@ -68,7 +68,7 @@ class LogWriter:
     def __init__(self, output: IO[bytes], *, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                  metadata: dict[str, str] | None = None) -> None:
         self._writer = Writer(output, chunk_size=chunk_bytes, compression=CompressionType.ZSTD, enable_crcs=True)
-        self._writer.start(profile=PROFILE, library=f"sensorfuse/{engine.__version__}")
+        self._writer.start(profile=PROFILE, library=f"sensorfuse/{__version__}")
         if metadata:
             self._writer.add_metadata("sensorfuse", metadata)
         self._schema_ids: dict[str, int] = {}

@@ -18,7 +18,7 @@ Progress: gauges ``replay_position_s`` (recorded capture time of the newest publ
 seconds from the log's first message, within the current ``loop`` pass),
 ``replay_published`` (messages handed over; ``replay_published:STREAM`` per stream,
 end-of-stream markers not counted) and ``replay_pass`` go out with the
-heartbeats; `sensorfuse replay` draws its progress line from them (`replay.progress`).
+heartbeats; `sensorfuse replay` draws its progress line from them (`sensorfuse.replay.progress`).
 
 Damaged logs: unreadable messages are counted (``rejected``/``damaged``) and skipped;
 a truncated log plays its readable prefix; problems are logged at the end.
@@ -40,10 +40,10 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from engine import wire
-from engine.errors import StartupError
-from engine.node import Node, Out, OutputSpec
-from replay.mcap_io import LogError, LogMessage, LogReader
+from sensorfuse.engine import wire
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.node import Node, Out, OutputSpec
+from sensorfuse.replay.mcap_io import LogError, LogMessage, LogReader
 
 
 def replay_out(header: wire.Header, payload: bytes) -> Out:

@@ -1,6 +1,6 @@
 """A minimal protobuf wire-format encoder/decoder and FileDescriptorSet builder.
 
-The log schemas (see `replay.schemas`) are protobuf so that standard MCAP tools
+The log schemas (see `sensorfuse.replay.schemas`) are protobuf so that standard MCAP tools
 (Foxglove, `mcap cat`, mcap-protobuf-support) decode them from the schema embedded in
 the file. We only need a handful of flat messages, so instead of depending on the
 `protobuf` runtime we write the wire format directly: varints, fixed32/64 and

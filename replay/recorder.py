@@ -41,9 +41,9 @@ from typing import IO, Any
 
 import msgspec
 
-from engine import wire
-from engine.node import InputSpec, Node, Out, OutputSpec
-from replay.mcap_io import LogWriter
+from sensorfuse.engine import wire
+from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
+from sensorfuse.replay.mcap_io import LogWriter
 
 Opener = Callable[[str], IO[bytes]]
 

@@ -4,7 +4,7 @@
 capture: ``cam0/frame`` (BGR frames, stored as JPEG and decoded back on replay),
 ``mic0/audio`` (48 kHz device audio), ``mic0/audio16k`` (16 kHz model audio),
 ``text/in`` (scripted queries and commands), plus ground truth on ``labels``
-(intervals) and ``labels/boxes`` (per-frame boxes). See `replay.scene` for the
+(intervals) and ``labels/boxes`` (per-frame boxes). See `sensorfuse.replay.scene` for the
 pictures, `replay/media/make_speech.py` for the speech clips.
 
 The camera pans and zooms over a scene of one or two faces, maybe a cat and an object;
@@ -32,9 +32,9 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from engine import wire
-from replay import scene
-from replay.mcap_io import HeaderStamper, LogWriter
+from sensorfuse.engine import wire
+from sensorfuse.replay import scene
+from sensorfuse.replay.mcap_io import HeaderStamper, LogWriter
 
 HELDOUT_SEED_BASE = 1_000_000
 MEDIA_DIR = Path(__file__).with_name("media")
@@ -247,7 +247,7 @@ class _Session:
 def generate(path: str | os.PathLike[str], *, seed: int = 0, duration_s: float = 20.0, size: tuple[int, int] = (320, 240),
              fps: float = 15.0, device_rate: int = 48_000, jpeg_quality: int = 90) -> dict[str, Any]:
     """Write a sample session; returns a summary (counts per stream, split, label counts)."""
-    from replay.sample_labels import intervals
+    from sensorfuse.replay.sample_labels import intervals
 
     sess = _Session(seed, duration_s, size, fps, device_rate)
     session_id = f"sample-{seed}"

@@ -36,7 +36,7 @@ def _runs(flags: list[bool], times: list[int], period_ns: int) -> list[tuple[int
 
 
 def intervals(sess: Any, frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """All label records of a session (`sess` is `replay.sample._Session`), sorted by start."""
+    """All label records of a session (`sess` is `sensorfuse.replay.sample._Session`), sorted by start."""
     period_ns = int(round(1e9 / sess.fps))
     times = [f["t_ns"] for f in frames]
     records: list[dict[str, Any]] = []

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from engine import wire
-from replay import proto
-from replay.proto import EnumDef, FieldDef, FileDef, MessageDef
+from sensorfuse.engine import wire
+from sensorfuse.replay import proto
+from sensorfuse.replay.proto import EnumDef, FieldDef, FileDef, MessageDef
 
 SCHEMA_ENCODING = "protobuf"
 MESSAGE_ENCODING = "protobuf"

@@ -37,13 +37,24 @@ def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     run reuses it through the idempotent build (hashes verified, nothing rebuilt); with the
     cache provider disabled it falls back to a session temp directory.
     """
-    from models import builder, pack  # only tests that use the pack pay for the import
+    from sensorfuse.models import builder, pack  # only tests that use the pack pay for the import
 
     config_cache = getattr(request.config, "cache", None)
     cache = (config_cache.mkdir("sensorfuse-models") if config_cache is not None
              else tmp_path_factory.mktemp("sensorfuse-models"))
     builder.build(pack.PACK, Path(cache), stream=io.StringIO())
     return Path(cache)
+
+
+@pytest.fixture(scope="session")
+def demo_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's sample session (held-out media, `sensorfuse demo`'s seed and length)."""
+    from sensorfuse.nodes import demo
+    from sensorfuse.replay import sample
+
+    path = tmp_path_factory.mktemp("demo") / "demo.mcap"
+    sample.generate(path, seed=demo.DEMO_SEED, duration_s=demo.DEMO_DURATION_S)
+    return path
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SENSORFUSE = [sys.executable, "-m", "engine.cli"]
+SENSORFUSE = [sys.executable, "-m", "sensorfuse.engine.cli"]
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
@@ -51,10 +51,9 @@ class GraphRun:
         self.stderr_path = workdir / f"run-{tag}.stderr"
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
-        env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(
             [*SENSORFUSE, "run", str(self.graph_path), "--run-dir", str(self.run_dir), *extra_args],
-            cwd=workdir, stdout=self._out, stderr=self._err, env=env, start_new_session=True,
+            cwd=workdir, stdout=self._out, stderr=self._err, start_new_session=True,
         )
 
     def status(self) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.perception.encoders import Encoders
+from sensorfuse.engine.perception.encoders import Encoders
 
 CONSE_TOP = 10
 TEXT_DIM = 384

@@ -38,8 +38,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from engine import inference
-from engine.errors import StartupError
+from sensorfuse.engine import inference
+from sensorfuse.engine.errors import StartupError
 
 SOUND_CLASSES: tuple[str, ...] = ("speech", "alarm", "tone", "noise", "background")
 BACKGROUND = "background"

@@ -1,6 +1,6 @@
 """What perception takes from one aligned tick, decoded from an `align/ticks` record.
 
-The aligner (`nodes.aligner`, docs/time.md) publishes each tick as a record with the
+The aligner (`sensorfuse.nodes.aligner`, docs/time.md) publishes each tick as a record with the
 members embedded: a frame as ``{dtype, shape, layout, data}``, an audio window as
 ``{sample0, n, rate, channels, data, ...}``, the latest text as ``{text}``. Perception
 reads those three ports (names configurable) and keeps, for provenance, the stream and
@@ -8,7 +8,7 @@ reads those three ports (names configurable) and keeps, for provenance, the stre
 
 A frame member without ``data`` (the aligner's ``embed: false``) is a reference: the
 tick keeps it in `frame_wanted` and the caller attaches the frame it received itself
-(`attach_frame`, joined on seq by `engine.perception.join`).
+(`attach_frame`, joined on seq by `sensorfuse.engine.perception.join`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.manifest import LetterboxPre, SsdFacePost
+from sensorfuse.engine.manifest import LetterboxPre, SsdFacePost
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.manifest import CenterCropPre
+from sensorfuse.engine.manifest import CenterCropPre
 
 _INTERPOLATION = {
     "bilinear": cv2.INTER_LINEAR,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.manifest import FaceCropPre, LandmarksPost
+from sensorfuse.engine.manifest import FaceCropPre, LandmarksPost
 
 RIGHT_EYE, LEFT_EYE = 0, 1
 

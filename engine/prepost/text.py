@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from engine.manifest import TokenizerPre
+from sensorfuse.engine.manifest import TokenizerPre
 
 
 def load_tokenizer(path: Path, pre: TokenizerPre) -> Tokenizer:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.manifest import AudioStreamPre, VadPost
+from sensorfuse.engine.manifest import AudioStreamPre, VadPost
 
 # (input [1, context + chunk] float32, state, sample rate) -> (speech prob, new state)
 VadModel = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, np.ndarray]]

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.perception.fusion import STRATEGIES, FusionHead, manifest_path_for
-from models import corpus
+from sensorfuse.engine.perception.fusion import STRATEGIES, FusionHead, manifest_path_for
+from sensorfuse.models import corpus
 
 DATA_DIR = Path(__file__).with_name("data")
 DEFAULT_FILE = "fusion_default.json"
@@ -27,7 +27,7 @@ def work_dir() -> Path:
 
 
 def _features(args: argparse.Namespace, seeds: list[int]) -> Any:
-    from models.fusion import dataset, train
+    from sensorfuse.models.fusion import dataset, train
 
     cache = Path(args.cache) if args.cache else None
     return train.stack(dataset.build(seeds, duration_s=args.duration, cache=cache, work_dir=work_dir(),
@@ -35,7 +35,7 @@ def _features(args: argparse.Namespace, seeds: list[int]) -> Any:
 
 
 def _evaluate(out_dir: Path, strategies: list[str], heldout: Any) -> dict[str, Any]:
-    from models.fusion import evaluate
+    from sensorfuse.models.fusion import evaluate
 
     results = {}
     for strategy in strategies:
@@ -47,7 +47,7 @@ def _evaluate(out_dir: Path, strategies: list[str], heldout: Any) -> dict[str, A
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.fusion import evaluate, train
+    from sensorfuse.models.fusion import evaluate, train
 
     t0 = time.perf_counter()
     out_dir = Path(args.out)
@@ -76,7 +76,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from models.fusion import evaluate
+    from sensorfuse.models.fusion import evaluate
 
     heads = Path(args.heads)
     strategies = [s for s in STRATEGIES if manifest_path_for(heads, s).is_file()]

@@ -1,10 +1,10 @@
 """Training/evaluation data: features of generated sessions through the runtime code path.
 
-A session is generated (`replay.sample`), replayed by the real player node and cut into
-ticks by the real aligner node (both driven in-process by `engine.testing.NodeHarness`,
+A session is generated (`sensorfuse.replay.sample`), replayed by the real player node and cut into
+ticks by the real aligner node (both driven in-process by `sensorfuse.engine.testing.NodeHarness`,
 with the `align` params of the built-in demo graph; frames joined to ticks on seq as the
-perceive node does, `engine.perception.join`), and every tick goes through
-`engine.perception.Perception` — the code the perceive node runs. Labels come from the
+perceive node does, `sensorfuse.engine.perception.join`), and every tick goes through
+`sensorfuse.engine.perception.Perception` — the code the perceive node runs. Labels come from the
 session's ground truth (`labels`, `labels/boxes`). Features are cached per seed in
 `<cache>/fusion-features/<key>/`, keyed by everything that changes them.
 """
@@ -20,20 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from engine import graph as graph_mod
-from engine import manifest as mf
-from engine.perception import Encoders, Perception, TickInput, label_embeddings, tick_from_record
-from engine.perception import features as perception_features
-from engine.perception.features import FACE_SLOTS, FEATURES
-from engine.perception.fusion import FEATURE_VERSION
-from engine.perception.join import FrameJoin, FrameRef
-from engine.perception.ticks import attach_frame
-from engine.perception.tracking import iou
-from engine.testing import NodeHarness
-from models import corpus
-from nodes.aligner import AlignerNode
-from replay import sample
-from replay.player import PlayerNode
+from sensorfuse.engine import graph as graph_mod
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.perception import Encoders, Perception, TickInput, label_embeddings, tick_from_record
+from sensorfuse.engine.perception import features as perception_features
+from sensorfuse.engine.perception.features import FACE_SLOTS, FEATURES
+from sensorfuse.engine.perception.fusion import FEATURE_VERSION
+from sensorfuse.engine.perception.join import FrameJoin, FrameRef
+from sensorfuse.engine.perception.ticks import attach_frame
+from sensorfuse.engine.perception.tracking import iou
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.models import corpus
+from sensorfuse.nodes.aligner import AlignerNode
+from sensorfuse.replay import sample
+from sensorfuse.replay.player import PlayerNode
 
 PORTS = {"cam0/frame": "frame", "mic0/audio16k": "audio", "text/in": "text"}
 QUERY_TEXTS: tuple[str, ...] = tuple(t for texts in sample.QUERIES.values() for t in texts) + tuple(sample.COMMANDS)

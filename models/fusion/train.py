@@ -19,10 +19,10 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from engine import manifest as mf
-from engine.perception.features import FEATURES, LIP_FEATURES, MODALITY_INPUTS
-from engine.perception.fusion import FEATURE_VERSION, OUTPUTS, manifest_path_for
-from models.fusion.heads import INPUT_NAMES, STRATEGY_CLASSES, FusionBase
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.perception.features import FEATURES, LIP_FEATURES, MODALITY_INPUTS
+from sensorfuse.engine.perception.fusion import FEATURE_VERSION, OUTPUTS, manifest_path_for
+from sensorfuse.models.fusion.heads import INPUT_NAMES, STRATEGY_CLASSES, FusionBase
 
 PARITY_ATOL = 1e-4
 

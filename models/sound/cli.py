@@ -14,19 +14,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.perception.sound import SoundClassifier
-from models import corpus
-from models.sound import DATA_DIR, MANIFEST_FILE
+from sensorfuse.engine.perception.sound import SoundClassifier
+from sensorfuse.models import corpus
+from sensorfuse.models.sound import DATA_DIR, MANIFEST_FILE
 
 
 def _sessions(args: argparse.Namespace, seeds: list[int]) -> Any:
-    from models.sound import dataset
+    from sensorfuse.models.sound import dataset
 
     return dataset.build(seeds, duration_s=args.duration, work_dir=corpus.work_dir("sound"), workers=args.workers)
 
 
 def _evaluate(manifest_path: Path, heldout: Any, heldout_seeds: list[int]) -> dict[str, Any]:
-    from models.sound import evaluate
+    from sensorfuse.models.sound import evaluate
 
     result = evaluate.evaluate(SoundClassifier(manifest_path), heldout)
     result["heldout_seeds"] = [heldout_seeds[0], heldout_seeds[-1]]
@@ -36,7 +36,7 @@ def _evaluate(manifest_path: Path, heldout: Any, heldout_seeds: list[int]) -> di
 def _cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from models.sound import dataset, evaluate, train
+    from sensorfuse.models.sound import dataset, evaluate, train
 
     t0 = time.perf_counter()
     out_dir = Path(args.out)
@@ -65,7 +65,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from models.sound import evaluate
+    from sensorfuse.models.sound import evaluate
 
     path = Path(args.model)
     if not path.is_file():

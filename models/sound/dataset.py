@@ -1,10 +1,10 @@
 """Training/evaluation data of the audio-event encoder: windows of generated sessions.
 
-A session is generated (`replay.sample`, `models.corpus`) and read back by the real player node (the
+A session is generated (`sensorfuse.replay.sample`, `sensorfuse.models.corpus`) and read back by the real player node (the
 ``mic0/audio16k`` stream as the perceive node receives it, and the ground truth on
 ``labels``). Every sample gets a class from the truth intervals (`speech` records →
 speech; `sound` records → alarm / tone / noise, silence → background; uncovered →
-background). The session's log-mel frames (`engine.perception.sound.log_mel`, the runtime
+background). The session's log-mel frames (`sensorfuse.engine.perception.sound.log_mel`, the runtime
 code) and the per-sample classes are cached per seed in `<work_dir>/sound-features-<key>/`,
 keyed by everything that changes them. A window starting at frame k is frames
 [k, k + N_FRAMES) — exactly the features the runtime computes on samples
@@ -21,11 +21,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from engine.perception.sound import (BACKGROUND, FEATURES, HOP_SAMPLES, LOG_FLOOR, N_FRAMES, SAMPLE_RATE,
+from sensorfuse.engine.perception.sound import (BACKGROUND, FEATURES, HOP_SAMPLES, LOG_FLOOR, N_FRAMES, SAMPLE_RATE,
                                      SOUND_CLASSES, WINDOW_SAMPLES, log_mel)
-from engine.testing import NodeHarness
-from models import corpus
-from replay.player import PlayerNode
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.models import corpus
+from sensorfuse.replay.player import PlayerNode
 
 AUDIO_STREAM = "mic0/audio16k"
 # Truth → class. "silence" is the room tone switched off: no event, so background.

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.perception.sound import INPUT_NAME, OUTPUT_NAME, SOUND_CLASSES, WINDOW_SAMPLES, SoundClassifier
-from models.sound import dataset
+from sensorfuse.engine.perception.sound import INPUT_NAME, OUTPUT_NAME, SOUND_CLASSES, WINDOW_SAMPLES, SoundClassifier
+from sensorfuse.models.sound import dataset
 
 EVAL_STRIDE_FRAMES = 10
 GAINS_DB = (-20, -12, -6, 6, 12, 20)  # the whole microphone signal louder or quieter

@@ -19,10 +19,10 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from engine import manifest as mf
-from engine.perception.sound import FEATURES, INPUT_NAME, N_FRAMES, N_MELS, OUTPUT_NAME, SOUND_CLASSES
-from models.sound import MANIFEST_FILE, MODEL_NAME, dataset
-from models.sound.model import SoundNet
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.perception.sound import FEATURES, INPUT_NAME, N_FRAMES, N_MELS, OUTPUT_NAME, SOUND_CLASSES
+from sensorfuse.models.sound import MANIFEST_FILE, MODEL_NAME, dataset
+from sensorfuse.models.sound.model import SoundNet
 
 PARITY_ATOL = 1e-4
 

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 import msgspec
 
-from engine import wire
-from engine.node import InputSpec, Node, Out, OutputSpec
+from sensorfuse.engine import wire
+from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
 
 
 class HangingRelay(Node):

@@ -12,7 +12,7 @@ from sfhelpers import wait_for
 
 
 def sf(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "sensorfuse.engine.cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout)
 
 

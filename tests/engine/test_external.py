@@ -75,7 +75,7 @@ def _receives(ep: str, *, server_key: bytes | None, client: tuple[bytes, bytes] 
 
 def test_with_keys_only_peers_holding_the_server_key_can_subscribe(graph_run, tmp_path: Path) -> None:
     keys = tmp_path / "keys"
-    gen = subprocess.run([sys.executable, "-m", "engine.cli", "keys", "generate", str(keys)], capture_output=True,
+    gen = subprocess.run([sys.executable, "-m", "sensorfuse.engine.cli", "keys", "generate", str(keys)], capture_output=True,
                          text=True, timeout=60)
     assert gen.returncode == 0, gen.stderr
     port = free_port()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import UsageError
-from engine.graph import load_decl, plan
+from sensorfuse.engine.errors import UsageError
+from sensorfuse.engine.graph import load_decl, plan
 
 RELAY = {
     "name": "t",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine import status
-from engine.metrics import StreamCounters
+from sensorfuse.engine import status
+from sensorfuse.engine.metrics import StreamCounters
 
 MS = 1_000_000
 NOW = 5_000_000 * MS  # a host that has been up ~83 minutes

@@ -14,8 +14,8 @@ import numpy as np
 import psutil
 import zmq
 
-from engine import wire
-from nodes.synthetic import synthetic_payload
+from sensorfuse.engine import wire
+from sensorfuse.nodes.synthetic import synthetic_payload
 from sfhelpers import alive, read_jsonl, wait_for
 
 FAULTS = str(Path(__file__).with_name("fault_nodes.py"))

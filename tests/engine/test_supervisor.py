@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from engine import control, supervisor
-from engine.graph import load_decl, plan
-from engine.rundir import new_run_dir
-from engine.supervisor import CHECK_INTERVAL_S, METRICS_INTERVAL_S, Supervisor
+from sensorfuse.engine import control, supervisor
+from sensorfuse.engine.graph import load_decl, plan
+from sensorfuse.engine.rundir import new_run_dir
+from sensorfuse.engine.supervisor import CHECK_INTERVAL_S, METRICS_INTERVAL_S, Supervisor
 
 
 def test_checks_and_status_follow_the_clock_not_the_heartbeats(tmp_path: Path,

@@ -13,9 +13,9 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import wire
-from engine.metrics import Counters
-from engine.transport import Publisher, Subscriber
+from sensorfuse.engine import wire
+from sensorfuse.engine.metrics import Counters
+from sensorfuse.engine.transport import Publisher, Subscriber
 from sfhelpers import wait_for
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import wire
+from sensorfuse.engine import wire
 
 
 def frames_of(stream: str, kind: str, data: object, **kw: object) -> list[bytes]:

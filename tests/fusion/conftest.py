@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import yaml
 
-from engine import graph as graph_mod
-from models.fusion import dataset
-from nodes import demo
-from replay import sample
+from sensorfuse.engine import graph as graph_mod
+from sensorfuse.models.fusion import dataset
+from sensorfuse.replay import sample
 from sfhelpers import GraphRun, read_jsonl
 
 SHORT_SEED = 1_000_001  # held-out media
@@ -50,12 +49,6 @@ def short_inputs(short_session: Path) -> list[tuple[str, Any]]:
     """Frames and tick records referencing them, as the demo graph's perceive receives them."""
     return list(dataset.aligned_inputs(short_session))
 
-
-@pytest.fixture(scope="session")
-def demo_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("demo") / "demo.mcap"
-    sample.generate(path, seed=demo.DEMO_SEED, duration_s=demo.DEMO_DURATION_S)
-    return path
 
 
 def demo_graph(session: Path, out: Path, cache: Path, *, rate: str | float = "max", head: str = "default") -> dict[str, Any]:

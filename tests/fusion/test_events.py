@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.events import EventRule, EventTracker, Observation
-from engine.perception.ticks import Ref
+from sensorfuse.engine.events import EventRule, EventTracker, Observation
+from sensorfuse.engine.perception.ticks import Ref
 
 MS = 1_000_000
 pytestmark = pytest.mark.timeout(30)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.perception.join import FRAME_MISMATCH, FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
+from sensorfuse.engine.perception.join import FRAME_MISMATCH, FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
 
 
 def ref(seq: int) -> FrameRef:

@@ -20,7 +20,7 @@ import pytest
 import skimage.data
 import yaml
 
-from engine import graph as graph_mod
+from sensorfuse.engine import graph as graph_mod
 from sfhelpers import GraphRun, read_jsonl
 
 pytestmark = pytest.mark.timeout(150)

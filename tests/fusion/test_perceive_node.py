@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine import wire
-from engine.errors import StartupError
-from engine.node import Out
-from engine.perception.fusion import STRATEGIES
-from engine.testing import NodeHarness
-from nodes.perceive import PerceiveNode, default_heads_dir
+from sensorfuse.engine import wire
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.node import Out
+from sensorfuse.engine.perception.fusion import STRATEGIES
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.nodes.perceive import PerceiveNode, default_heads_dir
 
 pytestmark = pytest.mark.timeout(120)
 STREAMS = {"ticks": "align/ticks", "frame": "cam0/frame", "detections": "perceive/detections",

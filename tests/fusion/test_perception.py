@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.perception import Encoders, Perception, label_embeddings, tick_from_record
-from engine.perception.features import FEATURES, HIST
-from engine.perception.ticks import BadTick
+from sensorfuse.engine.perception import Encoders, Perception, label_embeddings, tick_from_record
+from sensorfuse.engine.perception.features import FEATURES, HIST
+from sensorfuse.engine.perception.ticks import BadTick
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from engine.perception.scene import SceneStage
+from sensorfuse.engine.perception.scene import SceneStage
 
 MS = 1_000_000
 

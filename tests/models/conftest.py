@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import inference
-from engine import manifest as mf
-from models import media
+from sensorfuse.engine import inference
+from sensorfuse.engine import manifest as mf
+from sensorfuse.models import media
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ import msgspec
 import numpy as np
 import pytest
 
-from engine import manifest as mf
-from models import builder, cli, pack
+from sensorfuse.engine import manifest as mf
+from sensorfuse.models import builder, cli, pack
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -113,7 +113,7 @@ def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
 def test_sensorfuse_cli_discovers_models_command(model_cache: Path) -> None:
     """Wired through the `sensorfuse.commands` entry point of the installed package."""
     result = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "models", "verify", "--cache", str(model_cache),
+        [sys.executable, "-m", "sensorfuse.engine.cli", "models", "verify", "--cache", str(model_cache),
          "--only", "blazeface_short", "silero_vad"],
         capture_output=True, text=True, timeout=60,
     )

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from engine import manifest as mf
-from engine.errors import StartupError
-from engine.node import Out
-from engine.testing import NodeHarness
-from nodes.encoder import EncoderNode
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.node import Out
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.nodes.encoder import EncoderNode
 from sfhelpers import wait_for
 
 SPEECH = Path(__file__).parent / "data" / "speech.flac"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import manifest as mf
-from models import quantize, specs
+from sensorfuse.engine import manifest as mf
+from sensorfuse.models import quantize, specs
 
 
 def _pair(cache: Path, name: str) -> tuple[mf.Manifest, Path, Path]:

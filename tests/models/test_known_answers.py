@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import inference
-from engine.prepost import blazeface, imagenet, landmarks, text
-from models import specs
+from sensorfuse.engine import inference
+from sensorfuse.engine.prepost import blazeface, imagenet, landmarks, text
+from sensorfuse.models import specs
 
 ModelOpener = Callable[..., inference.ModelSession]
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}

@@ -9,9 +9,9 @@ import msgspec
 import numpy as np
 import pytest
 
-from engine import inference
-from engine import manifest as mf
-from engine.errors import StartupError
+from sensorfuse.engine import inference
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.errors import StartupError
 
 
 def _rewrite(manifest_path: Path, **changes: object) -> None:

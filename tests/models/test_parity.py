@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine import inference
-from engine.prepost import blazeface, imagenet, landmarks, text
-from models import mediapipe, specs
+from sensorfuse.engine import inference
+from sensorfuse.engine.prepost import blazeface, imagenet, landmarks, text
+from sensorfuse.models import mediapipe, specs
 
 ModelOpener = Callable[..., inference.ModelSession]
 
@@ -23,7 +23,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "mobilenet_v2"])
 def test_image_encoder_matches_torch(name: str, open_model: ModelOpener,
                                      photos: dict[str, np.ndarray]) -> None:
-    from models import efficientnet, mobilenet_v2
+    from sensorfuse.models import efficientnet, mobilenet_v2
 
     module = efficientnet if name == "efficientnet_lite0" else mobilenet_v2
     model = open_model(name)
@@ -37,7 +37,7 @@ def test_image_encoder_matches_torch(name: str, open_model: ModelOpener,
 
 
 def test_minilm_matches_torch(open_model: ModelOpener, model_cache) -> None:
-    from models import minilm
+    from sensorfuse.models import minilm
 
     model = open_model("minilm_l6_v2")
     tokenizer = text.load_tokenizer(model_cache / specs.MINILM_TOKENIZER_FILE, specs.MINILM_PRE)

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import manifest as mf
-from engine.prepost import blazeface, imagenet, landmarks, text
-from models import specs
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.prepost import blazeface, imagenet, landmarks, text
+from sensorfuse.models import specs
 
 
 def test_anchor_counts_and_order() -> None:
@@ -135,7 +135,7 @@ def test_top_k_is_sorted_and_labelled() -> None:
 
 
 def test_tokenizer_pads_to_the_batch_not_to_128(tmp_path: Path) -> None:
-    from models.sources import MINILM_TOKENIZER
+    from sensorfuse.models.sources import MINILM_TOKENIZER
 
     tokenizer = text.load_tokenizer(MINILM_TOKENIZER.locate(), mf.TokenizerPre(file="t", max_length=16))
     feeds = text.encode(tokenizer, ["a cat", "a much longer sentence " * 20])

@@ -1,4 +1,4 @@
-"""The runtime path never imports torch, and engine imports nothing above it."""
+"""The runtime path never imports torch, and sensorfuse.engine imports nothing above it."""
 
 from __future__ import annotations
 
@@ -6,31 +6,43 @@ import subprocess
 import sys
 
 RUNTIME_MODULES = (
-    "engine.manifest", "engine.inference", "engine.prepost.blazeface",
-    "engine.prepost.landmarks", "engine.prepost.imagenet", "engine.prepost.vad",
-    "engine.prepost.text", "models.verify", "models.cli", "models.specs",
+    "sensorfuse.engine.manifest", "sensorfuse.engine.inference", "sensorfuse.engine.prepost.blazeface",
+    "sensorfuse.engine.prepost.landmarks", "sensorfuse.engine.prepost.imagenet",
+    "sensorfuse.engine.prepost.vad", "sensorfuse.engine.prepost.text", "sensorfuse.models.verify",
+    "sensorfuse.models.cli", "sensorfuse.models.specs",
 )
+
+#: Names that were top-level packages before the `sensorfuse` namespace; none may load.
+OLD_TOP_LEVEL = ("engine", "nodes", "models", "replay")
+
+
+def _run(code: str) -> None:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
 
 
 def test_runtime_modules_do_not_import_torch_or_upper_layers() -> None:
-    code = (
+    _run(
         "import importlib, sys\n"
         f"for name in {RUNTIME_MODULES!r}: importlib.import_module(name)\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "assert not bad, bad[:5]\n"
-        "upper = sorted(m for m in sys.modules if m.split('.')[0] in ('nodes', 'replay'))\n"
+        "upper = sorted(m for m in sys.modules if m.startswith(('sensorfuse.nodes', 'sensorfuse.replay')))\n"
         "assert not upper, upper\n"
+        f"old = sorted(m for m in sys.modules if m.split('.')[0] in {OLD_TOP_LEVEL!r})\n"
+        "assert not old, old\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
 
 
-def test_engine_modules_import_no_models_package() -> None:
-    code = (
-        "import importlib, sys\n"
-        f"for name in {RUNTIME_MODULES!r}:\n"
-        "    if name.startswith('engine.'): importlib.import_module(name)\n"
-        "assert not [m for m in sys.modules if m == 'models' or m.startswith('models.')]\n"
+def test_every_engine_module_imports_nothing_above_it() -> None:
+    _run(
+        "import importlib, pkgutil, sys\n"
+        "import sensorfuse.engine as engine\n"
+        "for info in pkgutil.walk_packages(engine.__path__, 'sensorfuse.engine.'):\n"
+        "    if not info.name.endswith('__main__'): importlib.import_module(info.name)\n"
+        "upper = sorted(m for m in sys.modules\n"
+        "               if m.startswith(('sensorfuse.nodes', 'sensorfuse.replay', 'sensorfuse.models')))\n"
+        "assert not upper, upper\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not bad, bad[:5]\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from engine import inference
-from engine import manifest as mf
-from engine.prepost import vad
+from sensorfuse.engine import inference
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.prepost import vad
 
 CLIP = Path(__file__).parent / "data" / "speech.flac"
 ModelOpener = Callable[..., inference.ModelSession]

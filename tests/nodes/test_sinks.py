@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.node import Out
-from engine.testing import NodeHarness
-from nodes.sinks import ConsoleSink, JsonlSink
+from sensorfuse.engine.node import Out
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.nodes.sinks import ConsoleSink, JsonlSink
 
 
 def test_console_prints_events_as_one_readable_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tests.replay.replay_helpers import make_session, record
 
-from engine import wire
+from sensorfuse.engine import wire
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from engine import wire
-from engine.node import Out
-from engine.testing import NodeHarness
-from replay.recorder import RecorderNode
+from sensorfuse.engine import wire
+from sensorfuse.engine.node import Out
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.replay.recorder import RecorderNode
 
 SESSION = "test-session"
 

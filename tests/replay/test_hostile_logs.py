@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import wire
-from replay.mcap_io import LogError, LogReader
-from replay.player import PlayerNode
-from engine.testing import NodeHarness
+from sensorfuse.engine import wire
+from sensorfuse.replay.mcap_io import LogError, LogReader
+from sensorfuse.replay.player import PlayerNode
+from sensorfuse.engine.testing import NodeHarness
 from tests.replay.replay_helpers import make_session, record
 
 pytestmark = pytest.mark.timeout(90)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from replay import logtools
-from replay.mcap_io import LogReader
+from sensorfuse.replay import logtools
+from sensorfuse.replay.mcap_io import LogReader
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import wire
-from engine.errors import StartupError
-from engine.testing import NodeHarness
-from replay.player import PlayerNode
+from sensorfuse.engine import wire
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.replay.player import PlayerNode
 from tests.replay.replay_helpers import payload_bytes, publish_like_runtime
 
 pytestmark = pytest.mark.timeout(60)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from replay.cli import replay_summary
-from replay.progress import Position, ProgressWatcher, format_progress, progress_from_status
+from sensorfuse.replay.cli import replay_summary
+from sensorfuse.replay.progress import Position, ProgressWatcher, format_progress, progress_from_status
 
 pytestmark = pytest.mark.timeout(30)
 

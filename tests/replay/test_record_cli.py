@@ -121,7 +121,7 @@ def test_record_builtin_graph_name_and_user_errors(tmp_path: Path) -> None:
 
 
 def test_builtin_graph_declaration_round_trips_through_builtins() -> None:
-    from engine import graph as graph_mod
+    from sensorfuse.engine import graph as graph_mod
 
     decl = graph_mod.load_decl("live")
     as_dict = msgspec.to_builtins(decl)

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine import wire
-from engine.testing import NodeHarness
-from replay.mcap_io import LogReader
-from replay.recorder import RecorderNode
+from sensorfuse.engine import wire
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.replay.mcap_io import LogReader
+from sensorfuse.replay.recorder import RecorderNode
 from tests.replay.replay_helpers import FailingFile, make_session, payload_bytes, record
 
 pytestmark = pytest.mark.timeout(60)

@@ -12,8 +12,8 @@ from typing import Any, Callable
 import pytest
 from sfhelpers import REPO, read_jsonl
 
-from replay import sample
-from replay.cli import replay_graph
+from sensorfuse.replay import sample
+from sensorfuse.replay.cli import replay_graph
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -94,7 +94,7 @@ def test_same_ticks_through_the_aligner_at_rate_1_4_and_max(tmp_path: Path, shor
 
 def test_cli_sample_then_replay_max_with_progress(tmp_path: Path) -> None:
     s = tmp_path / "s.mcap"
-    cli = [sys.executable, "-m", "engine.cli"]
+    cli = [sys.executable, "-m", "sensorfuse.engine.cli"]
     done = subprocess.run([*cli, "sample", "-o", str(s), "--duration", "2"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -120,7 +120,7 @@ def test_cli_sample_then_replay_max_with_progress(tmp_path: Path) -> None:
 
 
 def test_cli_user_errors_exit_2(tmp_path: Path) -> None:
-    cli = [sys.executable, "-m", "engine.cli"]
+    cli = [sys.executable, "-m", "sensorfuse.engine.cli"]
     for args in (["replay", str(tmp_path / "missing.mcap")], ["replay", "x.mcap", "--rate", "fast"],
                  ["log", "info", str(tmp_path / "missing.mcap")], ["sample", "-o", "x.mcap", "--size", "big"]):
         done = subprocess.run([*cli, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)

@@ -10,8 +10,8 @@ import msgspec
 import numpy as np
 import pytest
 
-from replay import sample, scene
-from replay.mcap_io import LogReader
+from sensorfuse.replay import sample, scene
+from sensorfuse.replay.mcap_io import LogReader
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.align import Aligner, Item, Tick
-from engine.align_audio import AudioWindow
+from sensorfuse.engine.align import Aligner, Item, Tick
+from sensorfuse.engine.align_audio import AudioWindow
 
 MS = 1_000_000
 

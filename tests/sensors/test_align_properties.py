@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.align import Aligner, AlignerConfig, Item, StreamPolicy
-from engine.align_audio import AudioWindow
+from sensorfuse.engine.align import Aligner, AlignerConfig, Item, StreamPolicy
+from sensorfuse.engine.align_audio import AudioWindow
 from tests.sensors.align_helpers import MS, Msg, audio_blocks, feed, tick_key
 
 pytestmark = pytest.mark.timeout(120)

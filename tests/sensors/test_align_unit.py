@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from engine.align import Aligner, AlignerConfig, Item, StreamPolicy
-from engine.align_audio import AudioWindow
+from sensorfuse.engine.align import Aligner, AlignerConfig, Item, StreamPolicy
+from sensorfuse.engine.align_audio import AudioWindow
 from tests.sensors.align_helpers import MS, Msg, audio_blocks, feed
 
 pytestmark = pytest.mark.timeout(30)

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.testing import NodeHarness
-from engine.wire import Message
-from nodes.aligner import AlignerNode
-from nodes.camera import CameraNode
-from nodes.microphone import MicrophoneNode
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.engine.wire import Message
+from sensorfuse.nodes.aligner import AlignerNode
+from sensorfuse.nodes.camera import CameraNode
+from sensorfuse.nodes.microphone import MicrophoneNode
 from tests.sensors.av_sync import click_offsets_ms, flash_ticks
 from tests.sensors.conftest import FLASH_FRAMES, FPS, write_click_wav
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import StartupError
-from engine.testing import NodeHarness
-from nodes.camera import CameraNode, Capture
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.nodes.camera import CameraNode, Capture
 from tests.sensors.conftest import FLASH_FRAMES, FPS
 
 pytestmark = pytest.mark.timeout(30)

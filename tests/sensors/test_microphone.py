@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import nodes.microphone as microphone
-from engine.errors import StartupError
-from engine.testing import NodeHarness
-from nodes.audio_stamps import BlockStamper
-from nodes.microphone import MicrophoneNode
+import sensorfuse.nodes.microphone as microphone
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.nodes.audio_stamps import BlockStamper
+from sensorfuse.nodes.microphone import MicrophoneNode
 from tests.sensors.conftest import write_click_wav
 
 pytestmark = pytest.mark.timeout(30)

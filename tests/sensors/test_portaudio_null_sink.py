@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from engine.testing import NodeHarness
-from nodes.microphone import MicrophoneNode
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.nodes.microphone import MicrophoneNode
 from sfhelpers import pactl, wait_for
 
 pytestmark = pytest.mark.timeout(90)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from engine.errors import StartupError
-from engine.testing import NodeHarness
-from nodes.text import TextNode, push_text
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.nodes.text import TextNode, push_text
 
 pytestmark = pytest.mark.timeout(60)
 STREAMS = {"text": "text/in"}

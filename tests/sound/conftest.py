@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.sound import dataset
-from models.sound import DATA_DIR, MANIFEST_FILE
-from replay import sample
+from sensorfuse.models.sound import dataset
+from sensorfuse.models.sound import DATA_DIR, MANIFEST_FILE
+from sensorfuse.replay import sample
 
 TRAIN_SEED = 2
 HELDOUT_SEED = 1_000_001  # held-out voices and sentences: noise, speech, tone, speech, noise

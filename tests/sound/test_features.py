@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.perception import sound
-from models.sound import dataset
+from sensorfuse.engine.perception import sound
+from sensorfuse.models.sound import dataset
 
 
 def _room_tone(n: int, seed: int = 0) -> np.ndarray:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.perception.sound import SOUND_CLASSES, WINDOW_SAMPLES, SoundClassifier
-from models.sound import evaluate
-from replay import sample
+from sensorfuse.engine.perception.sound import SOUND_CLASSES, WINDOW_SAMPLES, SoundClassifier
+from sensorfuse.models.sound import evaluate
+from sensorfuse.replay import sample
 
 # The shipped model scored 0.983 on the full held-out set (8 × 20 s, 1568 windows;
 # models/sound/data/eval.md) and 0.991 on this 12 s session (116 windows; the misses
@@ -87,7 +87,7 @@ def test_shipped_manifest_records_training_and_eval(classifier: SoundClassifier)
 
 
 def test_cli_eval_writes_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine import cli
+    from sensorfuse.engine import cli
 
     monkeypatch.setenv("SENSORFUSE_MODEL_CACHE", str(tmp_path / "models"))  # sessions cached beside it
     out = tmp_path / "eval.json"
@@ -99,10 +99,10 @@ def test_cli_eval_writes_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_runtime_module_imports_no_torch() -> None:
-    code = ("import sys; import engine.perception.sound\n"
+    code = ("import sys; import sensorfuse.engine.perception.sound\n"
             "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
             "assert not bad, bad[:5]\n"
-            "upper = sorted(m for m in sys.modules if m.split('.')[0] in ('nodes', 'replay', 'models'))\n"
+            "upper = sorted(m for m in sys.modules if m.startswith(('sensorfuse.nodes', 'sensorfuse.replay', 'sensorfuse.models')))\n"
             "assert not upper, upper\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.errors import StartupError
-from engine.perception.sound import SOUND_CLASSES, WINDOW_SAMPLES, SoundClassifier
-from models.sound import dataset, evaluate, train
+from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.perception.sound import SOUND_CLASSES, WINDOW_SAMPLES, SoundClassifier
+from sensorfuse.models.sound import dataset, evaluate, train
 
 
 @pytest.fixture(scope="module")
