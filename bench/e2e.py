@@ -36,6 +36,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
+from sensorfuse.engine import fingerprint
 from sensorfuse.engine import graph as graph_mod
 from sensorfuse.engine.perception import Encoders, FusionHead, Perception, label_embeddings
 from sensorfuse.engine.perception.features import warm_up
@@ -241,7 +242,7 @@ def main() -> int:
         results["engine_share"] = round(1 - graph_max["fps"] / bare["fps"], 3)
     print(json.dumps(results, indent=1))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({**results, "fingerprint": fingerprint.fingerprint()}, indent=1) + "\n")
     return 0
 
 

@@ -10,7 +10,9 @@ processes, --rate max) once per onnxruntime graph optimization level
 
 For each level it prints whether the event structure (everything but scores and boxes) is
 identical to the default level's, and the largest score and box deltas; with `--reference`
-(a golden JSONL approved on another machine) the same against that file.
+(a golden JSONL approved on another machine) the same against that file. For scale, one
+real model change is measured the same way: the demo with another fusion head
+(`--regression-head`, default `early`; the shipped default is `late`), which a golden test must reject.
 
     .venv/bin/python bench/kernel_drift.py [--cache DIR] [--reference tests/fusion/data/golden_events.jsonl]
 """
@@ -29,6 +31,7 @@ from typing import Any
 import yaml
 
 from _common import machine_description, markdown_table
+from sensorfuse.engine import fingerprint
 from sensorfuse.engine import graph as graph_mod
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.inference import OPTIMIZATION_ENV, OPTIMIZATION_LEVELS
@@ -38,11 +41,11 @@ from sensorfuse.replay.compare import BOX_TOL_PX, SCORE_TOL, diff_events, max_bo
 RUN_SPECIFIC = ("t_pub_ns", "t_recv_ns", "session")
 
 
-def run_demo(session: Path, cache: Path, work: Path, level: str) -> list[dict[str, Any]]:
+def run_demo(session: Path, cache: Path, work: Path, level: str, head: str = "default") -> list[dict[str, Any]]:
     decl = yaml.safe_load((graph_mod.BUILTIN_GRAPHS_DIR / "demo.yaml").read_text())
     nodes = decl["nodes"]
     nodes["player"]["params"].update(path=str(session), rate="max")
-    nodes["perceive"]["params"]["cache"] = str(cache)
+    nodes["perceive"].setdefault("params", {}).update(cache=str(cache.absolute()), head=head)
     for name, file in (("events", "events.jsonl"), ("frames", "frames.jsonl"), ("recorder", "perception.mcap")):
         nodes[name]["params"]["path"] = str(work / file)
     nodes["console"]["params"] = {"every": 1000000}
@@ -52,6 +55,9 @@ def run_demo(session: Path, cache: Path, work: Path, level: str) -> list[dict[st
     with tempfile.TemporaryDirectory(prefix="sfk", dir="/tmp") as run_dir:
         done = subprocess.run([sys.executable, "-m", "sensorfuse.engine.cli", "run", str(graph_path),
                                "--run-dir", run_dir], cwd=work, env=env, capture_output=True, text=True)
+        fp_file = Path(run_dir, "fingerprint.json")
+        if fp_file.is_file():
+            (work / "fingerprint.json").write_text(fp_file.read_text())
     if done.returncode != 0:
         raise RuntimeError(f"graph failed at level {level} ({done.returncode}): {done.stderr[-2000:]}")
     lines = [json.loads(x) for x in (work / "events.jsonl").read_text().splitlines() if x.strip()]
@@ -65,6 +71,8 @@ def main() -> int:
     parser.add_argument("--levels", default=",".join(OPTIMIZATION_LEVELS), help="comma-separated levels")
     parser.add_argument("--reference", type=Path, help="golden events JSONL approved on another machine")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--regression-head", default="early",
+                        help="a real model change for scale: the demo with this fusion head instead of the default")
     args = parser.parse_args()
     cache = args.cache or mf.default_cache_dir()
     session = args.session or demo.ensure_session()
@@ -75,8 +83,16 @@ def main() -> int:
             work = Path(tmp) / level
             work.mkdir()
             runs[level] = run_demo(session, cache, work, level)
+        if args.regression_head:
+            work = Path(tmp) / "regression"
+            work.mkdir()
+            changed = run_demo(session, cache, work, levels[0], head=args.regression_head)
+        fp_file = Path(tmp) / levels[0] / "fingerprint.json"
+        graph_fingerprint = json.loads(fp_file.read_text()) if fp_file.is_file() else fingerprint.fingerprint()
     base = runs[levels[0]]
     compared = {f"{level} vs {levels[0]}": (runs[level], base) for level in levels[1:]}
+    if args.regression_head:
+        compared[f"head {args.regression_head} vs default (a real change)"] = (changed, base)
     if args.reference:
         ref = [json.loads(x) for x in args.reference.read_text().splitlines() if x.strip()]
         ref = [e for e in ref if e["t_ns"] < demo.STABLE_UNTIL_NS]
@@ -97,7 +113,8 @@ def main() -> int:
     print(markdown_table(["comparison", "events", "same structure", "max |Δscore|", "max |Δbox| px",
                           "within tolerance"], rows))
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine_description(), "results": results}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine_description(), "results": results,
+                                         "fingerprint": graph_fingerprint}, indent=2))
     return 0
 
 

@@ -586,8 +586,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nTrials rerun after a stall or failure: {len(retries)}" + "".join(f"\n- {r}" for r in retries))
     print(f"\ntotal {time.monotonic() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at the end")
     if args.json:
+        from sensorfuse.engine import fingerprint
+
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f)
+            json.dump({"trials": results, "fingerprint": fingerprint.fingerprint()}, f)
     return 0
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
+from sensorfuse.engine import fingerprint
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.errors import StartupError
 
@@ -95,13 +96,15 @@ def usable_providers() -> tuple[str, ...]:
     listed = ort.get_available_providers()
     usable = []
     for provider in listed:
-        if provider == CPU or _provider_loads(provider):
+        if provider == CPU or provider_error(provider) is None:
             usable.append(provider)
     log.debug("onnxruntime providers listed %s, usable %s", listed, usable)
     return tuple(usable)
 
 
-def _provider_loads(provider: str) -> bool:
+@functools.cache
+def provider_error(provider: str) -> str | None:
+    """None when `provider` really creates a session here, else why not (one line)."""
     options = ort.SessionOptions()
     options.log_severity_level = 4  # fatal only: the failure we probe for is expected
     # Shared-library load failures go to the default logger, not the session's.
@@ -110,10 +113,12 @@ def _provider_loads(provider: str) -> bool:
         session = ort.InferenceSession(_PROBE_MODEL, options, providers=[provider, CPU])
     except _ORT_ERRORS as err:
         log.debug("provider %s cannot create a session: %s", provider, err)
-        return False
+        return _first_line(err)
     finally:
         ort.set_default_logger_severity(2)  # onnxruntime's default: warnings
-    return session.get_providers()[0] == provider
+    if session.get_providers()[0] != provider:
+        return f"onnxruntime fell back to {session.get_providers()[0]} (the provider's libraries did not load)"
+    return None
 
 
 def choose_providers(preference: tuple[str, ...]) -> list[str]:
@@ -244,6 +249,7 @@ def open_model(manifest_path: str | Path, config: SessionConfig | None = None) -
         raise ModelLoadError(f"cannot load model file {model_file}: {_first_line(err)}") from None
     check_graph(model_file, manifest, session)
     model = ModelSession(manifest_path, manifest, session, config)
+    fingerprint.note_model(manifest.name, manifest.sha256, model.provider)
     log.info("model %s on %s (%d intra-op threads%s)", manifest.name, model.provider,
              config.intra_op_threads, ", IO binding" if model.io_binding else "")
     model.warmup(config.warmup_runs)
@@ -260,9 +266,11 @@ def checked_session(model_file: Path, sha256: str, *, threads: int = 1) -> ort.I
         raise ModelLoadError(str(err)) from None
     options = session_options(threads)
     try:
-        return ort.InferenceSession(str(model_file), options, providers=choose_providers(DEFAULT_PROVIDERS))
+        session = ort.InferenceSession(str(model_file), options, providers=choose_providers(DEFAULT_PROVIDERS))
     except _ORT_ERRORS as err:
         raise ModelLoadError(f"cannot load model file {model_file}: {_first_line(err)}") from None
+    fingerprint.note_model(model_file.stem, sha256, session.get_providers()[0])
+    return session
 
 
 #: `SENSORFUSE_ORT_OPTIMIZATION`: onnxruntime's graph optimization level for every session.

@@ -119,8 +119,11 @@ class NodeContext:
         *,
         inputs: dict[str, str] | None = None,
         outputs: dict[str, str] | None = None,
+        run_dir: str | None = None,
     ) -> None:
         self.name = name
+        #: the graph's run directory (status.json, fingerprint.json); None outside a graph.
+        self.run_dir = run_dir
         self.session = session
         self.clock = clock
         #: port -> stream as wired by the graph (what "*" ports resolved to).

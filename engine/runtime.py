@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 import zmq
 
-from sensorfuse.engine import control, wire
+from sensorfuse.engine import control, fingerprint, wire
 from sensorfuse.engine.clock import Clock
 from sensorfuse.engine.errors import EXIT_CRASH, EXIT_OK, EXIT_STARTUP, StartupError
 from sensorfuse.engine.graph import GraphPlan, InputPlan, NodePlan, load_plan_json, resolve_kind
@@ -83,7 +83,8 @@ class NodeRunner:
                            counters=self.counters, keys=keys)
             )
         ctx = NodeContext(self.name, self.session, self.clock, self.counters,
-                          inputs={ip["port"]: ip["stream"] for ip in self.np["inputs"]}, outputs=self.np["outputs"])
+                          inputs={ip["port"]: ip["stream"] for ip in self.np["inputs"]}, outputs=self.np["outputs"],
+                          run_dir=self.plan["run_dir"])
         self.node = cls(params, ctx)
         self.node.start()
 
@@ -299,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", exc)
             runner.send_control({"type": "failed", "error": str(exc), "permanent": True})
             return EXIT_STARTUP
-        runner.send_control({"type": "ready"})
+        runner.send_control({"type": "ready", "models": fingerprint.loaded_models(),
+                             "providers": fingerprint.used_providers()})
         while not runner.stopping and runner._service_control(timeout_ms=50) != "start":
             runner.heartbeat()
         runner.loop()

@@ -42,6 +42,12 @@ def _fmt_reasons(d: dict[str, int]) -> str:
 
 def render(status: dict[str, Any]) -> str:
     lines = [f"graph {status['graph']!r}  state {status['state'].upper()}  session {status.get('session', '')}"]
+    fp = status.get("fingerprint")
+    if fp:
+        git = f" (git {fp['git'][:12]})" if fp.get("git") else ""
+        lines.append(f"sensorfuse {fp.get('sensorfuse')}{git} · onnxruntime {fp.get('onnxruntime')} on "
+                     f"{', '.join(fp.get('providers') or ['-'])} · {fp.get('cpu')} [{' '.join(fp.get('isa') or [])}]"
+                     f" · {len(fp.get('models') or {})} models")
     transit_shown = False
     header = f"{'node':<14}{'state':<10}{'restarts':>8}  {'stream':<22}{'rate/s':>8}{'recv':>8}{'pub':>8}{'lost':>6}  {'p50 ms':>7}{'p99 ms':>7}  drops/malformed"
     lines.append(header)

@@ -35,7 +35,7 @@ from typing import Any
 
 import zmq
 
-from sensorfuse.engine import control, wire
+from sensorfuse.engine import control, fingerprint, wire
 from sensorfuse.engine.errors import EXIT_OK, EXIT_STARTUP
 from sensorfuse.engine.graph import GraphPlan
 
@@ -64,6 +64,9 @@ class NodeState:
     metrics: dict[str, Any] = field(default_factory=dict)
     stop_sent_at: float | None = None
     upstream_gone_at: float | None = None
+    #: models the node opened (name -> sha256) and the providers they run on, from READY
+    models: dict[str, str] = field(default_factory=dict)
+    providers: list[str] = field(default_factory=list)
 
     @property
     def alive(self) -> bool:
@@ -165,6 +168,8 @@ class Supervisor:
             changed = True
             if kind == "ready":
                 st.state = "ready"
+                st.models = dict(msg.get("models") or {})
+                st.providers = list(msg.get("providers") or [])
                 if self.started:
                     self._send(st.name, {"type": "start"})
                     st.state = "running"
@@ -272,6 +277,9 @@ class Supervisor:
                     self._send(st.name, {"type": "start"})
                     st.state = "running"
             log.info("graph %s ready", self.plan.name)
+            # Before any data flows, so a recorder opening its first file can read it.
+            Path(self.run_dir, "fingerprint.json.tmp").write_text(json.dumps(self.fingerprint()))
+            os.replace(Path(self.run_dir, "fingerprint.json.tmp"), Path(self.run_dir, "fingerprint.json"))
             if not self.quiet:
                 print(f"sensorfuse: graph {self.plan.name!r} READY ({len(self.nodes)} nodes, run dir {self.run_dir})",
                       file=sys.stderr, flush=True)
@@ -306,17 +314,24 @@ class Supervisor:
                     self._spawn(st)
 
     # -- metrics -------------------------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        """This host's fingerprint with the models and providers every local node reported."""
+        models = {name: sha for st in self.nodes.values() for name, sha in st.models.items()}
+        providers = sorted({p for st in self.nodes.values() for p in st.providers})
+        return fingerprint.fingerprint(models, providers)
+
     def status(self) -> dict[str, Any]:
         return {
             "graph": self.plan.name,
             "state": self.graph_state,
             "session": self.session,
             "run_dir": self.run_dir,
+            "fingerprint": self.fingerprint(),
             "nodes": {
                 n: {"state": st.state, "pid": st.proc.pid if st.proc else None, "restarts": st.restarts,
                     "last_error": st.last_error, "exit_codes": st.exit_codes,
                     "alive": st.alive, "heartbeat_age_s": round(time.monotonic() - st.last_heartbeat, 3),
-                    **st.metrics}
+                    "models": st.models, **st.metrics}
                 for n, st in self.nodes.items()
             },
         }

@@ -24,8 +24,9 @@ SCORE_FIELDS = ("score", "peak_score")
 #: (0.0115) and 2x the largest cross-kernel one (graph optimization levels), while a
 #: regression of the head or a model moves scores by 0.1 or more (docs/fusion.md).
 SCORE_TOL = 0.05
-#: Face box coordinates (pixels, rounded to 0.1) accepted between machines.
-BOX_TOL_PX = 2.0
+#: Face box coordinates (pixels, rounded to 0.1) accepted between machines: ~3x the largest
+#: cross-ISA delta measured (1.1 px; other kernels on one machine: 0.3 px).
+BOX_TOL_PX = 3.0
 
 
 def _close(a: Any, b: Any, tol: float) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sensorfuse.engine import wire
+from sensorfuse.engine import fingerprint, wire
 from sensorfuse.replay.mcap_io import HeaderStamper, LogReader, LogWriter
 
 #: An interval this many times the stream's median spacing counts as a time gap.
@@ -86,6 +86,10 @@ def render_info(d: dict[str, Any]) -> str:
     lines = [f"{d['path']}: {d['messages']} messages, {d['duration_s']:.3f} s, {d['bytes'] / 1e6:.1f} MB"
              f"{'' if d['finalised'] else ' (not finalised: read by scan)'}"]
     for name, meta in d["metadata"].items():
+        if name == "fingerprint":  # what recorded it: software, machine, models (engine/fingerprint.py)
+            lines.append("  fingerprint (what recorded this log):")
+            lines += [f"    {line}" for line in fingerprint.render(meta)]
+            continue
         lines.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(meta.items())))
     lines.append(f"  {'stream':<22} {'kind':<7} {'count':>7} {'rate Hz':>8} {'MB':>7} {'seq gaps':>8} "
                  f"{'time gaps':>9} {'largest s':>9}")

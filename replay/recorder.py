@@ -31,17 +31,19 @@ Config example::
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 import msgspec
 
-from sensorfuse.engine import wire
+from sensorfuse.engine import fingerprint, wire
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
 from sensorfuse.replay.mcap_io import LogWriter
 
@@ -65,9 +67,10 @@ class RecorderStats:
 class _Writer(threading.Thread):
     """Owns the files: drains the cache, flushes on a wall-clock cadence, splits, finalises."""
 
-    def __init__(self, params: Any, opener: Opener, jpeg_quality: int) -> None:
+    def __init__(self, params: Any, opener: Opener, jpeg_quality: int, run_dir: str | None = None) -> None:
         super().__init__(name="recorder-writer", daemon=True)
         self.params = params
+        self.run_dir = run_dir
         self.opener = opener
         self.jpeg_quality = jpeg_quality
         self.cache: deque[tuple[wire.Header, bytes, Any, int]] = deque()
@@ -180,9 +183,20 @@ class _Writer(threading.Thread):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._file = self.opener(path)
         self._log = LogWriter(self._file, chunk_bytes=int(self.params.chunk_mb * 1e6))
+        self._log.add_metadata("fingerprint", fingerprint.flatten(self._fingerprint()))
         self._file_bytes = 0
         self._file_first_t = None
         self.stats.files.append(path)
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """The graph's fingerprint (every node's models, written by the supervisor when the
+        graph started), else this process's own (no models: e.g. a recorder outside a graph)."""
+        if self.run_dir is not None:
+            try:
+                return json.loads(Path(self.run_dir, "fingerprint.json").read_text())
+            except (OSError, ValueError):
+                pass
+        return fingerprint.fingerprint()
 
     def _flush(self) -> None:
         if self._log is not None and self._file is not None and self._unflushed:
@@ -258,7 +272,7 @@ class RecorderNode(Node):
         close_timeout_s: float = 30.0
 
     def start(self) -> None:
-        self.writer = _Writer(self.params, type(self).opener, self.params.jpeg_quality)
+        self.writer = _Writer(self.params, type(self).opener, self.params.jpeg_quality, self.ctx.run_dir)
         self._error_reported = False
         self._last_t_ns = 0
         self.writer.start()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sensorfuse.engine import fingerprint
 from sensorfuse.engine.perception.fusion import STRATEGIES, FusionHead, manifest_path_for
 from sensorfuse.models import corpus
 
@@ -88,7 +89,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(evaluate.markdown(report["results"], report["default"]))
     print(f"best strategy: {report['default']} (mean F1 {report['mean_f1']})")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        # what produced these numbers: versions, CPU kernels, the models this process ran
+        Path(args.json).write_text(json.dumps({**report, "fingerprint": fingerprint.fingerprint()}, indent=1,
+                                              sort_keys=True) + "\n")
     return 0
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sensorfuse.engine import fingerprint
 from sensorfuse.engine.perception.sound import SoundClassifier
 from sensorfuse.models import corpus
 from sensorfuse.models.sound import DATA_DIR, MANIFEST_FILE
@@ -75,7 +76,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     result = _evaluate(path, _sessions(args, heldout_seeds), heldout_seeds)
     print(evaluate.markdown(result, heldout_seeds))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        # what produced these numbers: versions, CPU kernels, the models this process ran
+        Path(args.json).write_text(json.dumps({**result, "fingerprint": fingerprint.fingerprint()}, indent=1,
+                                              sort_keys=True) + "\n")
     return 0
 
 

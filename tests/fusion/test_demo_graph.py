@@ -116,3 +116,29 @@ def test_paced_replay_gives_the_lock_step_events_bit_for_bit(demo_run: dict[str,
 def golden() -> list[dict[str, Any]]:
     want = [json.loads(line) for line in GOLDEN.read_text().splitlines() if line.strip()]
     return [w for w in want if w["t_ns"] < GOLDEN_UNTIL_NS]
+
+
+def test_status_and_recording_carry_the_run_fingerprint(demo_run: dict[str, Any], model_cache: Path) -> None:
+    """`status --json` and the MCAP the recorder wrote name every model perceive ran (the
+    sha256 its manifest declares and open_model verified), the versions and the CPU flags."""
+    import subprocess
+    import sys
+
+    from sensorfuse.engine import manifest as mf
+    from sensorfuse.nodes.perceive import default_heads_dir
+
+    fp = demo_run["status"]["fingerprint"]
+    expected = {name: mf.load(model_cache / f"{name}{mf.MANIFEST_SUFFIX}").sha256 for name in demo.NEEDED}
+    head = json.loads((default_heads_dir() / "fusion_late.manifest.json").read_text())
+    expected[head["name"]] = head["sha256"]
+    assert expected.items() <= fp["models"].items(), fp["models"]
+    assert "sound_events" in fp["models"] and fp["providers"] == ["CPUExecutionProvider"]
+    assert demo_run["status"]["nodes"]["perceive"]["models"] == fp["models"]
+    info = subprocess.run([sys.executable, "-m", "sensorfuse.engine.cli", "log", "info",
+                           str(demo_run["out"] / "perception.mcap")], capture_output=True, text=True, timeout=60)
+    assert info.returncode == 0, info.stderr
+    assert "fingerprint (what recorded this log):" in info.stdout
+    for name, sha in expected.items():
+        assert f"model {name}" in info.stdout and sha in info.stdout
+    assert f"onnxruntime          {fp['onnxruntime']}" in info.stdout
+    assert "isa " in info.stdout
