@@ -61,6 +61,8 @@ def run_demo(session: Path, cache: Path, work: Path, level: str, head: str = "de
     if done.returncode != 0:
         raise RuntimeError(f"graph failed at level {level} ({done.returncode}): {done.stderr[-2000:]}")
     lines = [json.loads(x) for x in (work / "events.jsonl").read_text().splitlines() if x.strip()]
+    if os.environ.get("SF_DRIFT_KEEP"):
+        Path(os.environ["SF_DRIFT_KEEP"], f"{work.name}-{level}.jsonl").write_text((work / "events.jsonl").read_text())
     return [{k: v for k, v in e.items() if k not in RUN_SPECIFIC} for e in lines if e["t_ns"] < demo.STABLE_UNTIL_NS]
 
 
@@ -79,24 +81,26 @@ def main() -> int:
     levels = args.levels.split(",")
     runs = {}
     with tempfile.TemporaryDirectory(prefix="sf-drift") as tmp:
-        for level in levels:
-            work = Path(tmp) / level
+        for i, level in enumerate(levels):  # a level listed twice measures run-to-run (must be 0)
+            label = level if level not in levels[:i] else f"{level} (run {levels[:i + 1].count(level)})"
+            work = Path(tmp) / str(i)
             work.mkdir()
-            runs[level] = run_demo(session, cache, work, level)
+            runs[label] = run_demo(session, cache, work, level)
         if args.regression_head:
             work = Path(tmp) / "regression"
             work.mkdir()
             changed = run_demo(session, cache, work, levels[0], head=args.regression_head)
-        fp_file = Path(tmp) / levels[0] / "fingerprint.json"
+        fp_file = Path(tmp) / "0" / "fingerprint.json"
         graph_fingerprint = json.loads(fp_file.read_text()) if fp_file.is_file() else fingerprint.fingerprint()
     base = runs[levels[0]]
-    compared = {f"{level} vs {levels[0]}": (runs[level], base) for level in levels[1:]}
+    labels = list(runs)
+    compared = {f"{label} vs {labels[0]}": (runs[label], base) for label in labels[1:]}
     if args.regression_head:
         compared[f"head {args.regression_head} vs default (a real change)"] = (changed, base)
     if args.reference:
         ref = [json.loads(x) for x in args.reference.read_text().splitlines() if x.strip()]
         ref = [e for e in ref if e["t_ns"] < demo.STABLE_UNTIL_NS]
-        compared.update({f"{level} vs {args.reference.name}": (runs[level], ref) for level in levels})
+        compared.update({f"{label} vs {args.reference.name}": (runs[label], ref) for label in labels})
     rows, results = [], {}
     for name, (got, want) in compared.items():
         structural = diff_events(got, want, score_tol=float("inf"), box_tol=float("inf"))

@@ -20,10 +20,16 @@ from typing import Any
 
 #: Record fields that are model outputs (compared within SCORE_TOL); everything else exact.
 SCORE_FIELDS = ("score", "peak_score")
-#: Largest score delta accepted between machines: 4x the largest cross-ISA delta measured
-#: (0.0115) and 2x the largest cross-kernel one (graph optimization levels), while a
-#: regression of the head or a model moves scores by 0.1 or more (docs/fusion.md).
-SCORE_TOL = 0.05
+#: Largest score delta accepted between machines: 2x the largest delta measured between
+#: kernels (0.0142: onnxruntime graph optimization levels on one machine; 0.0116 between an
+#: AVX2 and an AVX-512 VNNI machine), both on query.match, whose inputs pass through the
+#: int8 dynamic text encoder; other scores moved by 0.0001. Changing a model moves scores
+#: further (docs/fusion.md, "Scores across machines").
+SCORE_TOL = 0.03
+#: Per-tick score noise the demo's events are shown to survive unchanged
+#: (tests/fusion/test_event_margins.py); events are exact in the comparison, so a machine
+#: whose scores move more than this near a threshold may fail the golden test on an event.
+EVENT_MARGIN = 0.003
 #: Face box coordinates (pixels, rounded to 0.1) accepted between machines: ~3x the largest
 #: cross-ISA delta measured (1.1 px; other kernels on one machine: 0.3 px).
 BOX_TOL_PX = 3.0

@@ -23,6 +23,7 @@ import numpy as np
 from sensorfuse.engine import graph as graph_mod
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.perception import Encoders, Perception, TickInput, label_embeddings, tick_from_record
+from sensorfuse.engine.perception import encoders
 from sensorfuse.engine.perception import features as perception_features
 from sensorfuse.engine.perception.features import FACE_SLOTS, FEATURES
 from sensorfuse.engine.perception.fusion import FEATURE_VERSION
@@ -157,7 +158,8 @@ def session_features(path: Path, cache: Path | None) -> dict[str, np.ndarray]:
 def feature_key(cache: Path | None, duration_s: float) -> str:
     cache = cache or mf.default_cache_dir()
     shas = [mf.load(mf.find_manifest(n, cache)).sha256 for n in
-            ("blazeface_short", "face_landmarks", "efficientnet_lite0_int8", "silero_vad", "minilm_l6_v2_int8")]
+            (encoders.FACE_MODEL, encoders.LANDMARK_MODEL, encoders.SCENE_MODEL, encoders.VAD_MODEL,
+             encoders.TEXT_MODEL)]
     # the face settings change the features without changing a model or FEATURE_VERSION
     faces = [perception_features.FACE_MIN_SCORE, perception_features.FACE_CONFIRM_PRESENCE,
              perception_features.FACE_TILE_FRACTION, perception_features.FACE_TRACK_FRAMES,

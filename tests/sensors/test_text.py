@@ -95,7 +95,9 @@ def test_zmq_push_ingest_refuses_bad_texts_and_keeps_running() -> None:
             assert time.monotonic() < deadline, f"ingest stalled: {got} {h.ctx.rejected}"
             h.node.sock.poll(200)  # wait for input instead of sleeping
             got += [m.text for m in h.produce(now_ns=h.ctx.clock.now_ns()) or []]
-        assert got == ["hello", "still here", "grüße 👋"]
+        # push_text opens a connection per call; ZeroMQ fair-queues between connections, so
+        # texts from separate calls may arrive in either order (seen: a fresh-clone run).
+        assert sorted(got) == sorted(["hello", "still here", "grüße 👋"])
         assert h.ctx.rejected == {
             ("text", "invalid_utf8"): 1, ("text", "empty"): 1, ("text", "too_long"): 1, ("text", "bad_frames"): 1,
         }
