@@ -79,6 +79,21 @@ class InputShapeError(ValueError):
     """An input does not match the manifest: the message gives expected vs actual."""
 
 
+class NonFiniteOutput(ValueError):
+    """A model produced NaN or Inf. Callers count it (`bad_output`) and treat the result as
+    missing: a NaN compared with a threshold is neither above nor below it, so one that
+    reached the event logic would start and end events at random."""
+
+
+def check_finite(model: str, outputs: Mapping[str, np.ndarray]) -> None:
+    """Raise NonFiniteOutput naming the model and output if a float output is not finite."""
+    for name, value in outputs.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            raise NonFiniteOutput(f"model {model}: output {name!r} has {bad} of {arr.size} values NaN/Inf")
+
+
 @dataclass(frozen=True)
 class SessionConfig:
     """How to create sessions. `providers` is a preference order, filtered by the probe."""
@@ -151,12 +166,15 @@ class ModelSession:
         return self.manifest.name
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run once; inputs are checked against the manifest (InputShapeError otherwise)."""
+        """Run once; inputs are checked against the manifest (InputShapeError otherwise),
+        outputs for NaN/Inf (NonFiniteOutput)."""
         self.check_inputs(feeds)
         if self.io_binding:
-            return self._run_bound(feeds)
-        outputs = self.session.run(self._output_names, feeds)
-        return dict(zip(self._output_names, outputs))
+            outputs = self._run_bound(feeds)
+        else:
+            outputs = dict(zip(self._output_names, self.session.run(self._output_names, feeds)))
+        check_finite(self.name, outputs)
+        return outputs
 
     def _run_bound(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         # IO binding lets onnxruntime place outputs on the device and copy once, instead

@@ -17,7 +17,9 @@ Failure behaviour: the model is loaded, checked (hash, graph vs manifest) and wa
 in `start`, before READY. A missing or corrupt model raises `ModelLoadError`, a
 `StartupError`: the process exits with the start-up code and the supervisor marks the
 node failed without restarting it. Inputs of the wrong kind/shape are rejected and
-counted (`ctx.reject`), never crash the node. The chosen execution provider is logged and
+counted (`ctx.reject`), never crash the node. An output with NaN/Inf is counted
+(``bad_output``, naming the model and output) and nothing is published for that input.
+The chosen execution provider is logged and
 reported as the gauge ``model_provider_gpu`` (1 on CUDA/TensorRT, 0 on CPU).
 
 Config example::
@@ -90,6 +92,13 @@ class EncoderNode(Node):
                                "input; run them in the perceive node, not in a single-input encoder")
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
+        try:
+            return self._step(msg)
+        except inference.NonFiniteOutput as exc:  # counted and skipped: never a NaN label or box
+            self.ctx.reject(msg.header.stream, "bad_output", str(exc))
+            return []
+
+    def _step(self, msg: wire.Message) -> Iterable[Out]:
         pre = self.pre
         if isinstance(pre, (mf.CenterCropPre, mf.LetterboxPre)):
             frame = self._frame_rgb(msg)

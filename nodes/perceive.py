@@ -34,7 +34,10 @@ restarted). A malformed tick is rejected and counted (``bad_tick``; NaN/inf audi
 one); a modality the aligner reports missing degrades the scores (masks), never crashes
 the node. A referenced frame that never arrives (dropped on the way, or no ``frame`` input
 wired) is counted (``frame_not_received`` / ``frame_not_wired``, on the frame stream); the
-tick goes on without vision. At the end of input every active event is ended.
+tick goes on without vision. A model (pack, head or sound classifier) that outputs NaN/Inf
+makes its tick count as missing (``bad_output`` on the ticks stream, naming the model and
+output): no outputs for it, event state unchanged. At the end of input every active
+event is ended.
 
 Config example::
 
@@ -60,6 +63,7 @@ import msgspec
 from sensorfuse.engine import wire
 from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.events import EventRule, EventTracker, Observation
+from sensorfuse.engine.inference import NonFiniteOutput
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
 from sensorfuse.engine.perception import Encoders, FusionHead, Perception, Ports, label_embeddings, tick_from_record
 from sensorfuse.engine.perception.features import TickFeatures, warm_up
@@ -223,8 +227,14 @@ class PerceiveNode(Node):
         return outs
 
     def _perceive(self, tick: TickInput) -> list[Out]:
-        feats = self.perception.process(tick)
-        scores = self.head.run(feats.inputs)
+        try:
+            feats = self.perception.process(tick)
+            scores = self.head.run(feats.inputs)
+        except NonFiniteOutput as exc:
+            # A model gave NaN/Inf: the tick counts as missing (no outputs, event state kept
+            # as it was), so a broken model cannot start and end events at random.
+            self.ctx.reject(self.ctx.inputs.get("ticks", "ticks"), "bad_output", f"tick {tick.index}: {exc}")
+            return []
         self.last_t = feats.t_ns
         self.ctx.gauge("frames", float(self.perception.frames))
         self.ctx.gauge("audio_blocks", float(self.perception.audio_blocks))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 import time
 from collections.abc import Iterable
@@ -61,13 +62,32 @@ class JsonlSink(Node):
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         _simulate_work(self.params.simulate_work_ms)
-        self.file.write(json.dumps(message_to_json(msg, digest=self.params.digest), default=_json_default) + "\n")
+        self.file.write(json_line(message_to_json(msg, digest=self.params.digest)) + "\n")
         self.file.flush()
         return ()
 
     def stop(self) -> None:
         if getattr(self, "file", None):
             self.file.close()
+
+
+def json_line(obj: Any) -> str:
+    """Strict JSON (RFC 8259): a NaN or Inf that reached a record is written as null, since
+    bare `NaN` is rejected by strict parsers (Go, Rust serde, browsers' JSON.parse)."""
+    try:
+        return json.dumps(obj, default=_json_default, allow_nan=False)
+    except ValueError:  # only non-finite floats make allow_nan=False raise
+        return json.dumps(_finite_or_null(obj), default=_json_default, allow_nan=False)
+
+
+def _finite_or_null(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

@@ -64,8 +64,9 @@ class FusionHead:
         self.strategy = m.strategy
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outs = self.session.run(list(OUTPUTS), {k: inputs[k] for k in FEATURES})
-        return dict(zip(OUTPUTS, outs))
+        outs = dict(zip(OUTPUTS, self.session.run(list(OUTPUTS), {k: inputs[k] for k in FEATURES})))
+        inference.check_finite(self.path.stem.removesuffix(".manifest"), outs)
+        return outs
 
 
 def mask_modalities(inputs: dict[str, np.ndarray], drop: set[str] | frozenset[str]) -> dict[str, np.ndarray]:

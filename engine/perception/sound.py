@@ -147,4 +147,6 @@ class SoundClassifier:
             raise ValueError(f"sound classifier: a window of {WINDOW_SAMPLES} mono samples expected, "
                              f"got shape {list(samples.shape)}")
         features = log_mel(samples)[None]
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: features})[0][0]
+        probs = self.session.run([OUTPUT_NAME], {INPUT_NAME: features})[0][0]
+        inference.check_finite("sound_events", {OUTPUT_NAME: probs})
+        return probs
