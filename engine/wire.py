@@ -240,7 +240,9 @@ def encode_payload(kind: str, data: Any) -> tuple[list[Any], dict[str, Any]]:
             name = _WIRE_NAME.get(arr.dtype)
             if name is None:
                 raise TypeError(f"dtype {arr.dtype} cannot go on the wire")
-        return [memoryview(arr).cast("B")], {"dtype": name, "shape": list(arr.shape)}
+        # A zero-size array has no bytes to view (memoryview refuses to cast a 0 in the shape).
+        frame = memoryview(arr).cast("B") if arr.size else b""
+        return [frame], {"dtype": name, "shape": list(arr.shape)}
     if kind == KIND_RECORD:
         return [encode_record(data)], {}
     if kind == KIND_BYTES:
