@@ -219,7 +219,9 @@ class NodeRunner:
                 if outs is None:
                     break
                 self.publish(outs)
-            if self.subscribers and all(s.ended for s in self.subscribers):
+            # Every input ended; a node that is not a source and has no inputs at all (a sink
+            # wired to nothing) is done at once instead of waiting forever.
+            if not is_source and all(s.ended for s in self.subscribers):
                 break
             self.heartbeat()
 

@@ -132,6 +132,9 @@ def replay_graph(path: str, *, rate: float | str = 1.0, start: float | None = No
     """The graph `sensorfuse replay` runs: a player node plus `graph` (its nodes that
     produce recorded streams removed) and/or a JSONL sink of every replayed stream."""
     available = _log_streams(path)
+    if not available:
+        raise UsageError(f"{path}: no readable message to replay (damaged before its first complete chunk?); "
+                         f"`sensorfuse log info {path}` lists its problems")
     selected = streams or available
     missing = sorted(set(selected) - set(available))
     if missing:
