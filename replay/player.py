@@ -114,7 +114,8 @@ class PlayerNode(Node):
             msg = self._peek()
             if msg is None:
                 return outs if outs else None
-            due = self._due_ns(msg.log_time, now_ns)
+            # paced on the time the message goes out with: a looped pass is shifted forward
+            due = self._due_ns(msg.log_time + self._pass_shift_ns(), now_ns)
             if due > now_ns:
                 self.next_due_ns = due
                 return outs
@@ -169,12 +170,17 @@ class PlayerNode(Node):
         self.ctx.gauge(f"replay_published:{stream}", self.published[stream])
         self.ctx.gauge("replay_pass", self._pass)
 
-    def _shift(self, header: wire.Header) -> wire.Header:
-        """Header of a looped pass: time and seq continue past the previous pass."""
+    def _pass_shift_ns(self) -> int:
+        """How far the current `loop` pass is shifted in time (0 on the first pass)."""
+        if not self._pass:
+            return 0
         lo = self.start_ns if self.start_ns is not None else self.first_ns
         hi = min(self.end_ns, self.last_ns + 1) if self.end_ns is not None else self.last_ns + 1
-        period = (hi - lo) + int(self.params.loop_gap_s * 1e9)
-        shift = self._pass * period
+        return self._pass * ((hi - lo) + int(self.params.loop_gap_s * 1e9))
+
+    def _shift(self, header: wire.Header) -> wire.Header:
+        """Header of a looped pass: time and seq continue past the previous pass."""
+        shift = self._pass_shift_ns()
         sample0 = header.sample0
         if sample0 is not None and header.rate:
             sample0 += round(shift * header.rate / 1e9)
