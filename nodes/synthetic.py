@@ -47,7 +47,10 @@ class SyntheticSource(Node):
             raise ValueError("rate_hz must be > 0")
         self.period_ns = int(1e9 / self.params.rate_hz)
         self.index = 0
-        self.next_due_ns = self.ctx.clock.now_ns()
+        # No schedule yet: it is anchored at the first `produce`, after the READY/START
+        # handshake. Anchored here, the wait for the graph (a second or more) counted as
+        # time behind schedule and the first ~10 frames went out in a burst.
+        self.next_due_ns = None
 
     def produce(self, now_ns: int) -> Iterable[Out] | None:
         p = self.params
@@ -57,5 +60,6 @@ class SyntheticSource(Node):
         out = Out.tensor("out", arr, self.ctx.clock.now_ns(), layout=p.layout, index=self.index)
         self.index += 1
         # Pace on the schedule, not on "now + period", so the rate does not drift.
-        self.next_due_ns = max(self.next_due_ns + self.period_ns, now_ns - 10 * self.period_ns)
+        scheduled = now_ns if self.next_due_ns is None else self.next_due_ns
+        self.next_due_ns = max(scheduled + self.period_ns, now_ns - 10 * self.period_ns)
         return [out]
