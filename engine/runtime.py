@@ -80,7 +80,7 @@ class NodeRunner:
             ip = InputPlan(**ip)
             self.subscribers.append(
                 Subscriber(self.zctx, ip.port, ip.stream, ip.endpoints, policy=ip.policy, queue=ip.queue,
-                           counters=self.counters, keys=keys)
+                           counters=self.counters, keys=keys, consumer=f"{self.name}/{ip.port}")
             )
         ctx = NodeContext(self.name, self.session, self.clock, self.counters,
                           inputs={ip["port"]: ip["stream"] for ip in self.np["inputs"]}, outputs=self.np["outputs"],
@@ -91,10 +91,12 @@ class NodeRunner:
     def wait_for_subscribers(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while not self.stopping:
+            # graph consumers only: an outside subscriber connected early must not stand in
+            # for one of ours that is still connecting (its first messages would be lost)
             missing = {
-                p.stream: self.np["subscribers"][p.stream] - p.poll_subscriptions()
+                p.stream: self.np["subscribers"][p.stream] - n
                 for p in self.publishers.values()
-                if p.poll_subscriptions() < self.np["subscribers"][p.stream]
+                if (n := p.graph_consumers()) < self.np["subscribers"][p.stream]
             }
             if not missing:
                 return

@@ -3,7 +3,10 @@
 One XPUB socket per output stream, one SUB socket per input. XPUB lets a publisher
 see subscriptions arrive, which is the readiness handshake: a node reports READY only
 once every consumer the graph declares has subscribed, so nothing published after the
-graph is READY is lost to ZeroMQ's slow-joiner effect. For `block` consumers the
+graph is READY is lost to ZeroMQ's slow-joiner effect. A graph consumer also subscribes
+to a token (`READY_TOKEN` + its name), a topic no message carries; readiness counts
+distinct tokens, so a subscriber from outside the graph (which sends none) cannot stand
+in for a consumer that has not connected yet. For `block` consumers the
 publisher sets XPUB_NODROP, so a full queue pushes back instead of dropping.
 
 Receive-side policies (see `sensorfuse.engine.node.InputSpec`):
@@ -17,6 +20,7 @@ Transport-level losses (PUB HWM, a dead consumer) surface as gaps in `seq`.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +35,9 @@ from sensorfuse.engine.security import CurveKeys, apply_client, apply_server
 ZERO_COPY_MIN_BYTES = 64 * 1024
 #: How long a closing publisher keeps trying to deliver its last messages (EOS).
 CLOSE_LINGER_MS = 1000
+#: Topic prefix of the readiness tokens graph consumers subscribe to (stream names are
+#: UTF-8 text and never start with a NUL byte, so no message ever matches one).
+READY_TOKEN = b"\x00sf-consumer\x00"
 
 
 class Publisher:
@@ -61,20 +68,33 @@ class Publisher:
             self.sock.bind(ep)
         self.subscriptions = 0
         self.unsubscriptions = 0
+        #: graph consumers subscribed now (their readiness tokens)
+        self.consumers: set[bytes] = set()
         self._sndtimeo = -1
         self.counters = counters or StreamCounters()
 
     def poll_subscriptions(self) -> int:
-        """Consume pending (un)subscription notices; returns the running subscribe count."""
+        """Consume pending (un)subscription notices; returns the running subscribe count
+        (data subscriptions, from graph consumers and outside subscribers alike)."""
         while True:
             try:
                 msg = self.sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return self.subscriptions
-            if msg[:1] == b"\x01":
+            if msg[1:].startswith(READY_TOKEN):
+                if msg[:1] == b"\x01":
+                    self.consumers.add(msg[1:])
+                elif msg[:1] == b"\x00":
+                    self.consumers.discard(msg[1:])
+            elif msg[:1] == b"\x01":
                 self.subscriptions += 1
             elif msg[:1] == b"\x00":
                 self.unsubscriptions += 1
+
+    def graph_consumers(self) -> int:
+        """How many graph consumers (not outside subscribers) are subscribed now."""
+        self.poll_subscriptions()
+        return len(self.consumers)
 
     def send(self, frames: list[Any], *, block_until: float | None = None, data: bool = True) -> bool:
         """Send one multipart message. With NODROP, waits while consumers' queues are full
@@ -121,7 +141,10 @@ class Subscriber:
         queue: int,
         counters: Counters,
         keys: CurveKeys | None = None,
+        consumer: str | None = None,
     ) -> None:
+        """`consumer` names this input in the graph (``node/port``) for the readiness
+        token; None: a unique one (every Subscriber is a consumer the publisher waits for)."""
         if policy not in ("latest", "drop_oldest", "block"):
             raise ValueError(f"unknown policy {policy!r}")
         self.port = port
@@ -139,6 +162,8 @@ class Subscriber:
             apply_client(self.sock, ep, keys)
             self.sock.connect(ep)
         self.sock.setsockopt(zmq.SUBSCRIBE, stream.encode("utf-8"))
+        token = consumer if consumer is not None else f"{port}@{uuid.uuid4().hex}"
+        self.sock.setsockopt(zmq.SUBSCRIBE, READY_TOKEN + token.encode("utf-8"))
         # Bound one drain so a saturating producer cannot starve the node's own loop.
         self._drain_budget = 4 * self.capacity + 16
 
