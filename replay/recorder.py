@@ -143,7 +143,7 @@ class _Writer(threading.Thread):
                 self._rotate()
             assert self._log is not None
             jpeg = None
-            if header.stream in self.params.jpeg and header.kind == wire.KIND_TENSOR:
+            if header.stream in self.params.jpeg and header.kind == wire.KIND_TENSOR and jpeg_able(header):
                 jpeg = _as_jpeg(header, payload, self.jpeg_quality)
             self._file_bytes += self._log.write(header, header_bytes, payload if payload is not None else b"",
                                                 jpeg=jpeg)
@@ -235,6 +235,15 @@ class _Writer(threading.Thread):
             except OSError:
                 pass  # the error is already recorded; the file keeps what reached the disk
         self._log = self._file = None
+
+
+def jpeg_able(header: wire.Header) -> bool:
+    """Whether JPEG can carry this frame and give back its dtype and shape: uint8 with 1 or
+    3 channels. Others (BGRA, uint16 depth, float32) are recorded raw, losslessly: the
+    player could not rebuild them from a JPEG (it crashed on such logs before)."""
+    shape = header.shape or []
+    return header.dtype == "uint8" and (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3))) \
+        and all(d > 0 for d in shape)
 
 
 def _as_jpeg(header: wire.Header, payload: Any, quality: int) -> bytes:
