@@ -117,13 +117,23 @@ def _existing_log(path: str) -> None:
 def _log_streams(path: str) -> list[str]:
     from sensorfuse.replay.mcap_io import LogError, LogReader
 
+    from sensorfuse.replay.schemas import SCHEMAS
+
     try:
         with LogReader(path) as reader:
             if reader.summary is not None:
-                return sorted({c.topic for c in reader.summary.channels.values()})
-            return sorted({m.topic for m in reader.iter_messages()})
+                names = {s.id: s.name for s in reader.summary.schemas.values()}
+                channels = {c.topic: names.get(c.schema_id, "") for c in reader.summary.channels.values()}
+            else:
+                channels = {m.topic: m.schema for m in reader.iter_messages()}
     except LogError as exc:
         raise UsageError(str(exc)) from None
+    ours = sorted(topic for topic, schema in channels.items() if schema in SCHEMAS)
+    if channels and not ours:
+        foreign = ", ".join(sorted({s or "(none)" for s in channels.values()}))
+        raise UsageError(f"{path} is not a sensorfuse log: its channels use schemas {foreign}; sensorfuse replays "
+                         "logs it wrote (`sensorfuse record`, `sample`, `log import`)")
+    return ours
 
 
 def replay_graph(path: str, *, rate: float | str = 1.0, start: float | None = None, end: float | None = None,
@@ -198,7 +208,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         code = run_graph(g, run_dir=str(run_dir))
     finally:
         watcher.stop()
-    print(replay_summary(code, wired, _player_status(run_dir), time.monotonic() - t0), file=sys.stderr)
+    player = _player_status(run_dir)
+    print(replay_summary(code, wired, player, time.monotonic() - t0), file=sys.stderr)
+    published = int((player.get("gauges") or {}).get("replay_published", 0))
+    damaged = {s: st.get("rejected", {}).get("damaged", 0) for s, st in (player.get("streams") or {}).items()}
+    if code == 0 and published == 0 and sum(damaged.values()):
+        raise SensorfuseError(f"nothing in {args.file} could be replayed: {sum(damaged.values())} messages damaged "
+                              f"or of another protocol version (`sensorfuse log info {args.file}` names why)")
     return code
 
 
@@ -279,7 +295,8 @@ def cmd_log_info(args: argparse.Namespace) -> int:
     except LogError as exc:
         raise SensorfuseError(str(exc)) from None
     print(json.dumps(d, indent=1) if args.json else logtools.render_info(d))
-    return 1 if d["problems"] and not d["messages"] else 0
+    unreadable = d["messages"] and sum(s["damaged"] for s in d["streams"]) == d["messages"]
+    return 1 if (d["problems"] and not d["messages"]) or unreadable else 0
 
 
 def cmd_log_export(args: argparse.Namespace) -> int:
@@ -293,6 +310,10 @@ def cmd_log_export(args: argparse.Namespace) -> int:
         raise SensorfuseError(str(exc)) from None
     for topic, n in sorted(written.items()):
         print(f"{topic}: {n}")
+    if not any(written.values()):
+        d = logtools.info(args.file)
+        reasons = sorted({s["damage_reason"] for s in d["streams"] if s["damage_reason"]} | set(d["problems"]))
+        raise SensorfuseError(f"nothing exported from {args.file}" + (f": {reasons[0]}" if reasons else ""))
     return 0
 
 

@@ -33,6 +33,7 @@ class StreamInfo:
     last_ns: int = 0
     seq_gaps: int = 0  # messages missing according to seq
     damaged: int = 0
+    damage_reason: str = ""  # why the first damaged message could not be read
     intervals: list[int] = field(default_factory=list)
     _last_seq: int | None = None
 
@@ -47,7 +48,7 @@ class StreamInfo:
             "first_s": self.first_ns / 1e9, "last_s": self.last_ns / 1e9,
             "rate_hz": round((self.count - 1) / span, 3) if span > 0 else None,
             "seq_gaps": self.seq_gaps, "time_gaps": len(gaps), "largest_gap_s": max(gaps) / 1e9 if gaps else 0.0,
-            "damaged": self.damaged,
+            "damaged": self.damaged, "damage_reason": self.damage_reason,
         }
 
 
@@ -67,8 +68,9 @@ def info(path: str | os.PathLike[str]) -> dict[str, Any]:
             s.last_ns = m.log_time
             try:
                 header, _, _ = m.decode()
-            except ValueError:
+            except ValueError as exc:  # names the field: foreign schema, protocol version, ...
                 s.damaged += 1
+                s.damage_reason = s.damage_reason or str(exc)
                 continue
             s.kind = header.kind
             if s._last_seq is not None and header.seq > s._last_seq + 1:
@@ -97,7 +99,7 @@ def render_info(d: dict[str, Any]) -> str:
         rate = f"{s['rate_hz']:.2f}" if s["rate_hz"] is not None else "-"
         lines.append(f"  {s['topic']:<22} {s['kind']:<7} {s['count']:>7} {rate:>8} {s['bytes'] / 1e6:>7.2f} "
                      f"{s['seq_gaps']:>8} {s['time_gaps']:>9} {s['largest_gap_s']:>9.3f}"
-                     + (f"  ({s['damaged']} damaged)" if s["damaged"] else ""))
+                     + (f"  ({s['damaged']} damaged: {s['damage_reason']})" if s["damaged"] else ""))
     lines += [f"  problem: {p}" for p in d["problems"]]
     return "\n".join(lines)
 
