@@ -220,6 +220,10 @@ class CameraNode(Node):
 
     def _publish(self, frame: np.ndarray, t_ns: int, t_source: str, now_ns: int) -> list[Out]:
         outs: list[Out] = []
+        stream = self.ctx.outputs.get("frame", "frame")  # counted on the stream users see
+        if frame.size == 0 or frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+            self.ctx.reject(stream, "bad_frame", f"the source gave a frame of shape {list(frame.shape)}")
+            return outs
         frame = _to_bgr8(frame)
         if self.shape is None:
             self.shape = frame.shape
@@ -229,7 +233,7 @@ class CameraNode(Node):
                 "action": self.params.on_resize,
             }, now_ns))
             if self.params.on_resize == "refuse":
-                self.ctx.reject("frame", "resolution_changed", f"{frame.shape} != {self.shape}")
+                self.ctx.reject(stream, "resolution_changed", f"{frame.shape} != {self.shape}")
                 return outs
             frame = cv2.resize(frame, (self.shape[1], self.shape[0]), interpolation=cv2.INTER_AREA)
         self.frames += 1
@@ -277,9 +281,11 @@ class CameraNode(Node):
 
 
 def _to_bgr8(frame: np.ndarray) -> np.ndarray:
+    """Every frame as H x W x 3 uint8 BGR (so a later resize keeps 3 channels: cv2.resize
+    drops a trailing channel axis of 1)."""
     if frame.dtype != np.uint8:
         frame = cv2.convertScaleAbs(frame)
-    if frame.ndim == 2:
+    if frame.ndim == 2 or frame.shape[2] == 1:
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if frame.shape[2] == 4:
         return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)

@@ -152,7 +152,7 @@ def test_a_resolution_change_is_resized_or_refused_with_a_status(on_resize: str)
     if on_resize == "resize":
         assert len(frames) == 4 and all(m.header.shape == [4, 6, 3] for m in frames)
     else:
-        assert len(frames) == 2 and h.ctx.rejected == {("frame", "resolution_changed"): 2}
+        assert len(frames) == 2 and h.ctx.rejected == {("cam0/frame", "resolution_changed"): 2}
 
 
 def test_start_up_errors_are_one_clear_line(tmp_path: Path) -> None:
