@@ -23,7 +23,9 @@ Failure behaviour
     and ``gave_up`` (then ends its stream) after ``reconnect_attempts`` failed tries.
     The end of a file ends the stream. A resolution change mid-stream is resized to the
     first resolution (``on_resize: resize``) or refused and counted (``refuse``), with
-    a ``resolution_changed`` status either way.
+    a ``resolution_changed`` status either way. Frames are published as H x W x 3 uint8
+    BGR whatever the source gives (grey, BGRA, 16-bit are converted); an empty or
+    unusable frame is counted (``bad_frame``) and skipped.
 
 Config example::
 
