@@ -186,8 +186,11 @@ class Supervisor:
             self.graph_state = "stopping"
             for name in self.plan.order:
                 st = self.nodes.get(name)
-                # Sources, and nodes fed only by external streams, start the drain.
-                if st and not self.plan.upstream(name) and st.alive:
+                # Sources, and nodes fed only by external streams or by producers on other
+                # hosts (whose end-of-stream may never come: that host is not stopping),
+                # start the drain; the others drain when their local producers end.
+                local_upstream = [u for u in self.plan.upstream(name) if u in self.nodes]
+                if st and not local_upstream and st.alive:
                     self._send(name, {"type": "stop"})
                     st.stop_sent_at = time.monotonic()
 
