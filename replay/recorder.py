@@ -74,7 +74,8 @@ class _Writer(threading.Thread):
         self.opener = opener
         self.jpeg_quality = jpeg_quality
         self.cache: deque[tuple[wire.Header, bytes, Any, int]] = deque()
-        self.cache_bytes = 0
+        self.cache_bytes = 0  # queued plus being written
+        self.peak_bytes = 0  # the most cache_bytes reached (tests check the bound)
         self.cond = threading.Condition()
         self.closing = False
         self.stats = RecorderStats()
@@ -103,6 +104,7 @@ class _Writer(threading.Thread):
                 return reason
             self.cache.append((header, wire.encode_header(header), payload, size))
             self.cache_bytes += size
+            self.peak_bytes = max(self.peak_bytes, self.cache_bytes)
             self.cond.notify()
         return None
 
@@ -123,10 +125,15 @@ class _Writer(threading.Thread):
                     self.cond.wait(remaining)
                 batch = list(self.cache)
                 self.cache.clear()
-                self.cache_bytes = 0
                 closing = self.closing
+            # The batch's bytes stay counted in cache_bytes until written: the cache holds
+            # at most `cache_mb` including what is being written (before, a slow disk let
+            # it refill meanwhile and memory reached twice the cap).
             for header, header_bytes, payload, _ in batch:
                 self._write(header, header_bytes, payload)
+            if batch:
+                with self.cond:
+                    self.cache_bytes -= sum(size for *_, size in batch)
             if time.monotonic() >= next_flush or closing:
                 self._guard(self._flush)
                 next_flush = time.monotonic() + self.params.flush_s
