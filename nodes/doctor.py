@@ -24,7 +24,6 @@ import argparse
 import importlib.util
 import json
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -8,37 +8,15 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from sensorfuse.engine import wire
 from sensorfuse.engine.testing import NodeHarness
 from sensorfuse.replay.recorder import RecorderNode
+from tests.replay.replay_helpers import GatedFile
 
 KB = 1000
-
-
-class StuckFile:
-    """Writes block until `gate` opens: a disk far slower than the data."""
-
-    def __init__(self, path: str, gate: threading.Event, entered: threading.Event) -> None:
-        self._f = open(path, "wb")
-        self.gate, self.entered = gate, entered
-
-    def write(self, b: Any) -> int:
-        self.entered.set()
-        assert self.gate.wait(30), "the test never opened the gate"
-        return self._f.write(b)
-
-    def tell(self) -> int:
-        return self._f.tell()
-
-    def flush(self) -> None:
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
 
 
 def frame(seq: int, nbytes: int) -> wire.Message:
@@ -49,7 +27,7 @@ def test_queued_plus_in_flight_bytes_stay_under_the_cap(tmp_path: Path) -> None:
     gate, entered = threading.Event(), threading.Event()
 
     class SlowDiskRecorder(RecorderNode):
-        opener = staticmethod(lambda path: StuckFile(path, gate, entered))
+        opener = staticmethod(lambda path: GatedFile(path, gate, entered))
 
     cap = 100 * KB
     h = NodeHarness(SlowDiskRecorder, {"path": str(tmp_path / "slow.mcap"), "cache_mb": cap / 1e6})

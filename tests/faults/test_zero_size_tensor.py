@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sensorfuse.engine import wire
-from sfhelpers import GraphRun, read_jsonl
+from sfhelpers import read_jsonl
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -112,4 +113,26 @@ class FailingFile(io.RawIOBase):
 
     def close(self) -> None:
         super().close()
+        self._f.close()
+
+
+class GatedFile:
+    """A file whose writes block until `gate` is set: a disk slower than the data."""
+
+    def __init__(self, path: str, gate: threading.Event, entered: threading.Event) -> None:
+        self._f = open(path, "wb")
+        self.gate, self.entered = gate, entered
+
+    def write(self, b: Any) -> int:
+        self.entered.set()
+        assert self.gate.wait(30), "test never opened the gate"
+        return self._f.write(b)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def close(self) -> None:
         self._f.close()

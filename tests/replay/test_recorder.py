@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from sensorfuse.engine import wire
 from sensorfuse.engine.testing import NodeHarness
 from sensorfuse.replay.mcap_io import LogReader
 from sensorfuse.replay.recorder import RecorderNode
-from tests.replay.replay_helpers import FailingFile, make_session, payload_bytes, record
+from tests.replay.replay_helpers import FailingFile, GatedFile, make_session, payload_bytes, record
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,33 +74,11 @@ def test_jpeg_option_replays_frames_of_the_recorded_shape(tmp_path: Path) -> Non
         assert np.frombuffer(p, np.uint8).reshape(h.shape).shape == m.array.shape
 
 
-class _GatedFile:
-    """A file whose writes block until `gate` is set: a disk slower than the data."""
-
-    def __init__(self, path: str, gate: threading.Event, entered: threading.Event) -> None:
-        self._f = open(path, "wb")
-        self.gate, self.entered = gate, entered
-
-    def write(self, b: Any) -> int:
-        self.entered.set()
-        assert self.gate.wait(30), "test never opened the gate"
-        return self._f.write(b)
-
-    def tell(self) -> int:
-        return self._f.tell()
-
-    def flush(self) -> None:
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
-
-
 def test_slow_disk_drops_are_counted_per_stream_and_never_block(tmp_path: Path) -> None:
     gate, entered = threading.Event(), threading.Event()
 
     class SlowRecorder(RecorderNode):
-        opener = staticmethod(lambda path: _GatedFile(path, gate, entered))
+        opener = staticmethod(lambda path: GatedFile(path, gate, entered))
 
     msgs = make_session(n_frames=40)
     h = NodeHarness(SlowRecorder, {"path": str(tmp_path / "slow.mcap"), "cache_mb": 0.1})
