@@ -277,12 +277,19 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
 
 
 def _topological(gp: GraphPlan) -> list[str]:
+    """Nodes in data-flow order. A cycle (a node consuming its own output included) is
+    refused: every node in it would wait for the others' end of stream, so a run would sit
+    until the stop deadline and exit 1."""
     order: list[str] = []
     remaining = dict.fromkeys(gp.nodes)
     while remaining:
-        ready = [n for n in remaining if gp.upstream(n) <= set(order) | {n}]
-        if not ready:  # a cycle: keep declaration order for the rest
-            ready = list(remaining)
+        ready = [n for n in remaining if gp.upstream(n) <= set(order)]
+        if not ready:
+            loop = set(remaining)  # drop what only hangs below the cycle: what is left is on it
+            while tails := {n for n in loop if not any(n in gp.upstream(m) for m in loop)}:
+                loop -= tails
+            raise UsageError(f"graph has a cycle through node(s) {', '.join(sorted(loop))}: "
+                             "a node's inputs must not come from its own outputs, directly or through others")
         for n in ready:
             order.append(n)
             del remaining[n]

@@ -76,3 +76,22 @@ def test_status_shows_nodes_restarts_and_streams(graph_run) -> None:
     text = out.stdout
     assert "RUNNING" in text and "producer" in text and "sink" in text and "cam0/frame" in text
     assert "restarts" in text and "p99 ms" in text
+
+
+@pytest.mark.parametrize("nodes, on_cycle", [
+    ({"a": {"kind": "relay", "inputs": {"in": "b/out"}, "outputs": {"out": "a/out"}},
+      "b": {"kind": "relay", "inputs": {"in": "a/out"}, "outputs": {"out": "b/out"}},
+      "sink": {"kind": "jsonl", "inputs": {"in": "a/out"}}}, "a, b"),
+    ({"r": {"kind": "relay", "inputs": {"in": "r/out"}, "outputs": {"out": "r/out"}}}, "r"),
+])
+def test_graph_check_and_run_refuse_a_cycle_in_one_line(tmp_path: Path, nodes: dict, on_cycle: str) -> None:
+    import yaml
+
+    graph = tmp_path / "cycle.yaml"
+    graph.write_text(yaml.safe_dump({"name": "cycle", "nodes": nodes}))
+    for cmd in (["graph", "check"], ["run"]):
+        out = sf(*cmd, str(graph))
+        assert out.returncode == 2, (cmd, out.stderr)
+        assert out.stderr.strip().splitlines() == [
+            f"sensorfuse: graph has a cycle through node(s) {on_cycle}: a node's inputs must not come from its "
+            "own outputs, directly or through others"], cmd
