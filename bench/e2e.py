@@ -37,7 +37,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 from sensorfuse.engine import fingerprint
-from sensorfuse.engine import graph as graph_mod
 from sensorfuse.engine.perception import Encoders, FusionHead, Perception, label_embeddings
 from sensorfuse.engine.perception.features import warm_up
 from sensorfuse.models.fusion import dataset
@@ -50,11 +49,8 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def run_graph(session: Path, rate: str, work: Path, profile: Path | None = None) -> dict[str, Any]:
-    decl = yaml.safe_load((graph_mod.BUILTIN_GRAPHS_DIR / "demo.yaml").read_text())
+    decl = demo.demo_graph(session, work, rate=rate if rate == "max" else float(rate))
     nodes = decl["nodes"]
-    nodes["player"]["params"].update(path=str(session), rate=rate if rate == "max" else float(rate))
-    for name, file in (("events", "events.jsonl"), ("frames", "frames.jsonl"), ("recorder", "perception.mcap")):
-        nodes[name]["params"]["path"] = str(work / file)
     nodes["detections"] = {"kind": "jsonl", "params": {"path": str(work / "detections.jsonl")},
                            "inputs": {"d": {"stream": "perceive/detections", "policy": "block", "queue": 64}}}
     nodes["console"]["params"] = {"every": 1000000}  # keep the terminal quiet

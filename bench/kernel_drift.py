@@ -32,7 +32,6 @@ import yaml
 
 from _common import machine_description, markdown_table
 from sensorfuse.engine import fingerprint
-from sensorfuse.engine import graph as graph_mod
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.inference import OPTIMIZATION_ENV, OPTIMIZATION_LEVELS
 from sensorfuse.nodes import demo
@@ -42,13 +41,7 @@ RUN_SPECIFIC = ("t_pub_ns", "t_recv_ns", "session")
 
 
 def run_demo(session: Path, cache: Path, work: Path, level: str, head: str = "default") -> list[dict[str, Any]]:
-    decl = yaml.safe_load((graph_mod.BUILTIN_GRAPHS_DIR / "demo.yaml").read_text())
-    nodes = decl["nodes"]
-    nodes["player"]["params"].update(path=str(session), rate="max")
-    nodes["perceive"].setdefault("params", {}).update(cache=str(cache.absolute()), head=head)
-    for name, file in (("events", "events.jsonl"), ("frames", "frames.jsonl"), ("recorder", "perception.mcap")):
-        nodes[name]["params"]["path"] = str(work / file)
-    nodes["console"]["params"] = {"every": 1000000}
+    decl = demo.demo_graph(session, work, rate="max", cache=cache, head=head, quiet=True)
     graph_path = work / "graph.yaml"
     graph_path.write_text(yaml.safe_dump(decl))
     env = dict(os.environ, **{OPTIMIZATION_ENV: level})
@@ -61,8 +54,6 @@ def run_demo(session: Path, cache: Path, work: Path, level: str, head: str = "de
     if done.returncode != 0:
         raise RuntimeError(f"graph failed at level {level} ({done.returncode}): {done.stderr[-2000:]}")
     lines = [json.loads(x) for x in (work / "events.jsonl").read_text().splitlines() if x.strip()]
-    if os.environ.get("SF_DRIFT_KEEP"):
-        Path(os.environ["SF_DRIFT_KEEP"], f"{work.name}-{level}.jsonl").write_text((work / "events.jsonl").read_text())
     return [{k: v for k, v in e.items() if k not in RUN_SPECIFIC} for e in lines if e["t_ns"] < demo.STABLE_UNTIL_NS]
 
 

@@ -25,7 +25,6 @@ import yaml
 
 from _common import machine_description, markdown_table
 from sensorfuse.engine import fingerprint
-from sensorfuse.engine import graph as graph_mod
 from sensorfuse.engine import manifest as mf
 from sensorfuse.nodes import demo
 
@@ -58,14 +57,9 @@ def main() -> int:
     latency: list[float] = []
     with tempfile.TemporaryDirectory(prefix="sf-soak") as tmp:
         work = Path(tmp)
-        decl = yaml.safe_load((graph_mod.BUILTIN_GRAPHS_DIR / "demo.yaml").read_text())
-        nodes = decl["nodes"]
-        nodes["player"]["params"].update(path=str(session), rate=1.0, loop=True)
-        nodes["perceive"].setdefault("params", {})["cache"] = str(cache)
-        for name, file in (("events", "events.jsonl"), ("frames", "frames.jsonl"), ("recorder", "soak.mcap")):
-            nodes[name]["params"]["path"] = str(work / file)
-        nodes["recorder"]["params"]["split_mb"] = 8  # rotate: bounded open-file size over the soak
-        nodes["console"]["params"] = {"every": 1000000}
+        decl = demo.demo_graph(session, work, rate=1.0, cache=cache, quiet=True)
+        decl["nodes"]["player"]["params"]["loop"] = True
+        decl["nodes"]["recorder"]["params"]["split_mb"] = 8  # rotate: bounded open-file size over the soak
         (work / "graph.yaml").write_text(yaml.safe_dump(decl))
         run_dir = work / "run"
         proc = subprocess.Popen([sys.executable, "-m", "sensorfuse.engine.cli", "run", str(work / "graph.yaml"),

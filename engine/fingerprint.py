@@ -54,20 +54,22 @@ def used_providers() -> list[str]:
 
 
 def _cpu() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or "unknown CPU", set()
+    """CPU model and the kernel-selecting flags, from the first processor in /proc/cpuinfo
+    (x86 `model name`/`flags`, ARM `Model`/`Features`); elsewhere platform's guess, no flags."""
+    model, flags = "", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 key, _, value = line.partition(":")
                 key = key.strip()
-                if key in ("model name", "Model", "cpu model") and model in ("unknown CPU", platform.processor()):
+                if key in ("model name", "Model", "cpu model") and not model:
                     model = value.strip()
                 elif key in ("flags", "Features"):
                     flags = set(value.split())
                     break
     except OSError:
         pass
-    return model, sorted(f for f in KERNEL_ISA_FLAGS if f in flags)
+    return model or platform.processor() or "unknown CPU", sorted(f for f in KERNEL_ISA_FLAGS if f in flags)
 
 
 def _version(*dists: str) -> str | None:

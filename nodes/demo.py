@@ -40,6 +40,27 @@ NEEDED = (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, VAD_MODEL, TEXT_MODEL)
 STABLE_UNTIL_NS = 1_000_000_000 + int((DEMO_DURATION_S - 1.0) * 1e9)
 
 
+def demo_graph(session: Path, out_dir: Path, *, rate: str | float = "max", cache: Path | None = None,
+               head: str = "default", quiet: bool = False) -> dict[str, Any]:
+    """The built-in demo graph as a dict: `session` replayed at `rate`, the events, frame
+    times and recording in `out_dir` (events.jsonl, frames.jsonl, perception.mcap), the
+    model pack in `cache` (default: the user cache), `quiet`: no console lines. For tests
+    and benchmarks that run the demo graph with their own files."""
+    import yaml
+
+    from sensorfuse.engine import graph as graph_mod
+
+    decl: dict[str, Any] = yaml.safe_load((graph_mod.BUILTIN_GRAPHS_DIR / "demo.yaml").read_text())
+    nodes = decl["nodes"]
+    nodes["player"]["params"].update(path=str(session), rate=rate)
+    nodes["perceive"]["params"] = {"head": head, **({"cache": str(Path(cache).absolute())} if cache else {})}
+    for name, file in (("events", "events.jsonl"), ("frames", "frames.jsonl"), ("recorder", "perception.mcap")):
+        nodes[name]["params"]["path"] = str(Path(out_dir) / file)
+    if quiet:
+        nodes["console"]["params"] = {"every": 1_000_000}
+    return decl
+
+
 def demo_dir() -> Path:
     return mf.default_cache_dir().parent / "demo"
 

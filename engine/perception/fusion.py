@@ -65,7 +65,7 @@ class FusionHead:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = dict(zip(OUTPUTS, self.session.run(list(OUTPUTS), {k: inputs[k] for k in FEATURES})))
-        inference.check_finite(self.path.stem.removesuffix(".manifest"), outs)
+        inference.check_finite(self.manifest.name, outs)
         return outs
 
 

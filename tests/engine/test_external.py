@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import zmq
 
-from sfhelpers import wait_for
+from sfhelpers import free_port, wait_for
 
 PLAIN_CONSUMER = Path(__file__).with_name("plain_consumer.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def producer_graph(expose: str, keys: str | None = None) -> dict:

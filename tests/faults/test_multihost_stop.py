@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from sfhelpers import read_jsonl, wait_for
+from sfhelpers import free_port, read_jsonl, wait_for
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ctrl_c_on_the_consuming_host_stops_it_cleanly(graph_run, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import zmq
 
 from sensorfuse.engine.metrics import Counters
 from sensorfuse.engine.transport import Publisher, Subscriber
-from sfhelpers import GraphRun, read_jsonl, wait_for
+from sfhelpers import GraphRun, free_port, read_jsonl, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,8 +49,7 @@ def test_an_outside_subscriber_does_not_count_as_a_graph_consumer(tmp_path: Path
 def test_a_graph_consumer_gets_every_frame_with_an_outside_subscriber(tmp_path: Path, attempt: int) -> None:
     """The scenario as seen: an outside SUB on the producer's exposed endpoint from the
     beginning; the graph's own sink must still get frame 0 onwards, every time."""
-    port = 42000 + attempt + 10 * (hash(str(tmp_path)) % 500)
-    ep = f"tcp://127.0.0.1:{port}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     ctx = zmq.Context()
     outside = ctx.socket(zmq.SUB)
     outside.connect(ep)  # before the graph exists: connects as soon as the producer binds

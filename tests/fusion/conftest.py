@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
-from sensorfuse.engine import graph as graph_mod
 from sensorfuse.models.fusion import dataset
+from sensorfuse.nodes import demo
 from sensorfuse.replay import sample
 from sfhelpers import GraphRun, read_jsonl
 
@@ -53,14 +52,7 @@ def short_inputs(short_session: Path) -> list[tuple[str, Any]]:
 
 def demo_graph(session: Path, out: Path, cache: Path, *, rate: str | float = "max", head: str = "default") -> dict[str, Any]:
     """The built-in demo graph with this session, outputs under `out` and the test model cache."""
-    decl = yaml.safe_load((graph_mod.BUILTIN_GRAPHS_DIR / "demo.yaml").read_text())
-    nodes = decl["nodes"]
-    nodes["player"]["params"].update(path=str(session), rate=rate)
-    nodes["perceive"]["params"] = {"cache": str(cache), "head": head}
-    nodes["events"]["params"]["path"] = str(out / "events.jsonl")
-    nodes["frames"]["params"]["path"] = str(out / "frames.jsonl")
-    nodes["recorder"]["params"]["path"] = str(out / "perception.mcap")
-    return decl
+    return demo.demo_graph(session, out, rate=rate, cache=cache, head=head)
 
 
 @pytest.fixture(scope="session")
