@@ -19,7 +19,8 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -132,6 +133,9 @@ class NodeContext:
         self.log = logging.getLogger(f"sensorfuse.{name}")
         self._counters = counters
         self.rejected: dict[tuple[str, str], int] = {}
+        #: set by the runtime: sends a heartbeat saying what the node is busy with and for
+        #: how many more seconds (None outside a graph).
+        self.keepalive: Callable[[str, float], None] | None = None
 
     def reject(self, stream: str, reason: str, detail: str = "") -> None:
         """Count one input the node refused (bad content, wrong shape, NaN ...), with a reason."""
@@ -141,6 +145,20 @@ class NodeContext:
             self._counters.count(stream, "rejected", reason)
         if detail:
             self.log.warning("%s rejected (%s): %s", stream, reason, detail)
+
+    def wait(self, done: Callable[[], bool], timeout_s: float, why: str) -> bool:
+        """Wait up to `timeout_s` for `done()` while the supervisor keeps hearing from the
+        node: a long wait (finalising a file on a slow disk) is not a hang, and at the stop
+        deadline the node gets the time it declared. True if `done()` came true."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.keepalive is not None:
+                self.keepalive(why, left)
+            time.sleep(min(0.05, left))
+        return True
 
     def gauge(self, name: str, value: float) -> None:
         """Report a node-specific measurement (e.g. clock drift ppm) in the metrics stream."""

@@ -60,6 +60,7 @@ class NodeRunner:
         self.last_t_ns: dict[str, int] = {}
         self._unsubs_at_eos: dict[str, int] = {}
         self._last_hb = 0.0
+        self._busy_why: str | None = None
         self._last_hb_snapshot = time.monotonic()
         self.node: Node | None = None
 
@@ -85,6 +86,7 @@ class NodeRunner:
         ctx = NodeContext(self.name, self.session, self.clock, self.counters,
                           inputs={ip["port"]: ip["stream"] for ip in self.np["inputs"]}, outputs=self.np["outputs"],
                           run_dir=self.plan["run_dir"])
+        ctx.keepalive = self.keepalive
         self.node = cls(params, ctx)
         self.node.start()
 
@@ -123,7 +125,7 @@ class NodeRunner:
                     got = "start"
         return got
 
-    def heartbeat(self, force: bool = False) -> None:
+    def heartbeat(self, force: bool = False, busy: dict[str, Any] | None = None) -> None:
         now = time.monotonic()
         if not force and now - self._last_hb < self.heartbeat_interval:
             return
@@ -131,7 +133,18 @@ class NodeRunner:
             p.poll_subscriptions()
         metrics = self.counters.snapshot(now - self._last_hb_snapshot)
         self._last_hb = self._last_hb_snapshot = now
-        self.send_control({"type": "heartbeat", "metrics": metrics})
+        msg: dict[str, Any] = {"type": "heartbeat", "metrics": metrics}
+        if busy is not None:
+            msg["busy"] = busy
+        self.send_control(msg)
+
+    def keepalive(self, why: str, left_s: float) -> None:
+        """Heartbeats during a node's long wait (`NodeContext.wait`), saying for how long
+        more: the supervisor does not take it for hung, nor kill it at the stop deadline
+        before that time is up."""
+        new = why != self._busy_why  # the first one goes at once: the stop deadline may be near
+        self._busy_why = why
+        self.heartbeat(force=new, busy={"why": why, "left_s": round(left_s, 3)})
 
     # -- data ----------------------------------------------------------------------------
     def publish(self, outs: Iterable[Out] | None) -> None:

@@ -67,6 +67,10 @@ class NodeState:
     #: models the node opened (name -> sha256) and the providers they run on, from READY
     models: dict[str, str] = field(default_factory=dict)
     providers: list[str] = field(default_factory=list)
+    #: what a node said it is busy with in a long wait, and until when (monotonic)
+    busy_why: str = ""
+    busy_until: float = 0.0
+    busy_reported: str = ""
 
     @property
     def alive(self) -> bool:
@@ -93,6 +97,8 @@ class Supervisor:
         self.graph_state = "starting"
         self.started = False
         self.stop_requested = False
+        #: the stop deadline counts from the later of `shutdown_at` and this (see _any_busy)
+        self.deadline_from = 0.0
         self.shutdown_at: float | None = None
         self._last_metrics = 0.0
 
@@ -164,6 +170,9 @@ class Supervisor:
             kind = msg["type"]
             if kind == "heartbeat":
                 st.metrics = msg.get("metrics", {})
+                busy = msg.get("busy") or {}
+                st.busy_why = str(busy.get("why", ""))
+                st.busy_until = st.last_heartbeat + float(busy.get("left_s", 0.0)) if busy else 0.0
                 continue
             changed = True
             if kind == "ready":
@@ -209,7 +218,10 @@ class Supervisor:
             if duration_s is not None and time.monotonic() - t0 >= duration_s:
                 self.request_stop()
             if self.stop_requested and self.shutdown_at is not None:
-                if time.monotonic() - self.shutdown_at > self.cfg.stop_deadline_s:
+                if self._any_busy():
+                    self.deadline_from = time.monotonic()
+                counted_from = self.shutdown_at if self.shutdown_at < 0 else max(self.shutdown_at, self.deadline_from)
+                if time.monotonic() - counted_from > self.cfg.stop_deadline_s:
                     for st in self.nodes.values():
                         self._kill(st, "stop deadline passed")
                         if st.state not in ("done", "failed"):
@@ -220,6 +232,21 @@ class Supervisor:
             self._wait_for_control(time.monotonic() + CHECK_INTERVAL_S)
         self._publish_metrics(force=True)
         return self._exit_code()
+
+    def _any_busy(self) -> bool:
+        """Whether a node is heartbeating through a long wait it declared (a recorder
+        finalising its file on a slow disk): the stop deadline then counts from the end of
+        that wait, for every node (its producers wait for it to leave). A second Ctrl-C
+        (shutdown_at < 0) waits for no one."""
+        if self.shutdown_at is None or self.shutdown_at < 0:
+            return False
+        now = time.monotonic()
+        busy = [st for st in self.nodes.values() if now < st.busy_until and st.alive]
+        for st in busy:
+            if st.busy_why != st.busy_reported:
+                st.busy_reported = st.busy_why
+                log.warning("stopping: %s is %s (up to %.0f s more)", st.name, st.busy_why, st.busy_until - now)
+        return bool(busy)
 
     def _wait_for_control(self, until: float) -> None:
         """Handle control messages as they arrive until `until`, or until one changes a node's

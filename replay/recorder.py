@@ -108,11 +108,16 @@ class _Writer(threading.Thread):
             self.cond.notify()
         return None
 
-    def close(self, timeout_s: float) -> None:
+    def close(self, timeout_s: float, wait: Callable[[Callable[[], bool], float, str], bool] | None = None) -> None:
+        """Finalise and wait up to `timeout_s`; `wait` (the node context's) keeps the node's
+        heartbeats going meanwhile, so a slow disk is not taken for a hang."""
         with self.cond:
             self.closing = True
             self.cond.notify()
-        self.join(timeout_s)
+        if wait is None:
+            self.join(timeout_s)
+        else:
+            wait(lambda: not self.is_alive(), timeout_s, "finalising the recording")
 
     def run(self) -> None:
         next_flush = time.monotonic() + self.params.flush_s
@@ -306,7 +311,7 @@ class RecorderNode(Node):
         return self._error_status()
 
     def finish(self) -> Iterable[Out]:
-        self.writer.close(self.params.close_timeout_s)
+        self.writer.close(self.params.close_timeout_s, self.ctx.wait)
         outs = list(self._error_status())
         s = self.stats
         outs.append(Out.record("status", {
