@@ -168,6 +168,13 @@ class Node:
     def parse_params(cls, raw: dict[str, Any] | None) -> Any:
         return msgspec.convert(raw or {}, type=cls.Params)
 
+    @classmethod
+    def check(cls, params: Any) -> None:
+        """Check what the node needs beyond its parameters (files it reads, a model's
+        manifest) before any process starts: `sensorfuse graph check` and `run` call it for
+        the nodes placed on the local host. Raise `UsageError` with one line. Keep it cheap
+        (no model loading); `start` still fails on what only opening can tell."""
+
     def start(self) -> None:
         """Open devices and load models. Raising here fails the node before READY."""
 
