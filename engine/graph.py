@@ -352,9 +352,8 @@ def _check_nodes(decl: GraphDecl, classes: dict[str, type[Node]]) -> None:
         cls = classes[name]
         try:
             params = cls.parse_params(nd.params)
-        except msgspec.ValidationError as exc:
-            why = params_mod.explain(cls.Params, nd.params, exc)
-            raise UsageError(f"graph {decl.name}: node {name}: {why}") from None
+        except params_mod.ParamsError as exc:
+            raise UsageError(f"graph {decl.name}: node {name}: {exc}") from None
         if nd.host != LOCAL_HOST:
             continue  # its files are on its own host: checked when that host starts it
         try:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from sensorfuse.engine import params as params_mod
 from sensorfuse.engine import wire
 from sensorfuse.engine.clock import Clock
 
@@ -166,7 +167,9 @@ class Node:
 
     @classmethod
     def parse_params(cls, raw: dict[str, Any] | None) -> Any:
-        return msgspec.convert(raw or {}, type=cls.Params)
+        """`Params` from the graph's dict; `params.ParamsError` (a StartupError) naming the
+        field and the value when they do not fit."""
+        return params_mod.parse(cls.Params, raw)
 
     @classmethod
     def check(cls, params: Any) -> None:

@@ -22,6 +22,8 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import inspect as mi
 
+from sensorfuse.engine.errors import StartupError, UsageError
+
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
@@ -39,21 +41,24 @@ def param_error(field: str, expected: str, value: Any) -> ValueError:
     return ValueError(f"{field}: expected {expected}, got {show(value)}")
 
 
+class ParamsError(StartupError):
+    """Parameters that do not fit a node's `Params` (one line: field, expectation, value).
+    A StartupError: a node process given them fails for good, without restarts."""
+
+
 def require_file(field: str, path: str | os.PathLike[str], what: str = "file") -> None:
     """For `Node.check` hooks: UsageError naming the parameter unless `path` is a file."""
-    from sensorfuse.engine.errors import UsageError
-
     if not os.path.isfile(path):
         reason = "is a directory" if os.path.isdir(path) else "does not exist"
         raise UsageError(f"{field}: {what} {str(path)!r} {reason}")
 
 
 def parse(params_type: type, raw: dict[str, Any] | None) -> Any:
-    """`raw` converted to `params_type`; ValueError with one line naming field and value."""
+    """`raw` converted to `params_type`; ParamsError with one line naming field and value."""
     try:
         return msgspec.convert(raw or {}, type=params_type)
     except msgspec.ValidationError as exc:
-        raise ValueError(explain(params_type, raw or {}, exc)) from None
+        raise ParamsError(explain(params_type, raw or {}, exc)) from None
 
 
 def explain(params_type: type, raw: Any, exc: msgspec.ValidationError, *, what: str = "parameter") -> str:
@@ -113,10 +118,11 @@ def _unwrap(info: mi.Type, raw: Any) -> mi.Type:
 def _failing_key(value_type: mi.Type, raw: Any) -> Any:
     if not isinstance(raw, dict):
         return "..."
-    if isinstance(value_type, mi.StructType):
-        for key, value in raw.items():
+    for key, value in raw.items():
+        struct = _unwrap(value_type, value)
+        if isinstance(struct, mi.StructType) and isinstance(value, dict):
             try:
-                msgspec.convert(value, type=value_type.cls)
+                msgspec.convert(value, type=struct.cls)
             except msgspec.ValidationError:
                 return key
     return "..."

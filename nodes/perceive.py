@@ -152,9 +152,9 @@ class PerceiveNode(Node):
         def __post_init__(self) -> None:
             unknown = sorted(set(self.rules) - set(DEFAULT_RULES))
             if unknown:
-                raise ValueError(f"rules.{unknown[0]}: unknown event rule (known: {', '.join(DEFAULT_RULES)})")
+                raise ValueError(f"rules: unknown event rules {', '.join(unknown)} (known: {', '.join(DEFAULT_RULES)})")
             if self.scene_delay_ms >= self.scene_period_ms:
-                raise param_error("scene_delay_ms", f"less than scene_period_ms ({self.scene_period_ms})",
+                raise param_error("scene_delay_ms", f"a scene delay below scene_period_ms ({self.scene_period_ms})",
                                   self.scene_delay_ms)
 
     inputs = {
