@@ -18,8 +18,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sensorfuse.engine import __version__
 from sensorfuse.engine.errors import SensorfuseError, UsageError
 
@@ -50,13 +48,21 @@ def _sub(subparsers: Any, name: str, help_: str) -> argparse.ArgumentParser:
 
 
 def _parse_set(pairs: list[str]) -> list[tuple[str, str, Any]]:
+    """NODE.PARAM=VALUE pairs; VALUE is YAML read as graph files are (`true`/`false` only are
+    booleans). The node's params are validated with the rest of the graph (`graph.plan`)."""
+    from sensorfuse.engine.graph import parse_yaml
+
     out = []
     for pair in pairs:
         key, eq, value = pair.partition("=")
         node, dot, param = key.partition(".")
         if not eq or not dot or not node or not param:
             raise UsageError(f"--set wants NODE.PARAM=VALUE, got {pair!r}")
-        out.append((node, param, yaml.safe_load(value)))
+        try:
+            parsed = parse_yaml(value)
+        except UsageError as exc:
+            raise UsageError(f"--set {pair}: the value is {exc}") from None
+        out.append((node, param, parsed))
     return out
 
 

@@ -18,16 +18,19 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import yaml
 
-from sensorfuse.engine.errors import UsageError
+from sensorfuse.engine import params as params_mod
+from sensorfuse.engine.errors import SensorfuseError, UsageError
 from sensorfuse.engine.node import POLICIES, Node
+from sensorfuse.engine.params import Count, NonNegativeFloat, PositiveFloat, PositiveInt
 from sensorfuse.engine.streams import stream_type
 
 BUILTIN_GRAPHS_DIR = Path(__file__).with_name("graphs")
@@ -37,7 +40,7 @@ LOCAL_HOST = "local"
 class InputUse(msgspec.Struct, forbid_unknown_fields=True):
     stream: str
     policy: str | None = None
-    queue: int | None = None
+    queue: PositiveInt | None = None
 
 
 class NodeDecl(msgspec.Struct, forbid_unknown_fields=True):
@@ -60,25 +63,25 @@ class SecurityDecl(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SupervisorDecl(msgspec.Struct, forbid_unknown_fields=True):
-    startup_timeout_s: float = 30.0
-    heartbeat_interval_s: float = 0.25
-    hang_timeout_s: float = 5.0
-    max_restarts: int = 3
-    restart_window_s: float = 60.0
-    backoff_initial_s: float = 0.2
-    backoff_max_s: float = 5.0
-    stop_deadline_s: float = 5.0
+    startup_timeout_s: PositiveFloat = 30.0
+    heartbeat_interval_s: PositiveFloat = 0.25
+    hang_timeout_s: PositiveFloat = 5.0
+    max_restarts: Count = 3
+    restart_window_s: PositiveFloat = 60.0
+    backoff_initial_s: NonNegativeFloat = 0.2
+    backoff_max_s: NonNegativeFloat = 5.0
+    stop_deadline_s: NonNegativeFloat = 5.0
     #: a node whose producers have all exited gets STOP after this long.
-    upstream_grace_s: float = 2.0
+    upstream_grace_s: NonNegativeFloat = 2.0
     #: a finished node keeps its outputs open this long at most for consumers to drain them.
-    drain_timeout_s: float = 10.0
+    drain_timeout_s: NonNegativeFloat = 10.0
 
 
 class GraphDecl(msgspec.Struct, forbid_unknown_fields=True):
     nodes: dict[str, NodeDecl]
     name: str = "graph"
     hosts: dict[str, str] = {}
-    ports_base: int = 47000
+    ports_base: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 47000
     external: ExternalDecl = msgspec.field(default_factory=ExternalDecl)
     security: SecurityDecl = msgspec.field(default_factory=SecurityDecl)
     supervisor: SupervisorDecl = msgspec.field(default_factory=SupervisorDecl)
@@ -159,6 +162,71 @@ def resolve_kind(kind: str) -> tuple[str, type[Node]]:
     return path, cls
 
 
+class GraphLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans (only true/false: `on`, `off`, `yes`,
+    `no` stay strings, so a rule parameter named `on` is a key, not True) and duplicate
+    mapping keys refused (two nodes with one name would otherwise silently keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` then overriding a key is what merges are for
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+                seen[key] = line
+            except TypeError:
+                continue  # an unhashable key: the base constructor reports it
+            if first is not None:
+                where = f"on line {line}" if first == line else f"at lines {first} and {line}"
+                raise UsageError(f"{_source(node)}duplicate key {key!r} {where} "
+                                 "(the second would silently replace the first)")
+        return super().construct_mapping(node, deep=deep)
+
+
+GraphLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+GraphLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                  list("tTfF"))
+
+
+def _source(node: yaml.Node) -> str:
+    name = node.start_mark.name
+    return "" if name.startswith("<") else f"{name}: "
+
+
+def parse_yaml(text: str, source: str = "<string>") -> Any:
+    """Graph YAML (or a `--set` value) → Python data, with `GraphLoader`'s rules. Errors
+    are UsageError, one line with the line and column."""
+    loader = GraphLoader(text)
+    loader.name = source  # type: ignore[attr-defined]  # shown in marks, hence in errors
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(str(exc.problem or exc.context or "syntax error").split())
+        prefix = "" if source.startswith("<") else f"{source}: "
+        raise UsageError(f"{prefix}not valid YAML{where}: {what}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """A graph file read with `parse_yaml` (UsageError when unreadable)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read graph {path}: {exc}") from None
+    return parse_yaml(text, str(path))
+
+
 def load_decl(source: str | os.PathLike[str] | dict[str, Any]) -> GraphDecl:
     """Parse a graph from a YAML path, a built-in graph name, or an already-loaded dict."""
     if isinstance(source, dict):
@@ -170,14 +238,11 @@ def load_decl(source: str | os.PathLike[str] | dict[str, Any]) -> GraphDecl:
         if not path.exists():
             builtin = sorted(p.stem for p in BUILTIN_GRAPHS_DIR.glob("*.yaml"))
             raise UsageError(f"no graph file {str(source)!r} (built-in graphs: {', '.join(builtin)})")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{path}: not valid YAML: {exc}") from None
+        raw = read_yaml(path)
     try:
         return msgspec.convert(raw, type=GraphDecl)
     except msgspec.ValidationError as exc:
-        raise UsageError(f"graph: {exc}") from None
+        raise UsageError(f"graph: {params_mod.explain(GraphDecl, raw, exc, what='field')}") from None
 
 
 def _slug(stream: str) -> str:
@@ -271,9 +336,60 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
             subscribers={s: len(consumers.get(s, [])) for s in nd.outputs.values()},
             is_source=not nd.inputs,
         )
+    _refuse_shared_endpoints(decl, nodes)
     gp = GraphPlan(decl.name, decl, run_dir, nodes, producers, decl.security.keys)
     gp.order = _topological(gp)
+    _check_nodes(decl, {name: cls for name, (_, cls) in classes.items()})
     return gp
+
+
+def _check_nodes(decl: GraphDecl, classes: dict[str, type[Node]]) -> None:
+    """Each node's params converted as its process will convert them, so a wrong type, an
+    unknown name or a value out of range stops the graph here, in one line, instead of
+    failing (or crash-looping) a node after the others started; then the node's `check`
+    hook (files it needs) for the nodes this host starts."""
+    for name, nd in decl.nodes.items():
+        cls = classes[name]
+        try:
+            params = cls.parse_params(nd.params)
+        except params_mod.ParamsError as exc:
+            raise UsageError(f"graph {decl.name}: node {name}: {exc}") from None
+        if nd.host != LOCAL_HOST:
+            continue  # its files are on its own host: checked when that host starts it
+        try:
+            cls.check(params)
+        except SensorfuseError as exc:
+            raise UsageError(f"graph {decl.name}: node {name}: {exc}") from None
+
+
+_TCP = re.compile(r"^tcp://(?P<host>\[[^\]]*\]|[^:/]*):(?P<port>\d+)$")
+_ANY_ADDRESS = {"*", "0.0.0.0", "[::]", "::"}
+
+
+def _endpoints_clash(a: str, b: str) -> bool:
+    """Whether binding both would fail: the same endpoint, or the same tcp port on the same
+    address (a wildcard address takes the port on every address)."""
+    if a == b:
+        return True
+    ta, tb = _TCP.match(a), _TCP.match(b)
+    if ta is None or tb is None or ta["port"] != tb["port"] or ta["port"] == "0":
+        return False
+    hosts = {"*" if h in _ANY_ADDRESS else "127.0.0.1" if h == "localhost" else h for h in (ta["host"], tb["host"])}
+    return len(hosts) == 1 or "*" in hosts
+
+
+def _refuse_shared_endpoints(decl: GraphDecl, nodes: dict[str, NodePlan]) -> None:
+    """Two binds of one endpoint (two nodes exposing the same tcp address, or an expose on
+    an address an external producer binds) would crash-loop the second node at run time."""
+    binds = [(np_.host, f"node {n!r}", stream, ep) for n, np_ in nodes.items()
+             for stream, eps in np_.bind.items() for ep in eps]
+    binds += [(None, "an external program", stream, ep) for stream, ep in decl.external.inputs.items()]
+    for i, (host_a, who_a, stream_a, ep_a) in enumerate(binds):
+        for host_b, who_b, stream_b, ep_b in binds[i + 1:]:
+            if (host_a is None or host_b is None or host_a == host_b) and _endpoints_clash(ep_a, ep_b):
+                same = ep_a if ep_a == ep_b else f"{ep_a} and {ep_b}"
+                raise UsageError(f"{who_a} (stream {stream_a!r}) and {who_b} (stream {stream_b!r}) both bind "
+                                 f"{same}: give each its own endpoint")
 
 
 def _topological(gp: GraphPlan) -> list[str]:

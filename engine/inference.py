@@ -257,6 +257,7 @@ def open_model(manifest_path: str | Path, config: SessionConfig | None = None) -
             mf.check_file(model_file, manifest.sha256)
         elif not model_file.is_file():
             raise mf.ManifestError(f"model file missing: {model_file}")
+        mf.check_present(manifest_path, manifest)  # labels, tokenizer: a crash on first use otherwise
     except mf.ManifestError as err:
         raise ModelLoadError(str(err)) from None
     options = session_options(config.intra_op_threads)
@@ -266,6 +267,7 @@ def open_model(manifest_path: str | Path, config: SessionConfig | None = None) -
     except _ORT_ERRORS as err:
         raise ModelLoadError(f"cannot load model file {model_file}: {_first_line(err)}") from None
     check_graph(model_file, manifest, session)
+    check_processing(manifest_path, manifest, session)
     model = ModelSession(manifest_path, manifest, session, config)
     fingerprint.note_model(manifest.name, manifest.sha256, model.provider)
     log.info("model %s on %s (%d intra-op threads%s)", manifest.name, model.provider,
@@ -347,6 +349,48 @@ def check_graph(model_file: Path, manifest: mf.Manifest, session: ort.InferenceS
                     f"{model_file}: {what} {spec.name!r} expected {spec.dtype}"
                     f"{list(spec.shape)} (manifest), graph has {dtype}{found.shape}"
                 )
+
+
+#: Outputs each post-processing kind reads by a fixed name (the others name theirs in fields).
+_FIXED_OUTPUTS: dict[type, tuple[str, ...]] = {
+    mf.SsdFacePost: ("regressors", "scores"),
+    mf.LandmarksPost: ("landmarks", "face_flag"),
+    mf.VadPost: ("output", "stateN"),
+}
+
+
+def _post_outputs(post: mf.Postprocessing) -> list[tuple[str, str]]:
+    """(field, output name) pairs the post-processing reads."""
+    if isinstance(post, mf.ClassifierPost):
+        return [("logits", post.logits)] + ([("embedding", post.embedding)] if post.embedding else [])
+    if isinstance(post, mf.EmbeddingPost):
+        return [("output", post.output)]
+    return [("kind", name) for name in _FIXED_OUTPUTS.get(type(post), ())]
+
+
+def check_processing(manifest_path: Path, manifest: mf.Manifest, session: ort.InferenceSession) -> None:
+    """Raise ModelLoadError when the manifest's pre/post-processing disagrees with the model:
+    post-processing reading an output the model does not have, or an image size that is not
+    the model's input size. Found at load, the node fails at start; otherwise every input
+    failed (and the node was restarted) and a run labelled nothing."""
+    outputs = [spec.name for spec in manifest.outputs]
+    graph_outputs = {o.name for o in session.get_outputs()}
+    post = manifest.postprocessing
+    for field, name in _post_outputs(post):
+        if name not in outputs or name not in graph_outputs:
+            what = f"postprocessing.{field} {name!r}" if field != "kind" else \
+                f"postprocessing {type(post).__struct_config__.tag!r} reads output {name!r}, which"
+            raise ModelLoadError(f"{manifest_path}: {what} is not an output of the model "
+                                 f"(outputs: {', '.join(outputs)})")
+    pre = manifest.preprocessing
+    if isinstance(pre, (mf.LetterboxPre, mf.CenterCropPre, mf.FaceCropPre)) and manifest.inputs:
+        spec = manifest.inputs[0]
+        graph = {i.name: i for i in session.get_inputs()}.get(spec.name)
+        shapes = [list(spec.shape)] + ([list(graph.shape)] if graph is not None else [])
+        for shape in shapes:
+            if len(shape) == 4 and any(isinstance(d, int) and d >= 0 and d != pre.size for d in shape[2:]):
+                raise ModelLoadError(f"{manifest_path}: preprocessing.size {pre.size} does not match the model's "
+                                     f"input {spec.name!r} {list(shape)} (N, C, height, width)")
 
 
 def _dims_compatible(graph: list[int], declared: list[mf.Dim]) -> bool:

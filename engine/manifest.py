@@ -270,6 +270,26 @@ def check_file(path: Path, expected_sha256: str) -> None:
         )
 
 
+def needed_files(manifest: Manifest) -> list[str]:
+    """Files beside the manifest that the runtime opens: the model, labels, tokenizer and
+    other extra files (the reference is for `models verify` only)."""
+    files = [manifest.file] + [extra.file for extra in manifest.extra_files]
+    if manifest.labels is not None:
+        files.append(manifest.labels.file)
+    if isinstance(manifest.preprocessing, TokenizerPre):
+        files.append(manifest.preprocessing.file)
+    return list(dict.fromkeys(files))
+
+
+def check_present(manifest_path: Path, manifest: Manifest) -> None:
+    """Raise ManifestError naming the manifest and the first needed file that is missing
+    (cheap: no hashing; for checks before a graph starts)."""
+    for name in needed_files(manifest):
+        if not (manifest_path.parent / name).is_file():
+            raise ManifestError(f"{manifest_path}: file {name!r} it names is missing "
+                                f"({manifest_path.parent / name})")
+
+
 def check_files(manifest_path: Path, manifest: Manifest) -> None:
     """Check the model and every extra file (labels, tokenizer, reference) by sha256."""
     base = manifest_path.parent

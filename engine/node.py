@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from sensorfuse.engine import params as params_mod
 from sensorfuse.engine import wire
 from sensorfuse.engine.clock import Clock
 
@@ -184,7 +185,16 @@ class Node:
 
     @classmethod
     def parse_params(cls, raw: dict[str, Any] | None) -> Any:
-        return msgspec.convert(raw or {}, type=cls.Params)
+        """`Params` from the graph's dict; `params.ParamsError` (a StartupError) naming the
+        field and the value when they do not fit."""
+        return params_mod.parse(cls.Params, raw)
+
+    @classmethod
+    def check(cls, params: Any) -> None:
+        """Check what the node needs beyond its parameters (files it reads, a model's
+        manifest) before any process starts: `sensorfuse graph check` and `run` call it for
+        the nodes placed on the local host. Raise `UsageError` with one line. Keep it cheap
+        (no model loading); `start` still fails on what only opening can tell."""
 
     def start(self) -> None:
         """Open devices and load models. Raising here fails the node before READY."""

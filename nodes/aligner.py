@@ -44,7 +44,7 @@ Config example::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
@@ -54,17 +54,18 @@ from sensorfuse.engine.align import Aligner, AlignerConfig, Item, StreamPolicy, 
 from sensorfuse.engine.align_audio import AudioWindow
 from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
+from sensorfuse.engine.params import NonNegativeFloat, PositiveFloat, PositiveInt, param_error
 
 MS = 1_000_000
 
 
 class StreamParams(msgspec.Struct, forbid_unknown_fields=True):
-    policy: str
-    slop_ms: float = 20.0
-    window_ms: float = 1000.0
-    ttl_ms: float = 5000.0
+    policy: Literal["nearest", "window", "latest"]
+    slop_ms: NonNegativeFloat = 20.0
+    window_ms: PositiveFloat = 1000.0
+    ttl_ms: NonNegativeFloat = 5000.0
     required: bool = True
-    capacity: int = 256
+    capacity: PositiveInt = 256
     embed: bool = True
 
 
@@ -90,11 +91,19 @@ class AlignerNode(Node):
     class Params(msgspec.Struct, forbid_unknown_fields=True):
         streams: dict[str, StreamParams] = {}
         trigger: str | None = None
-        rate_hz: float | None = None
+        rate_hz: PositiveFloat | None = None
         origin_ns: int = 0
-        lateness_ms: float = 100.0
-        reorder_ms: float | None = None
-        max_pending_ticks: int = 64
+        lateness_ms: NonNegativeFloat = 100.0
+        reorder_ms: NonNegativeFloat | None = None
+        max_pending_ticks: PositiveInt = 64
+
+        def __post_init__(self) -> None:
+            if (self.trigger is None) == (self.rate_hz is None):
+                raise param_error("trigger", "a stream to tick on, or rate_hz (exactly one of them)",
+                                  self.trigger)
+            if self.trigger is not None and self.trigger not in self.streams:
+                raise param_error("trigger", f"one of the ports under streams ({', '.join(self.streams) or 'none'})",
+                                  self.trigger)
 
     inputs = {"*": InputSpec(policy="drop_oldest", queue=64)}
     outputs = {"ticks": OutputSpec(kind="record", doc="aligned ticks with masks (docs/time.md)")}

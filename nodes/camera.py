@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Literal, Protocol
 
 import cv2
 import msgspec
@@ -51,7 +51,8 @@ import numpy as np
 
 from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.node import Node, Out, OutputSpec
-from sensorfuse.nodes.media_clock import MediaClock
+from sensorfuse.engine.params import Count, NonNegativeFloat, PositiveFloat, PositiveInt, require_file
+from sensorfuse.nodes.media_clock import ClockMode, MediaClock, PaceMode
 
 LAYOUT = "HWC/bgr8"
 
@@ -106,18 +107,18 @@ def parse_source(source: str | int) -> tuple[str, str | int]:
 class CameraNode(Node):
     class Params(msgspec.Struct, forbid_unknown_fields=True):
         source: str | int = 0
-        width: int | None = None
-        height: int | None = None
-        fps: float | None = None
-        pipeline_delay_ms: float = 0.0
-        clock: str = "file"
+        width: PositiveInt | None = None
+        height: PositiveInt | None = None
+        fps: PositiveFloat | None = None
+        pipeline_delay_ms: NonNegativeFloat = 0.0
+        clock: ClockMode = "file"
         origin_ns: int = 0
-        pace: str = "native"
-        on_resize: str = "resize"
-        reconnect_attempts: int = 10
-        backoff_initial_s: float = 0.1
-        backoff_max_s: float = 2.0
-        max_frames: int = 0  # 0: until the source ends
+        pace: PaceMode = "native"
+        on_resize: Literal["resize", "refuse"] = "resize"
+        reconnect_attempts: Count = 10
+        backoff_initial_s: PositiveFloat = 0.1
+        backoff_max_s: PositiveFloat = 2.0
+        max_frames: Count = 0  # 0: until the source ends
 
     outputs = {
         "frame": OutputSpec(kind="tensor", doc="uint8 [H, W, 3] HWC/bgr8, t_ns = capture time"),
@@ -125,10 +126,14 @@ class CameraNode(Node):
     }
 
     # -- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    def check(cls, params: Params) -> None:
+        kind, source = parse_source(params.source)
+        if kind == "file":
+            require_file("source", str(source), "video file")
+
     def start(self) -> None:
         p = self.params
-        if p.on_resize not in ("resize", "refuse"):
-            raise StartupError(f"camera: on_resize {p.on_resize!r}: use resize or refuse")
         self.kind, self.source = parse_source(p.source)
         if self.kind == "file" and not os.path.exists(str(self.source)):
             raise StartupError(f"camera: video file {self.source!r} does not exist")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Annotated
 
 import cv2
 import msgspec
@@ -42,21 +43,24 @@ import numpy as np
 
 from sensorfuse.engine import inference, wire
 from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.errors import StartupError, UsageError
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
+from sensorfuse.engine.params import PositiveInt
 from sensorfuse.engine.prepost import blazeface, imagenet, text, vad
 
 NS = 1_000_000_000
+FACE_CROP_ELSEWHERE = ("face_crop models need face boxes as a second input; run them in the perceive node, "
+                       "not in a single-input encoder")
 
 
 class EncoderNode(Node):
     """One model on one stream; see the module docstring for ports per model kind."""
 
     class Params(msgspec.Struct, forbid_unknown_fields=True):
-        model: str
+        model: Annotated[str, msgspec.Meta(min_length=1)]
         cache: str | None = None
-        threads: int = 1
-        providers: list[str] | None = None
+        threads: PositiveInt = 1
+        providers: Annotated[list[str], msgspec.Meta(min_length=1)] | None = None
 
     inputs = {"in": InputSpec(kind="any", policy="latest", queue=1)}
     outputs = {
@@ -64,6 +68,19 @@ class EncoderNode(Node):
         "embedding": OutputSpec(kind="tensor", doc="image or text embedding"),
         "activity": OutputSpec(kind="record", doc="speech activity per audio block"),
     }
+
+    @classmethod
+    def check(cls, params: Params) -> None:
+        """The manifest is found and parses, and the files it names are there (no hashing:
+        `start` checks hashes and the graph when it loads the model)."""
+        try:
+            manifest_path = mf.find_manifest(params.model, Path(params.cache) if params.cache else None)
+            manifest = mf.load(manifest_path)
+            mf.check_present(manifest_path, manifest)
+        except mf.ManifestError as err:
+            raise UsageError(f"model: {err}") from None
+        if isinstance(manifest.preprocessing, mf.FaceCropPre):
+            raise UsageError(f"model: {manifest_path}: {FACE_CROP_ELSEWHERE}")
 
     def start(self) -> None:
         p = self.params
@@ -88,8 +105,7 @@ class EncoderNode(Node):
         self.vad_stream: vad.SileroStream | None = None
         self._vad_anchor: tuple[int, int] | None = None  # (t_ns, rate) of the stream's sample 0
         if isinstance(self.pre, mf.FaceCropPre):
-            raise StartupError(f"{manifest_path}: face_crop models need face boxes as a second "
-                               "input; run them in the perceive node, not in a single-input encoder")
+            raise StartupError(f"{manifest_path}: {FACE_CROP_ELSEWHERE}")
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         try:

@@ -40,15 +40,16 @@ from __future__ import annotations
 import os
 import queue
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 
 from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.node import Node, Out, OutputSpec
+from sensorfuse.engine.params import NonNegativeFloat, PositiveInt, require_file
 from sensorfuse.nodes.audio_stamps import NS, BlockStamper, Resampler16k, Stamp
-from sensorfuse.nodes.media_clock import MediaClock
+from sensorfuse.nodes.media_clock import ClockMode, MediaClock, PaceMode
 
 PORTAUDIO_HINT = "install it with `sudo apt-get install libportaudio2` (macOS: `brew install portaudio`)"
 
@@ -66,15 +67,15 @@ class MicrophoneNode(Node):
     class Params(msgspec.Struct, forbid_unknown_fields=True):
         device: str | int | None = None  # name (substring) or index; None: the default input
         file: str | None = None  # WAV/FLAC/...: play this instead of a device
-        rate: int | None = None
-        channels: int = 1
-        block_ms: float = 20.0
-        clock: str = "file"
+        rate: PositiveInt | None = None
+        channels: PositiveInt = 1
+        block_ms: Annotated[float, msgspec.Meta(ge=10, le=32)] = 20.0
+        clock: ClockMode = "file"
         origin_ns: int = 0
-        pace: str = "native"
-        max_skew_ms: float = 20.0
-        warmup_ms: float = 1000.0  # device only: discard the stream's first blocks (unsettled timing)
-        queue_blocks: int = 200  # callback -> node queue (4 s of 20 ms blocks)
+        pace: PaceMode = "native"
+        max_skew_ms: NonNegativeFloat = 20.0
+        warmup_ms: NonNegativeFloat = 1000.0  # device only: discard the stream's first blocks (unsettled timing)
+        queue_blocks: PositiveInt = 200  # callback -> node queue (4 s of 20 ms blocks)
 
     outputs = {
         "audio": OutputSpec(kind="audio", doc="float32 [frames, channels] at the device rate"),
@@ -82,10 +83,13 @@ class MicrophoneNode(Node):
         "status": OutputSpec(kind="record", doc="discontinuity records"),
     }
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        if params.file is not None:
+            require_file("file", params.file, "audio file")
+
     def start(self) -> None:
         p = self.params
-        if not 10.0 <= p.block_ms <= 32.0:
-            raise StartupError(f"microphone: block_ms {p.block_ms} is outside 10-32 ms")
         self.overflows = 0
         self.gaps = 0
         self.blocks = 0

@@ -61,11 +61,14 @@ from typing import Any
 import msgspec
 
 from sensorfuse.engine import wire
-from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine import manifest as mf
+from sensorfuse.engine.errors import StartupError, UsageError
 from sensorfuse.engine.events import EventRule, EventTracker, Observation
 from sensorfuse.engine.inference import NonFiniteOutput
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
+from sensorfuse.engine.params import NonNegativeFloat, PositiveFloat, PositiveInt, Probability, param_error
 from sensorfuse.engine.perception import Encoders, FusionHead, Perception, Ports, label_embeddings, tick_from_record
+from sensorfuse.engine.perception.encoders import FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL
 from sensorfuse.engine.perception.features import TickFeatures, warm_up
 from sensorfuse.engine.perception.fusion import STRATEGIES, manifest_path_for
 from sensorfuse.engine.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
@@ -73,15 +76,21 @@ from sensorfuse.engine.perception.sound import SoundClassifier
 from sensorfuse.engine.perception.ticks import BadTick, TickInput, attach_frame
 
 MS = 1_000_000
+#: the model pack `Encoders` opens
+PACK_MODELS = (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, VAD_MODEL, TEXT_MODEL)
 
 
 class RuleParams(msgspec.Struct, forbid_unknown_fields=True):
-    on: float
-    off: float
-    min_duration_ms: float = 0.0
-    hold_ms: float = 0.0
-    cooldown_ms: float = 0.0
-    update_every_ms: float = 0.0
+    on: Probability
+    off: Probability
+    min_duration_ms: NonNegativeFloat = 0.0
+    hold_ms: NonNegativeFloat = 0.0
+    cooldown_ms: NonNegativeFloat = 0.0
+    update_every_ms: NonNegativeFloat = 0.0
+
+    def __post_init__(self) -> None:
+        if self.off > self.on:  # hysteresis: an event starts at `on` and ends below `off`
+            raise param_error("off", f"a score <= on ({self.on})", self.off)
 
     def rule(self, type_: str) -> EventRule:
         return EventRule(type_, self.on, self.off, round(self.min_duration_ms * MS), round(self.hold_ms * MS),
@@ -128,17 +137,25 @@ class PerceiveNode(Node):
         head: str = "default"
         heads_dir: str | None = None
         cache: str | None = None
-        scene_period_ms: float = 333.0
-        scene_delay_ms: float = 100.0
+        scene_period_ms: PositiveFloat = 333.0
+        scene_delay_ms: NonNegativeFloat = 100.0
         sound: str = "default"  # the sound-event classifier: default, off, or a manifest path
-        sound_period_ms: float = 100.0
-        warmup_frame: tuple[int, int] = (480, 640)  # height, width of the synthetic warm-up frame
-        top_k: int = 5
+        sound_period_ms: PositiveFloat = 100.0
+        warmup_frame: tuple[PositiveInt, PositiveInt] = (480, 640)  # height, width of the synthetic warm-up frame
+        top_k: PositiveInt = 5
         frame_port: str = "frame"
         audio_port: str = "audio"
         text_port: str = "text"
-        frame_buffer: int = 32  # frames held for ticks still to come (and ticks waiting for frames)
+        frame_buffer: PositiveInt = 32  # frames held for ticks still to come (and ticks waiting for frames)
         rules: dict[str, RuleParams] = {}
+
+        def __post_init__(self) -> None:
+            unknown = sorted(set(self.rules) - set(DEFAULT_RULES))
+            if unknown:
+                raise ValueError(f"rules: unknown event rules {', '.join(unknown)} (known: {', '.join(DEFAULT_RULES)})")
+            if self.scene_delay_ms >= self.scene_period_ms:
+                raise param_error("scene_delay_ms", f"a scene delay below scene_period_ms ({self.scene_period_ms})",
+                                  self.scene_delay_ms)
 
     inputs = {
         "ticks": InputSpec(kind="record", policy="drop_oldest", queue=8),
@@ -153,11 +170,25 @@ class PerceiveNode(Node):
         "events": OutputSpec(kind="record", doc="fused events (docs/protocol.md)"),
     }
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        """The pack's models, the fusion head and the sound classifier are where `start` will
+        look (a missing pack model crashed `start` with a traceback, and was restarted)."""
+        cache = Path(params.cache) if params.cache else None
+        for model in PACK_MODELS:
+            try:
+                manifest_path = mf.find_manifest(model, cache)
+                mf.check_present(manifest_path, mf.load(manifest_path))
+            except mf.ManifestError as err:
+                raise UsageError(f"cache: {err}") from None
+        head = resolve_head(params.head, Path(params.heads_dir) if params.heads_dir else default_heads_dir())
+        if not head.is_file():
+            raise UsageError(f"head: fusion head manifest {str(head)!r} does not exist")
+        if params.sound not in ("default", "off") and not Path(params.sound).is_file():
+            raise UsageError(f"sound: sound model manifest {params.sound!r} does not exist")
+
     def start(self) -> None:
         p = self.params
-        unknown = set(p.rules) - set(DEFAULT_RULES)
-        if unknown:
-            raise StartupError(f"perceive: unknown event rules {sorted(unknown)} (known: {sorted(DEFAULT_RULES)})")
         heads_dir = Path(p.heads_dir) if p.heads_dir else default_heads_dir()
         self.encoders = Encoders(Path(p.cache) if p.cache else None)
         self.head = FusionHead(resolve_head(p.head, heads_dir))
@@ -177,8 +208,6 @@ class PerceiveNode(Node):
         rules = {**DEFAULT_RULES, **p.rules}
         self.trackers = {name: EventTracker(r.rule(name)) for name, r in rules.items()}
         self.last_t: int | None = None
-        if p.frame_buffer < 1:
-            raise StartupError(f"perceive: frame_buffer {p.frame_buffer} must be ≥ 1")
         self.join: FrameJoin[TickInput, wire.Message] = FrameJoin(capacity=p.frame_buffer)
         self.frame_wired = "frame" in self.ctx.inputs
         self.ctx.log.info("perceive: fusion head %s (%s), models on %s", self.head.path.name, self.head.strategy,

@@ -21,6 +21,7 @@ import msgspec
 import numpy as np
 
 from sensorfuse.engine.node import Node, Out, OutputSpec
+from sensorfuse.engine.params import Count, PositiveFloat, param_error
 
 
 def synthetic_payload(index: int, shape: tuple[int, ...], dtype: str = "uint8") -> np.ndarray:
@@ -34,17 +35,21 @@ def synthetic_payload(index: int, shape: tuple[int, ...], dtype: str = "uint8") 
 
 class SyntheticSource(Node):
     class Params(msgspec.Struct, forbid_unknown_fields=True):
-        rate_hz: float = 30.0
-        count: int = 0  # 0: run until stopped
-        shape: list[int] = msgspec.field(default_factory=lambda: [480, 640, 3])
+        rate_hz: PositiveFloat = 30.0
+        count: Count = 0  # 0: run until stopped
+        shape: list[Count] = msgspec.field(default_factory=lambda: [480, 640, 3])
         dtype: str = "uint8"
         layout: str | None = "HWC/bgr8"
+
+        def __post_init__(self) -> None:
+            try:
+                np.dtype(self.dtype)
+            except TypeError:
+                raise param_error("dtype", "a numpy dtype name (uint8, float32, ...)", self.dtype) from None
 
     outputs = {"out": OutputSpec(kind="tensor", doc="index-stamped array")}
 
     def start(self) -> None:
-        if self.params.rate_hz <= 0:
-            raise ValueError("rate_hz must be > 0")
         self.period_ns = int(1e9 / self.params.rate_hz)
         self.index = 0
         # No schedule yet: it is anchored at the first `produce`, after the READY/START

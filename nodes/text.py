@@ -38,7 +38,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterable
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import msgspec
 import zmq
@@ -46,7 +46,8 @@ import zmq
 from sensorfuse.engine import security
 from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.node import Node, Out, OutputSpec
-from sensorfuse.nodes.media_clock import MediaClock
+from sensorfuse.engine.params import PositiveInt, param_error, require_file
+from sensorfuse.nodes.media_clock import ClockMode, MediaClock, PaceMode
 
 NS = 1_000_000_000
 TIMESTAMPED = re.compile(rb"^(\d+(?:\.\d+)?)\t(.*)$", re.DOTALL)
@@ -80,22 +81,31 @@ def read_line(stream: IO[bytes], max_bytes: int) -> bytes | None:
 
 class TextNode(Node):
     class Params(msgspec.Struct, forbid_unknown_fields=True):
-        source: str = "stdin"
+        source: Literal["stdin", "file", "zmq"] = "stdin"
         path: str | None = None
         endpoint: str = "tcp://127.0.0.1:5599"
         keys: str | None = None
-        max_bytes: int = 4096
-        clock: str = "file"
+        max_bytes: PositiveInt = 4096
+        clock: ClockMode = "file"
         origin_ns: int = 0
-        pace: str = "native"
-        queue: int = 256
+        pace: PaceMode = "native"
+        queue: PositiveInt = 256
+
+        def __post_init__(self) -> None:
+            if self.source == "file" and not self.path:
+                raise param_error("path", "a file to read (source is file)", self.path)
 
     outputs = {"text": OutputSpec(kind="bytes", doc="UTF-8 text, t_ns = arrival or file timestamp")}
 
+    @classmethod
+    def check(cls, params: Params) -> None:
+        if params.source == "file" and params.path is not None:
+            require_file("path", params.path, "text file")
+        if params.source == "zmq" and params.keys is not None:
+            security.CurveKeys.load(params.keys)  # StartupError naming the directory
+
     def start(self) -> None:
         p = self.params
-        if p.max_bytes < 1:
-            raise StartupError("text: max_bytes must be >= 1")
         self.sock: zmq.Socket | None = None
         self.zctx: zmq.Context | None = None
         self.file: IO[bytes] | None = None

@@ -176,9 +176,8 @@ def replay_graph(path: str, *, rate: float | str = 1.0, start: float | None = No
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    import yaml
-
     from sensorfuse.engine.cli import run_graph
+    from sensorfuse.engine.graph import read_yaml
     from sensorfuse.engine.rundir import new_run_dir
     from sensorfuse.replay import logtools
     from sensorfuse.replay.progress import ProgressWatcher
@@ -186,10 +185,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     _existing_log(args.file)
     graph = None
     if args.graph:
-        try:
-            graph = yaml.safe_load(Path(args.graph).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise UsageError(f"cannot read graph {args.graph}: {exc}") from None
+        graph = read_yaml(args.graph)  # the graph files' rules: YAML 1.2 booleans, no duplicate keys
     g = replay_graph(args.file, rate=args.rate, start=args.start, end=args.end, loop=args.loop,
                      streams=args.streams, graph=graph, out=args.out)
     info = logtools.info(args.file)

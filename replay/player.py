@@ -35,7 +35,7 @@ Config example::
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
@@ -43,6 +43,7 @@ import numpy as np
 from sensorfuse.engine import wire
 from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.node import Node, Out, OutputSpec
+from sensorfuse.engine.params import NonNegativeFloat, PositiveFloat, PositiveInt, param_error, require_file
 from sensorfuse.replay.mcap_io import LogError, LogMessage, LogReader
 
 
@@ -67,19 +68,25 @@ class PlayerNode(Node):
 
     class Params(msgspec.Struct, forbid_unknown_fields=True):
         path: str
-        rate: float | Literal["max"] = 1.0
-        start_s: float | None = None
-        end_s: float | None = None
+        rate: PositiveFloat | Literal["max"] = 1.0
+        start_s: NonNegativeFloat | None = None
+        end_s: NonNegativeFloat | None = None
         loop: bool = False
-        loop_gap_s: float = 1.0
-        streams: list[str] | None = None
+        loop_gap_s: NonNegativeFloat = 1.0
+        streams: Annotated[list[str], msgspec.Meta(min_length=1)] | None = None
         #: messages handed over per `produce` call at most (keeps the runtime responsive)
-        batch: int = 32
+        batch: PositiveInt = 32
+
+        def __post_init__(self) -> None:
+            if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
+                raise param_error("end_s", f"a time after start_s ({self.start_s})", self.end_s)
+
+    @classmethod
+    def check(cls, params: Params) -> None:
+        require_file("path", params.path, "log")
 
     def start(self) -> None:
         p = self.params
-        if p.rate != "max" and not p.rate > 0:
-            raise StartupError(f"player: rate must be > 0 or 'max', got {p.rate!r}")
         try:
             self.reader = LogReader(p.path)
         except FileNotFoundError:

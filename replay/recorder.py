@@ -39,12 +39,13 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
 import msgspec
 
 from sensorfuse.engine import fingerprint, wire
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
+from sensorfuse.engine.params import PositiveFloat
 from sensorfuse.replay.mcap_io import LogWriter
 
 Opener = Callable[[str], IO[bytes]]
@@ -281,16 +282,16 @@ class RecorderNode(Node):
 
     class Params(msgspec.Struct, forbid_unknown_fields=True):
         path: str = "recording.mcap"
-        chunk_mb: float = 4.0
-        flush_s: float = 0.5
-        split_mb: float | None = None
-        split_s: float | None = None
-        cache_mb: float = 256.0
+        chunk_mb: PositiveFloat = 4.0
+        flush_s: PositiveFloat = 0.5
+        split_mb: PositiveFloat | None = None
+        split_s: PositiveFloat | None = None
+        cache_mb: PositiveFloat = 256.0
         #: streams of frames to store as JPEG (lossy; replay decodes them back to frames)
         jpeg: list[str] = []
-        jpeg_quality: int = 90
+        jpeg_quality: Annotated[int, msgspec.Meta(ge=0, le=100)] = 90
         #: seconds `stop()` waits for the writer to finalise the file
-        close_timeout_s: float = 30.0
+        close_timeout_s: PositiveFloat = 30.0
 
     def start(self) -> None:
         self.writer = _Writer(self.params, type(self).opener, self.params.jpeg_quality, self.ctx.run_dir)

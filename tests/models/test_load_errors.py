@@ -88,3 +88,27 @@ def test_provider_choice_and_io_binding_on_cpu(small_model_copy: Path) -> None:
 def test_find_manifest_names_the_cache(tmp_path: Path) -> None:
     with pytest.raises(mf.ManifestError, match=str(tmp_path)):
         mf.find_manifest("efficientnet_lite0", tmp_path)
+
+
+def test_postprocessing_reading_a_missing_output_fails_at_load(small_model_copy: Path) -> None:
+    _rewrite(small_model_copy, outputs=[mf.TensorSpec("regressors", "float32", [1, 896, 16])])
+    with pytest.raises(inference.ModelLoadError) as caught:
+        inference.open_model(small_model_copy)
+    assert str(caught.value) == (f"{small_model_copy}: postprocessing 'ssd_faces' reads output 'scores', which is "
+                                 "not an output of the model (outputs: regressors)")
+
+
+def test_preprocessing_size_that_is_not_the_input_size_fails_at_load(small_model_copy: Path) -> None:
+    manifest = mf.load(small_model_copy)
+    _rewrite(small_model_copy, preprocessing=msgspec.structs.replace(manifest.preprocessing, size=192))
+    with pytest.raises(inference.ModelLoadError) as caught:
+        inference.open_model(small_model_copy)
+    assert str(caught.value) == (f"{small_model_copy}: preprocessing.size 192 does not match the model's input "
+                                 "'image' [1, 3, 128, 128] (N, C, height, width)")
+
+
+def test_a_missing_labels_file_fails_at_load(small_model_copy: Path) -> None:
+    _rewrite(small_model_copy, labels=mf.ExtraFile("labels.txt", "0" * 64))
+    with pytest.raises(inference.ModelLoadError, match=r"file 'labels.txt' it names is missing") as caught:
+        inference.open_model(small_model_copy)
+    assert isinstance(caught.value, StartupError)

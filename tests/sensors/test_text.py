@@ -111,5 +111,5 @@ def test_refuses_a_bind_beyond_loopback_without_keys_and_bad_sources(tmp_path: P
         NodeHarness(TextNode, {"source": "zmq", "endpoint": "tcp://0.0.0.0:*"}, streams=STREAMS)
     with pytest.raises(StartupError, match="existing path"):
         NodeHarness(TextNode, {"source": "file", "path": str(tmp_path / "nope")}, streams=STREAMS)
-    with pytest.raises(StartupError, match="use stdin, file or zmq"):
+    with pytest.raises(StartupError, match="source: expected one of 'file', 'stdin', 'zmq', got 'carrier-pigeon'"):
         NodeHarness(TextNode, {"source": "carrier-pigeon"}, streams=STREAMS)
