@@ -120,8 +120,12 @@ class NodeContext:
         inputs: dict[str, str] | None = None,
         outputs: dict[str, str] | None = None,
         run_dir: str | None = None,
+        restarts: int = 0,
     ) -> None:
         self.name = name
+        #: how often the supervisor restarted this node in this run (0: its first start); a
+        #: sink truncates its file only on the first start, not over its crashed predecessor's
+        self.restarts = restarts
         #: the graph's run directory (status.json, fingerprint.json); None outside a graph.
         self.run_dir = run_dir
         self.session = session
@@ -132,6 +136,8 @@ class NodeContext:
         self.log = logging.getLogger(f"sensorfuse.{name}")
         self._counters = counters
         self.rejected: dict[tuple[str, str], int] = {}
+        #: what the node could not write (file, device) -> the error; see `write_failed`
+        self.write_errors: dict[str, str] = {}
 
     def reject(self, stream: str, reason: str, detail: str = "") -> None:
         """Count one input the node refused (bad content, wrong shape, NaN ...), with a reason."""
@@ -141,6 +147,14 @@ class NodeContext:
             self._counters.count(stream, "rejected", reason)
         if detail:
             self.log.warning("%s rejected (%s): %s", stream, reason, detail)
+
+    def write_failed(self, target: str, error: str) -> None:
+        """Report that writing `target` (a file, a device) failed; the node logs it its own way
+        and may go on (counting what it cannot write as rejected). The supervisor sees the
+        report in the metrics, names it when the run ends and exits 1: the output is incomplete."""
+        self.write_errors[target] = error
+        if self._counters is not None:
+            self._counters.write_failed(target, error)
 
     def gauge(self, name: str, value: float) -> None:
         """Report a node-specific measurement (e.g. clock drift ppm) in the metrics stream."""
@@ -169,7 +183,9 @@ class Node:
         return msgspec.convert(raw or {}, type=cls.Params)
 
     def start(self) -> None:
-        """Open devices and load models. Raising here fails the node before READY."""
+        """Open devices and load models. Raising here fails the node before READY: a
+        configuration error (`StartupError`, `OSError`, `ValueError`, `KeyError`,
+        `ImportError`) for good, anything else as a crash that is retried (docs/engine.md)."""
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         """Handle one input message; return the messages to publish."""
