@@ -263,8 +263,8 @@ class Supervisor:
                 st.state = "failed"
                 self.graph_state = "degraded"
                 # Before the graph started, the failed start names it (one line, not two).
-                (log.error if self.started else log.info)("%s cannot start: %s (not restarted)", st.name,
-                                                          st.last_error or "startup error")
+                level = logging.ERROR if self.started else logging.INFO
+                log.log(level, "%s cannot start: %s (not restarted)", st.name, st.last_error or "startup error")
             else:
                 self._schedule_restart(st, f"exited with code {code}" + (f": {st.last_error}" if st.last_error else ""))
 
