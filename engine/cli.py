@@ -67,9 +67,13 @@ def _parse_set(pairs: list[str]) -> list[tuple[str, str, Any]]:
 
 
 def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: float | None = None,
-              run_dir: str | None = None, host: str = "local", quiet: bool = False) -> int:
-    """Load, plan and supervise a graph until it finishes or is interrupted."""
+              run_dir: str | None = None, host: str = "local", quiet: bool = False, summary: bool = True) -> int:
+    """Load, plan and supervise a graph until it finishes or is interrupted; returns the run's
+    exit code (docs/engine.md, "Exit codes"). Unless `quiet`, or `summary=False` for callers
+    that print their own, a graph that started ends with the one-screen summary on stderr;
+    every reason for a non-zero exit is one `sensorfuse: ...` line after it."""
     from sensorfuse.engine import graph as graph_mod
+    from sensorfuse.engine import summary as summary_mod
     from sensorfuse.engine.rundir import new_run_dir
     from sensorfuse.engine.supervisor import Supervisor
 
@@ -91,7 +95,12 @@ def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: f
     old_int = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)
     try:
-        return sup.run(duration_s=duration)
+        code = sup.run(duration_s=duration)
+        if summary and not quiet and sup.started:
+            print(summary_mod.render(sup.status(), exit_code=code), file=sys.stderr)
+        for line in sup.problems():
+            print(f"sensorfuse: {line}", file=sys.stderr)
+        return code
     finally:
         sup.close()
         signal.signal(signal.SIGINT, old_int)

@@ -87,6 +87,8 @@ class Counters:
     def __init__(self) -> None:
         self.streams: dict[str, StreamCounters] = defaultdict(StreamCounters)
         self.gauges: dict[str, float] = {}
+        #: target (file, device) -> error, from `NodeContext.write_failed`
+        self.write_errors: dict[str, str] = {}
 
     def count(self, stream: str, category: str, reason: str, n: int = 1) -> None:
         """category: dropped | malformed | rejected."""
@@ -95,5 +97,11 @@ class Counters:
     def gauge(self, name: str, value: float) -> None:
         self.gauges[name] = float(value)
 
+    def write_failed(self, target: str, error: str) -> None:
+        self.write_errors[target] = error
+
     def snapshot(self, dt_s: float) -> dict[str, Any]:
-        return {"streams": {k: v.snapshot(dt_s) for k, v in self.streams.items()}, "gauges": dict(self.gauges)}
+        out = {"streams": {k: v.snapshot(dt_s) for k, v in self.streams.items()}, "gauges": dict(self.gauges)}
+        if self.write_errors:  # only then: most nodes write no file, status.json stays small
+            out["write_errors"] = dict(self.write_errors)
+        return out

@@ -122,8 +122,12 @@ class NodeContext:
         inputs: dict[str, str] | None = None,
         outputs: dict[str, str] | None = None,
         run_dir: str | None = None,
+        restarts: int = 0,
     ) -> None:
         self.name = name
+        #: how often the supervisor restarted this node in this run (0: its first start); a
+        #: sink truncates its file only on the first start, not over its crashed predecessor's
+        self.restarts = restarts
         #: the graph's run directory (status.json, fingerprint.json); None outside a graph.
         self.run_dir = run_dir
         self.session = session
@@ -137,6 +141,8 @@ class NodeContext:
         #: set by the runtime: sends a heartbeat saying what the node is busy with and for
         #: how many more seconds (None outside a graph).
         self.keepalive: Callable[[str, float], None] | None = None
+        #: what the node could not write (file, device) -> the error; see `write_failed`
+        self.write_errors: dict[str, str] = {}
 
     def reject(self, stream: str, reason: str, detail: str = "") -> None:
         """Count one input the node refused (bad content, wrong shape, NaN ...), with a reason."""
@@ -160,6 +166,13 @@ class NodeContext:
                 self.keepalive(why, left)
             time.sleep(min(0.05, left))
         return True
+    def write_failed(self, target: str, error: str) -> None:
+        """Report that writing `target` (a file, a device) failed; the node logs it its own way
+        and may go on (counting what it cannot write as rejected). The supervisor sees the
+        report in the metrics, names it when the run ends and exits 1: the output is incomplete."""
+        self.write_errors[target] = error
+        if self._counters is not None:
+            self._counters.write_failed(target, error)
 
     def gauge(self, name: str, value: float) -> None:
         """Report a node-specific measurement (e.g. clock drift ppm) in the metrics stream."""
@@ -197,7 +210,9 @@ class Node:
         (no model loading); `start` still fails on what only opening can tell."""
 
     def start(self) -> None:
-        """Open devices and load models. Raising here fails the node before READY."""
+        """Open devices and load models. Raising here fails the node before READY: a
+        configuration error (`StartupError`, `OSError`, `ValueError`, `KeyError`,
+        `ImportError`) for good, anything else as a crash that is retried (docs/engine.md)."""
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         """Handle one input message; return the messages to publish."""

@@ -4,9 +4,11 @@ Lifecycle: load plan → construct node → bind outputs, connect inputs → `no
 wait until every declared consumer has subscribed → READY → wait for START → loop →
 EOS on every output → DONE. SIGINT/SIGTERM or a STOP from the supervisor ends the loop
 cleanly; an exception in node code ends the process with exit code 1 so the supervisor
-restarts it; a `StartupError` exits with code 3 and is not retried.
+restarts it. A configuration error before READY (`CONFIG_ERRORS` raised while the node
+is built or in its `start`: bad params, a path that cannot be opened, a missing module)
+prints one line naming the node and the cause and exits with code 3: not retried.
 
-Invoked by the supervisor as ``python -m sensorfuse.engine.runtime RUN_DIR NODE``.
+Invoked by the supervisor as ``python -m sensorfuse.engine.runtime RUN_DIR NODE SESSION RESTARTS``.
 """
 
 from __future__ import annotations
@@ -34,11 +36,21 @@ from sensorfuse.engine.transport import Publisher, Subscriber
 
 #: Messages handled per input per loop turn before control and heartbeats get a look.
 STEP_BATCH = 16
+#: What a node's constructor or `start` raises when its configuration is wrong: retrying
+#: cannot help, so these end the node with `EXIT_STARTUP` (docs/engine.md, "Startup errors").
+CONFIG_ERRORS: tuple[type[Exception], ...] = (StartupError, OSError, ValueError, KeyError, ImportError)
+
+
+def startup_error(exc: Exception) -> StartupError:
+    """`exc`, a configuration error, as a one-line StartupError (the type named unless it is one)."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return StartupError(text if isinstance(exc, StartupError) else f"{type(exc).__name__}: {text}")
 
 
 class NodeRunner:
-    def __init__(self, plan: dict[str, Any], node_name: str, *, session: str) -> None:
+    def __init__(self, plan: dict[str, Any], node_name: str, *, session: str, restarts: int = 0) -> None:
         self.plan = plan
+        self.restarts = restarts
         self.np: dict[str, Any] = plan["nodes"][node_name]
         self.name = node_name
         self.session = session
@@ -85,10 +97,13 @@ class NodeRunner:
             )
         ctx = NodeContext(self.name, self.session, self.clock, self.counters,
                           inputs={ip["port"]: ip["stream"] for ip in self.np["inputs"]}, outputs=self.np["outputs"],
-                          run_dir=self.plan["run_dir"])
+                          run_dir=self.plan["run_dir"], restarts=self.restarts)
         ctx.keepalive = self.keepalive
-        self.node = cls(params, ctx)
-        self.node.start()
+        try:
+            self.node = cls(params, ctx)
+            self.node.start()
+        except CONFIG_ERRORS as exc:
+            raise startup_error(exc) from None
 
     def wait_for_subscribers(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -294,10 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     run_dir, node_name = argv[0], argv[1]
     session = argv[2] if len(argv) > 2 else ""
+    restarts = int(argv[3]) if len(argv) > 3 else 0
     logging.basicConfig(level=logging.INFO, format=f"[{node_name}] %(levelname)s %(message)s", stream=sys.stderr)
     log = logging.getLogger(f"sensorfuse.{node_name}")
     plan = load_plan_json(f"{run_dir}/plan.json")
-    runner = NodeRunner(plan, node_name, session=session)
+    runner = NodeRunner(plan, node_name, session=session, restarts=restarts)
 
     def on_signal(signum: int, _frame: Any) -> None:
         runner.stopping = True
@@ -314,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             runner.setup()
             runner.wait_for_subscribers()
         except StartupError as exc:
-            log.error("%s", exc)
+            log.error("cannot start: %s", exc)
             runner.send_control({"type": "failed", "error": str(exc), "permanent": True})
             return EXIT_STARTUP
         runner.send_control({"type": "ready", "models": fingerprint.loaded_models(),

@@ -1,7 +1,9 @@
 """Starts one process per node, watches them, restarts them, and stops them in order.
 
 - Readiness: every node reports READY once its consumers have subscribed; the supervisor
-  sends START to all of them only when all are READY (or a node's startup deadline passed).
+  sends START to all of them, and prints READY, only when all are READY. A node that
+  fails before (a configuration error, exit code 3, or a crash loop) fails the start:
+  one line per failed node, the others are stopped, the run exits 1.
 - Liveness: heartbeats every `heartbeat_interval_s`; silence for `hang_timeout_s` means a
   hung node: SIGKILL and restart.
 - Restarts: exponential backoff from `backoff_initial_s` up to `backoff_max_s`; more than
@@ -11,6 +13,9 @@
 - Shutdown (SIGINT/SIGTERM, `--duration`, or every node done): STOP to sources first;
   nodes drain and exit as their inputs end; stragglers get STOP, then SIGKILL at the
   deadline. Exit codes are checked and reported.
+- Outcome (`problems`): the run exits 1 when a node failed, was restarted (its data in
+  between is lost), was killed at the stop deadline, or reported a write failure
+  (`NodeContext.write_failed`, in its metrics); 0 only when none of that happened.
 - Metrics: node heartbeats are merged and published on ``ipc://RUN/metrics`` and
   written to ``RUN/status.json`` for `sensorfuse status`, every `METRICS_INTERVAL_S`.
 - Cost: the checks above run every `CHECK_INTERVAL_S`, and at once when a node reports a
@@ -47,6 +52,9 @@ _GONE = ("done", "failed", "stopped", "killed")
 CHECK_INTERVAL_S = 0.05
 #: How often the merged status is published and written to status.json.
 METRICS_INTERVAL_S = 0.5
+#: After a node failed before the graph started, how long the others may take to fail
+#: too (so one run names every broken node) before the start is given up.
+START_FAILURE_GRACE_S = 1.0
 
 
 @dataclass
@@ -96,6 +104,9 @@ class Supervisor:
         self.metrics_seq = 0
         self.graph_state = "starting"
         self.started = False
+        #: nodes that failed before the graph started (reported then; the run exits 1)
+        self.start_failed: list[str] = []
+        self._first_failure_at: float | None = None
         self.stop_requested = False
         #: the stop deadline counts from the later of `shutdown_at` and this (see _any_busy)
         self.deadline_from = 0.0
@@ -104,7 +115,8 @@ class Supervisor:
 
     # -- processes -------------------------------------------------------------------
     def _spawn(self, st: NodeState) -> None:
-        cmd = [sys.executable, "-m", "sensorfuse.engine.runtime", self.run_dir, st.name, self.session]
+        cmd = [sys.executable, "-m", "sensorfuse.engine.runtime", self.run_dir, st.name, self.session,
+               str(st.restarts)]
         # Own process group: a terminal Ctrl-C reaches only the supervisor, which then
         # stops the nodes in order.
         st.proc = subprocess.Popen(cmd, start_new_session=True)
@@ -277,7 +289,9 @@ class Supervisor:
             elif code == EXIT_STARTUP:
                 st.state = "failed"
                 self.graph_state = "degraded"
-                log.error("%s cannot start: %s (not restarted)", st.name, st.last_error or "startup error")
+                # Before the graph started, the failed start names it (one line, not two).
+                level = logging.ERROR if self.started else logging.INFO
+                log.log(level, "%s cannot start: %s (not restarted)", st.name, st.last_error or "startup error")
             else:
                 self._schedule_restart(st, f"exited with code {code}" + (f": {st.last_error}" if st.last_error else ""))
 
@@ -296,9 +310,18 @@ class Supervisor:
                 self._schedule_restart(st, "hung (no heartbeat)")
 
     def _maybe_start_graph(self) -> None:
-        if self.started:
+        if self.started or self.start_failed:
             return
-        if all(st.state in ("ready", "failed") for st in self.nodes.values()):
+        failed = [n for n, st in self.nodes.items() if st.state == "failed"]
+        if failed:
+            now = time.monotonic()
+            if self._first_failure_at is None:
+                self._first_failure_at = now
+            if (all(st.state in ("ready", "failed") for st in self.nodes.values())
+                    or now - self._first_failure_at >= START_FAILURE_GRACE_S):
+                self._fail_start(failed)
+            return
+        if all(st.state == "ready" for st in self.nodes.values()):
             self.started = True
             if self.graph_state == "starting":
                 self.graph_state = "running"
@@ -313,6 +336,20 @@ class Supervisor:
             if not self.quiet:
                 print(f"sensorfuse: graph {self.plan.name!r} READY ({len(self.nodes)} nodes, run dir {self.run_dir})",
                       file=sys.stderr, flush=True)
+
+    def _fail_start(self, failed: list[str]) -> None:
+        """Some nodes failed before the graph started: say which and why instead of READY, and
+        stop the others. A graph missing a node would run degraded without anyone noticing."""
+        self.start_failed = failed
+        for name in failed:
+            reason = self.nodes[name].last_error.removeprefix(f"node {name!r}: ") or "startup error"
+            print(f"sensorfuse: node {name!r} failed at start: {reason}", file=sys.stderr, flush=True)
+        self.request_stop()
+        now = time.monotonic()
+        for name, st in self.nodes.items():  # no START will come: every waiting node stops now
+            if st.alive and st.stop_sent_at is None:
+                self._send(name, {"type": "stop"})
+                st.stop_sent_at = now
 
     def _stop_orphans(self) -> None:
         """A node whose producers have all exited for good gets STOP after a grace period."""
@@ -382,15 +419,25 @@ class Supervisor:
         Path(tmp).write_text(json.dumps(status))
         os.replace(tmp, f"{self.run_dir}/status.json")
 
-    def _exit_code(self) -> int:
-        failed = [n for n, st in self.nodes.items() if st.state == "failed"]
-        killed = [n for n, st in self.nodes.items() if st.state == "killed"]
+    def problems(self) -> list[str]:
+        """One line for each way the run was not clean, except the failed start (already
+        named when it happened); none and no failed start: exit 0."""
+        lines = []
         for n, st in self.nodes.items():
-            if st.state == "failed":
-                print(f"sensorfuse: node {n!r} failed: {st.last_error}", file=sys.stderr)
+            if st.state == "failed" and n not in self.start_failed:
+                lines.append(f"node {n!r} failed: {st.last_error}")
+            elif st.restarts and st.state != "failed":
+                times = "once" if st.restarts == 1 else f"{st.restarts} times"
+                lines.append(f"node {n!r} was restarted {times} (data in between is lost): {st.last_error}")
+            for target, error in (st.metrics.get("write_errors") or {}).items():
+                lines.append(f"node {n!r} could not write {target}: {error}")
+        killed = [n for n, st in self.nodes.items() if st.state == "killed"]
         if killed:
-            print(f"sensorfuse: killed at the stop deadline: {', '.join(killed)}", file=sys.stderr)
-        return 1 if failed or killed else 0
+            lines.append(f"killed at the stop deadline: {', '.join(killed)}")
+        return lines
+
+    def _exit_code(self) -> int:
+        return 1 if self.start_failed or self.problems() else EXIT_OK
 
     def close(self) -> None:
         for st in self.nodes.values():

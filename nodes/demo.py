@@ -164,7 +164,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.head:
         sets.append(f"perceive.head={args.head}")
     print(f"demo: {session.name} at rate {args.rate} (events scroll below; outputs in {out_dir})", flush=True)
-    code = run_graph("demo", sets=sets, duration=args.duration, run_dir=str(run_dir))
+    code = run_graph("demo", sets=sets, duration=args.duration, run_dir=str(run_dir), summary=False)  # ours below
     summary = summarize(session, out_dir, run_dir)
     print_summary(summary)
     print(f"demo finished in {time.monotonic() - t0:.0f} s (exit {code})")

@@ -4,9 +4,15 @@ JsonlSink — ports: in (any number of wired ports, any kind). One JSON object p
 message: the header fields, `t_recv_ns`, and the payload as `record` (records), `text`
 (UTF-8 bytes) or `sha256` + `nbytes` (arrays, other bytes; `digest: false` writes only
 `nbytes`, for a sink that logs frame timing and should not hash ~1 MB a frame). Flushed
-per line, so a killed sink leaves every line it acknowledged. Config::
+per line, so a killed sink leaves every line it acknowledged. The file is overwritten
+at start (`append: true` adds to it instead; a sink restarted within a run always
+appends, keeping its predecessor's lines). A path that cannot be opened (missing
+directory, no permission) is a startup error: one line, the run exits 1. A write that
+fails later (disk full) is reported once (`NodeContext.write_failed`: the run exits 1);
+the sink keeps running and counts the messages it could not write as rejected
+(``write_error``). Config::
 
-    sink: {kind: jsonl, params: {path: out.jsonl}, inputs: {in: perceive/events}}
+    sink: {kind: jsonl, params: {path: out.jsonl, append: false}, inputs: {in: perceive/events}}
 
 ConsoleSink — prints one readable line per message (records' `type`/`event` first).
 `simulate_work_ms` on either sink spends that long per message, to model a slow consumer.
@@ -20,7 +26,7 @@ import math
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 import msgspec
 
@@ -54,21 +60,40 @@ class JsonlSink(Node):
         path: str
         digest: bool = True  # sha256 of array / bytes payloads
         simulate_work_ms: float = 0.0
+        append: bool = False  # add to an existing file instead of overwriting it
 
     inputs = {"*": InputSpec(policy="drop_oldest", queue=64)}
 
     def start(self) -> None:
-        self.file = open(self.params.path, "a", encoding="utf-8")
+        append = self.params.append or self.ctx.restarts > 0
+        self.file: TextIO | None = open(self.params.path, "a" if append else "w", encoding="utf-8")
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         _simulate_work(self.params.simulate_work_ms)
-        self.file.write(json_line(message_to_json(msg, digest=self.params.digest)) + "\n")
-        self.file.flush()
+        if self.file is None:  # an earlier write failed
+            self.ctx.reject(msg.header.stream, "write_error")
+            return ()
+        try:
+            self.file.write(json_line(message_to_json(msg, digest=self.params.digest)) + "\n")
+            self.file.flush()
+        except OSError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            self.ctx.log.error("cannot write %s: %s (the sink keeps running, writing nothing)", self.params.path, error)
+            self.ctx.write_failed(self.params.path, error)
+            self.ctx.reject(msg.header.stream, "write_error")
+            self._close()
         return ()
 
     def stop(self) -> None:
-        if getattr(self, "file", None):
-            self.file.close()
+        self._close()
+
+    def _close(self) -> None:
+        file, self.file = getattr(self, "file", None), None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass  # the failed flush again: already reported by write_failed
 
 
 def json_line(obj: Any) -> str:

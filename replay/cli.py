@@ -201,7 +201,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     watcher = ProgressWatcher(run_dir, sys.stderr, start_s=start_s, end_s=end_s, total=total).start()
     t0 = time.monotonic()
     try:
-        code = run_graph(g, run_dir=str(run_dir))
+        code = run_graph(g, run_dir=str(run_dir), summary=False)  # replay_summary below
     finally:
         watcher.stop()
     player = _player_status(run_dir)

@@ -332,5 +332,7 @@ class RecorderNode(Node):
             return []
         self._error_reported = True
         self.ctx.log.error("recording stopped: %s (the graph keeps running)", error)
+        # The supervisor sees it in the metrics: the run exits 1, its summary names the file.
+        self.ctx.write_failed(self.params.path, error)
         return [Out.record("status", {"event": "recorder_error", "error": error,
                                       "files": list(self.stats.files)}, self._last_t_ns)]

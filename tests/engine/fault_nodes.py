@@ -46,3 +46,26 @@ class CrashOnStart(Node):
 
     def produce(self, now_ns: int) -> Iterable[Out] | None:
         return None
+
+
+class CrashOnStep(Node):
+    """Relays nothing: raises on every message, as a node with a broken model would (the
+    supervisor restarts it; every message it was given is lost)."""
+
+    inputs = {"in": InputSpec(policy="drop_oldest", queue=8)}
+
+    def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
+        raise RuntimeError(f"simulated crash on message {msg.header.seq}")
+
+
+class CrashOnProduce(Node):
+    """A source that starts fine and raises on its first `produce`, every life: it becomes
+    READY, then crash-loops until the supervisor gives up on it during the run."""
+
+    outputs = {"out": OutputSpec(kind="tensor")}
+
+    def start(self) -> None:
+        self.next_due_ns = 0
+
+    def produce(self, now_ns: int) -> Iterable[Out] | None:
+        raise RuntimeError("simulated crash in produce")

@@ -107,7 +107,10 @@ def test_corrupt_model_node_is_failed_not_restarted(graph_run, small_model_copy:
     assert failed
     status = run.status()
     assert status["nodes"]["faces"]["restarts"] == 0
-    assert status["nodes"]["camera"]["state"] in ("running", "starting", "done")
+    # A node that cannot start stops the graph: the camera is stopped, the run exits 1.
+    assert run.wait_exit(30) == 1
+    assert run.status()["nodes"]["camera"]["state"] in ("done", "stopped")
+    assert "node 'faces' failed at start" in run.stderr()
     assert "blazeface_short.onnx" in run.stderr() and "corrupt" in run.stderr()
     assert "Traceback" not in run.stderr()
 
