@@ -86,7 +86,8 @@ def register(subparsers: Any) -> None:
                                    "recorded streams are replaced")
     p.add_argument("--out", metavar="DIR", help="directory (created if missing) for the outputs: replay.jsonl "
                                                 "without --graph; with --graph the graph's nodes run there, so its "
-                                                "relative paths land in DIR (default: the current directory)")
+                                                "relative paths land in DIR (default: the current directory). "
+                                                "A name ending in .jsonl: the replayed streams to that file")
     p.add_argument("--run-dir", help="directory for sockets and status")
     p.set_defaults(func=cmd_replay)
 
@@ -233,7 +234,7 @@ def replay_graph(path: str, *, rate: float | str = 1.0, start: float | None = No
 
 def _out_dir(out: str | None) -> str | None:
     """`replay --out DIR`: created if missing; a file there is refused."""
-    if out is None:
+    if out is None or _is_jsonl_file(out):
         return None
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out wants a directory; {out} is a file")
@@ -242,6 +243,10 @@ def _out_dir(out: str | None) -> str | None:
     except OSError as exc:
         raise UsageError(f"cannot create --out directory {out}: {exc.strerror or exc}") from None
     return os.path.abspath(out)
+
+
+def _is_jsonl_file(out: str) -> bool:
+    return out.endswith(".jsonl") and not os.path.isdir(out)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -260,6 +265,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     check_window(args.file, args.start, args.end, info["duration_s"])
     out_dir = _out_dir(args.out)
     sink = None if graph is not None else os.path.join(out_dir or ".", REPLAY_JSONL)
+    if args.out and _is_jsonl_file(args.out):  # the older form: the replayed streams to that file
+        sink = args.out
     g = replay_graph(args.file, rate=args.rate, start=args.start, end=args.end, loop=args.loop,
                      streams=args.streams, graph=graph, out=sink)
     wired = list(g["nodes"]["player"]["outputs"])
