@@ -410,7 +410,10 @@ def cmd_log_export(args: argparse.Namespace) -> int:
                 d = logtools.info(args.file)
                 # the reader's last problem is where reading ended: the most telling
                 reasons = [*d["problems"], *(s["damage_reason"] for s in d["streams"] if s["damage_reason"])]
-                why = f": {reasons[-1] if d['problems'] else reasons[0]}" if reasons else (" in that time range" if args.start or args.end else "")
+                if reasons:
+                    why = f": {reasons[-1] if d['problems'] else reasons[0]}"
+                else:
+                    why = " in that time range" if args.start is not None or args.end is not None else ""
                 raise SensorfuseError(f"nothing exported from {args.file}{why}")
     except OSError as exc:
         raise SensorfuseError(f"cannot export to {args.to}: {exc.strerror or exc}") from None
