@@ -67,11 +67,13 @@ def _parse_set(pairs: list[str]) -> list[tuple[str, str, Any]]:
 
 
 def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: float | None = None,
-              run_dir: str | None = None, host: str = "local", quiet: bool = False, summary: bool = True) -> int:
+              run_dir: str | None = None, host: str = "local", quiet: bool = False, summary: bool = True,
+              cwd: str | None = None) -> int:
     """Load, plan and supervise a graph until it finishes or is interrupted; returns the run's
     exit code (docs/engine.md, "Exit codes"). Unless `quiet`, or `summary=False` for callers
     that print their own, a graph that started ends with the one-screen summary on stderr;
-    every reason for a non-zero exit is one `sensorfuse: ...` line after it."""
+    every reason for a non-zero exit is one `sensorfuse: ...` line after it. `cwd`: the
+    nodes' working directory (relative paths in their params resolve there)."""
     from sensorfuse.engine import graph as graph_mod
     from sensorfuse.engine import summary as summary_mod
     from sensorfuse.engine.rundir import new_run_dir
@@ -85,7 +87,7 @@ def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: f
     rd = new_run_dir(run_dir)
     plan = graph_mod.plan(decl, str(rd))
     session = f"{decl.name}-{rd.name}"
-    sup = Supervisor(plan, session=session, local_host=host, quiet=quiet)
+    sup = Supervisor(plan, session=session, local_host=host, quiet=quiet, cwd=cwd)
 
     def on_signal(signum: int, _frame: Any) -> None:
         if sup.stop_requested:  # second Ctrl-C: no more waiting

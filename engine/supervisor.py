@@ -86,8 +86,10 @@ class NodeState:
 
 
 class Supervisor:
-    def __init__(self, plan: GraphPlan, *, session: str, local_host: str = "local", quiet: bool = False) -> None:
+    def __init__(self, plan: GraphPlan, *, session: str, local_host: str = "local", quiet: bool = False,
+                 cwd: str | None = None) -> None:
         self.plan = plan
+        self.cwd = cwd  # the node processes' working directory (None: the supervisor's)
         self.cfg = plan.decl.supervisor
         self.session = session
         self.run_dir = plan.run_dir
@@ -119,7 +121,7 @@ class Supervisor:
                str(st.restarts)]
         # Own process group: a terminal Ctrl-C reaches only the supervisor, which then
         # stops the nodes in order.
-        st.proc = subprocess.Popen(cmd, start_new_session=True)
+        st.proc = subprocess.Popen(cmd, start_new_session=True, cwd=self.cwd)
         st.state = "starting"
         st.started_at = time.monotonic()
         st.last_heartbeat = st.started_at

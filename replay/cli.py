@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -18,21 +19,28 @@ from sensorfuse.engine.errors import SensorfuseError, UsageError
 
 EXAMPLES = {
     "replay": """examples:
-  sensorfuse replay s.mcap --rate max                 # as fast as the graph takes it, nothing dropped
+  sensorfuse replay s.mcap --rate max                 # as fast as the graph takes it; ./replay.jsonl
   sensorfuse replay s.mcap --rate 2 --start 5 --end 15 --streams cam0/frame mic0/audio16k
-  sensorfuse replay s.mcap --graph my-perception.yaml # your graph, capture nodes replaced by the log
-  sensorfuse replay s.mcap --rate max --out events.jsonl""",
+  sensorfuse replay s.mcap --graph demo --out demo-out # a graph (built-in name or YAML) on the log
+  sensorfuse replay s.mcap --rate max --out replayed  # replayed/replay.jsonl""",
     "record": """examples:
-  sensorfuse record -o s.mcap --graph live.yaml --duration 60
-  sensorfuse record -o s.mcap --graph live.yaml --streams cam0/frame mic0/audio --split-mb 512""",
+  sensorfuse record -o s.mcap --graph live --duration 60 --jpeg cam0/frame   # your camera and microphone
+  sensorfuse record -o relay.mcap --graph examples/relay.yaml --streams cam0/frame --force""",
     "sample": """examples:
   sensorfuse sample -o s.mcap                         # 20 s, seed 0 (training media)
   sensorfuse sample -o eval.mcap --seed 1000003       # held-out media (seeds >= 1000000)""",
     "log": """examples:
   sensorfuse log info s.mcap
-  sensorfuse log export s.mcap --to out/              # PNG frames, WAV audio, JSONL records/text
-  sensorfuse log import --video clip.mp4 --wav clip.wav --text lines.txt -o s.mcap""",
+  sensorfuse log export s.mcap --to out/ --start 2 --end 4   # PNG frames, WAV audio, JSONL records/text
+  sensorfuse log import --video clip.mp4 --wav clip.wav --text lines.txt --jpeg -o s.mcap""",
 }
+
+#: Outputs are never replaced without --force (engine/files.py writes through a temporary).
+FORCE_HELP = "replace existing output files"
+REPLAY_JSONL = "replay.jsonl"
+MAX_SAMPLE_S = 3600.0
+MAX_SAMPLE_FPS = 120.0
+MAX_SAMPLE_SIZE = (3840, 2160)
 
 
 def _parser(sub: Any, name: str, help_: str) -> argparse.ArgumentParser:
@@ -52,17 +60,34 @@ def _rate(value: str) -> float | str:
     return rate
 
 
+def _jpeg_quality(value: str) -> int:
+    try:
+        quality = int(value)
+    except ValueError:
+        quality = 0
+    if not 1 <= quality <= 100:
+        raise argparse.ArgumentTypeError(f"--jpeg wants a quality from 1 to 100, got {value!r}")
+    return quality
+
+
+def _add_window(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start", type=float, metavar="S", help="seconds from the log's first message")
+    p.add_argument("--end", type=float, metavar="S", help="seconds from the log's first message (exclusive)")
+
+
 def register(subparsers: Any) -> None:
     p = _parser(subparsers, "replay", "replay an MCAP log through a graph (same topics, headers, timestamps)")
     p.add_argument("file")
     p.add_argument("--rate", type=_rate, default=1.0, help="speed factor, or 'max' (lock-step, nothing dropped)")
-    p.add_argument("--start", type=float, help="seconds from the log's start")
-    p.add_argument("--end", type=float, help="seconds from the log's start")
+    _add_window(p)
     p.add_argument("--loop", action="store_true", help="replay forever (time and seq keep rising)")
     p.add_argument("--streams", nargs="+", help="replay only these streams")
-    p.add_argument("--graph", help="graph YAML to run on the log; nodes producing recorded streams are replaced")
-    p.add_argument("--out", help="JSONL file the replayed streams are written to (default: none with --graph, "
-                                 "else replay.jsonl)")
+    p.add_argument("--graph", help="graph (YAML path or built-in name) to run on the log; nodes producing "
+                                   "recorded streams are replaced")
+    p.add_argument("--out", metavar="DIR", help="directory (created if missing) for the outputs: replay.jsonl "
+                                                "without --graph; with --graph the graph's nodes run there, so its "
+                                                "relative paths land in DIR (default: the current directory). "
+                                                "A name ending in .jsonl: the replayed streams to that file")
     p.add_argument("--run-dir", help="directory for sockets and status")
     p.set_defaults(func=cmd_replay)
 
@@ -74,16 +99,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--split-mb", type=float)
     p.add_argument("--split-s", type=float)
     p.add_argument("--jpeg", nargs="+", default=[], metavar="STREAM", help="store these frame streams as JPEG")
-    p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--run-dir", help="directory for sockets and status")
     p.set_defaults(func=cmd_record)
 
     p = _parser(subparsers, "sample", "generate a labelled sample session from packaged media")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="0 or more (default 0)")
+    p.add_argument("--duration", type=float, default=20.0, help=f"seconds, up to {MAX_SAMPLE_S:g} (default 20)")
     p.add_argument("--size", default="320x240", help="frame size WxH (default 320x240)")
-    p.add_argument("--fps", type=float, default=15.0)
+    p.add_argument("--fps", type=float, default=15.0, help=f"frames per second, up to {MAX_SAMPLE_FPS:g}")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(func=cmd_sample)
 
     p = _parser(subparsers, "log", "inspect, export and import logs")
@@ -96,8 +122,10 @@ def register(subparsers: Any) -> None:
     q = lsub.add_parser("export", help="frames as PNG, audio as WAV, records/text as JSONL", epilog=EXAMPLES["log"],
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("file")
-    q.add_argument("--to", required=True, metavar="DIR")
+    q.add_argument("--to", required=True, metavar="DIR", help="directory (created if missing)")
     q.add_argument("--streams", nargs="+")
+    _add_window(q)
+    q.add_argument("--force", action="store_true", help=FORCE_HELP)
     q.set_defaults(func=cmd_log_export)
     q = lsub.add_parser("import", help="video + WAV + timed text file → a session log", epilog=EXAMPLES["log"],
                         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,12 +134,24 @@ def register(subparsers: Any) -> None:
     q.add_argument("--wav")
     q.add_argument("--text", help="lines 'SECONDS text'")
     q.add_argument("--session", default="imported")
+    q.add_argument("--jpeg", nargs="?", const=90, type=_jpeg_quality, metavar="QUALITY",
+                   help="store frames as JPEG (quality 1-100, default 90) instead of raw")
+    q.add_argument("--force", action="store_true", help=FORCE_HELP)
     q.set_defaults(func=cmd_log_import)
 
 
-def _existing_log(path: str) -> None:
+def _open_log(path: str) -> None:
+    """Refuse what is not a readable MCAP file, the same way (exit 2) in every command."""
+    from sensorfuse.replay.mcap_io import LogError, LogReader
+
     if not os.path.isfile(path):
         raise UsageError(f"no such log: {path}")
+    try:
+        LogReader(path).close()
+    except LogError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _log_streams(path: str) -> list[str]:
@@ -136,19 +176,35 @@ def _log_streams(path: str) -> list[str]:
     return ours
 
 
+def _check_streams(path: str, wanted: list[str] | None, available: list[str]) -> None:
+    missing = sorted(set(wanted or ()) - set(available))
+    if missing:
+        raise UsageError(f"{path} has no stream(s) {', '.join(missing)}; it has {', '.join(available) or 'none'}")
+
+
+def check_window(path: str, start: float | None, end: float | None, duration_s: float) -> None:
+    """`--start/--end` (seconds from the log's first message) against a log `duration_s` long."""
+    for flag, value in (("--start", start), ("--end", end)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"{flag} wants seconds >= 0 from the log's start, got {value:g}")
+    if end is not None and end <= (start or 0.0):
+        raise UsageError(f"--end {end:g} is not after --start {start or 0.0:g}")
+    if start is not None and start > duration_s:
+        raise UsageError(f"--start {start:g} is past the end of {path} ({duration_s:.1f} s long)")
+
+
 def replay_graph(path: str, *, rate: float | str = 1.0, start: float | None = None, end: float | None = None,
                  loop: bool = False, streams: list[str] | None = None, graph: dict[str, Any] | None = None,
                  out: str | None = None) -> dict[str, Any]:
     """The graph `sensorfuse replay` runs: a player node plus `graph` (its nodes that
-    produce recorded streams removed) and/or a JSONL sink of every replayed stream."""
+    produce recorded streams removed) and/or a JSONL sink of every replayed stream
+    written to `out` (a file path)."""
     available = _log_streams(path)
     if not available:
         raise UsageError(f"{path}: no readable message to replay (damaged before its first complete chunk?); "
                          f"`sensorfuse log info {path}` lists its problems")
+    _check_streams(path, streams, available)
     selected = streams or available
-    missing = sorted(set(selected) - set(available))
-    if missing:
-        raise UsageError(f"{path} has no stream(s) {', '.join(missing)}; it has {', '.join(available)}")
     params: dict[str, Any] = {"path": os.path.abspath(path), "rate": rate, "loop": loop, "streams": selected}
     if start is not None:
         params["start_s"] = start
@@ -166,29 +222,53 @@ def replay_graph(path: str, *, rate: float | str = 1.0, start: float | None = No
                 for u in (nd.get("inputs") or {}).values()}
     if graph is None or out:
         policy = "block" if rate == "max" else "drop_oldest"
-        nodes["replay_sink"] = {"kind": "jsonl", "params": {"path": os.path.abspath(out or "replay.jsonl")},
+        nodes["replay_sink"] = {"kind": "jsonl", "params": {"path": os.path.abspath(out or REPLAY_JSONL)},
                                 "inputs": {f"in{i}": {"stream": s, "policy": policy, "queue": 256}
                                            for i, s in enumerate(selected)}}
         consumed |= set(selected)
     wired = [s for s in selected if s in consumed]
     nodes["player"] = {"kind": "player", "params": {**params, "streams": wired}, "outputs": {s: s for s in wired}}
-    return {"name": name, "nodes": {"player": nodes.pop("player"), **nodes}}
+    # The graph's other settings (supervisor, security, hosts) carry over.
+    return {**(graph or {}), "name": name, "nodes": {"player": nodes.pop("player"), **nodes}}
+
+
+def _out_dir(out: str | None) -> str | None:
+    """`replay --out DIR`: created if missing; a file there is refused."""
+    if out is None or _is_jsonl_file(out):
+        return None
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out wants a directory; {out} is a file")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --out directory {out}: {exc.strerror or exc}") from None
+    return os.path.abspath(out)
+
+
+def _is_jsonl_file(out: str) -> bool:
+    return out.endswith(".jsonl") and not os.path.isdir(out)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from sensorfuse.engine import graph as graph_mod
     from sensorfuse.engine.cli import run_graph
-    from sensorfuse.engine.graph import read_yaml
     from sensorfuse.engine.rundir import new_run_dir
     from sensorfuse.replay import logtools
     from sensorfuse.replay.progress import ProgressWatcher
 
-    _existing_log(args.file)
-    graph = None
-    if args.graph:
-        graph = read_yaml(args.graph)  # the graph files' rules: YAML 1.2 booleans, no duplicate keys
-    g = replay_graph(args.file, rate=args.rate, start=args.start, end=args.end, loop=args.loop,
-                     streams=args.streams, graph=graph, out=args.out)
+    _open_log(args.file)
+    # A YAML path or a built-in graph name, as `run` takes them.
+    graph = msgspec.to_builtins(graph_mod.load_decl(args.graph)) if args.graph else None
     info = logtools.info(args.file)
+    check_window(args.file, args.start, args.end, info["duration_s"])
+    out_dir = _out_dir(args.out)
+    sink = None if graph is not None else os.path.join(out_dir or ".", REPLAY_JSONL)
+    if args.out and _is_jsonl_file(args.out):  # the older form: the replayed streams to that file
+        sink = args.out
+    g = replay_graph(args.file, rate=args.rate, start=args.start, end=args.end, loop=args.loop,
+                     streams=args.streams, graph=graph, out=sink)
     wired = list(g["nodes"]["player"]["outputs"])
     counts = {s["topic"]: s["count"] for s in info["streams"]}
     start_s = args.start or 0.0
@@ -201,7 +281,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     watcher = ProgressWatcher(run_dir, sys.stderr, start_s=start_s, end_s=end_s, total=total).start()
     t0 = time.monotonic()
     try:
-        code = run_graph(g, run_dir=str(run_dir), summary=False)  # replay_summary below
+        code = run_graph(g, run_dir=str(run_dir), summary=False, cwd=out_dir)  # replay_summary below
     finally:
         watcher.stop()
     player = _player_status(run_dir)
@@ -212,8 +292,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise SensorfuseError(f"nothing in {args.file} could be replayed: {sum(damaged.values())} messages damaged "
                               f"or of another protocol version (`sensorfuse log info {args.file}` names why)")
     return code
-
-
 def _player_status(run_dir: Path) -> dict[str, Any]:
     try:
         status = json.loads((run_dir / "status.json").read_text())
@@ -237,13 +315,13 @@ def replay_summary(code: int, wired: list[str], player: dict[str, Any], wall_s: 
 def cmd_record(args: argparse.Namespace) -> int:
     import msgspec
 
+    from sensorfuse.engine import files
     from sensorfuse.engine import graph as graph_mod
     from sensorfuse.engine.cli import run_graph
 
-    if os.path.exists(args.output):
-        if not args.force:
-            raise UsageError(f"{args.output} exists (use --force to overwrite)")
-        os.remove(args.output)
+    # The recorder node writes OUTPUT itself (its crash-recovery contract); what can be
+    # checked before the graph starts is checked here, by creating a file beside OUTPUT.
+    files.check_output(args.output, force=args.force)
     # A YAML path or a built-in graph name; the parsed declaration is the one source of truth.
     g: dict[str, Any] = msgspec.to_builtins(graph_mod.load_decl(args.graph))
     produced = sorted({s for nd in g["nodes"].values() for s in (nd.get("outputs") or {}).values()})
@@ -251,6 +329,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     missing = sorted(set(wanted) - set(produced))
     if missing:
         raise UsageError(f"graph {args.graph} produces no stream(s) {', '.join(missing)}")
+    if os.path.exists(args.output):  # --force: the recorder never overwrites, it would write NAME.1.mcap
+        os.remove(args.output)
     params: dict[str, Any] = {"path": os.path.abspath(args.output), "jpeg": args.jpeg}
     if args.split_mb:
         params["split_mb"] = args.split_mb
@@ -266,16 +346,36 @@ def cmd_record(args: argparse.Namespace) -> int:
     return run_graph(g, duration=args.duration, run_dir=args.run_dir)
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
-    from sensorfuse.replay.sample import generate
-
+def _sample_size(args: argparse.Namespace) -> tuple[int, int]:
+    """Checked `sample` arguments: one line naming the flag and value for each mistake."""
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise UsageError(f"--size wants WxH, e.g. 320x240, got {args.size!r}") from None
-    if args.duration <= 0 or args.fps <= 0 or w < 64 or h < 48:
-        raise UsageError("--duration and --fps must be > 0, --size at least 64x48")
-    summary = generate(args.output, seed=args.seed, duration_s=args.duration, size=(w, h), fps=args.fps)
+    if not (64 <= w <= MAX_SAMPLE_SIZE[0] and 48 <= h <= MAX_SAMPLE_SIZE[1]):
+        raise UsageError(f"--size wants 64x48 to {MAX_SAMPLE_SIZE[0]}x{MAX_SAMPLE_SIZE[1]}, got {args.size}")
+    if args.seed < 0:
+        raise UsageError(f"--seed wants an integer >= 0, got {args.seed}")
+    if not 0 < args.duration <= MAX_SAMPLE_S:  # false for nan too
+        raise UsageError(f"--duration wants seconds > 0 and <= {MAX_SAMPLE_S:g}, got {args.duration:g}")
+    if not 0 < args.fps <= MAX_SAMPLE_FPS:
+        raise UsageError(f"--fps wants a rate > 0 and <= {MAX_SAMPLE_FPS:g}, got {args.fps:g}")
+    if args.duration * args.fps < 1:
+        raise UsageError(f"--duration {args.duration:g} at --fps {args.fps:g} gives no frame")
+    return w, h
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from sensorfuse.engine import files
+    from sensorfuse.replay.sample import generate
+
+    size = _sample_size(args)
+    files.check_output(args.output, force=args.force)  # before the work, not after
+    try:
+        summary = generate(args.output, seed=args.seed, duration_s=args.duration, size=size, fps=args.fps,
+                           force=args.force)
+    except OSError as exc:
+        raise SensorfuseError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     streams = ", ".join(f"{k} {v}" for k, v in summary["streams"].items())
     print(f"wrote {args.output}: seed {args.seed} ({summary['split']} media), {streams}")
     return 0
@@ -283,37 +383,50 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_log_info(args: argparse.Namespace) -> int:
     from sensorfuse.replay import logtools
-    from sensorfuse.replay.mcap_io import LogError
 
-    _existing_log(args.file)
-    try:
-        d = logtools.info(args.file)
-    except LogError as exc:
-        raise SensorfuseError(str(exc)) from None
+    _open_log(args.file)
+    d = logtools.info(args.file)
     print(json.dumps(d, indent=1) if args.json else logtools.render_info(d))
     unreadable = d["messages"] and sum(s["damaged"] for s in d["streams"]) == d["messages"]
     return 1 if (d["problems"] and not d["messages"]) or unreadable else 0
 
 
 def cmd_log_export(args: argparse.Namespace) -> int:
+    from sensorfuse.engine import files
     from sensorfuse.replay import logtools
-    from sensorfuse.replay.mcap_io import LogError
+    from sensorfuse.replay.mcap_io import LogReader
 
-    _existing_log(args.file)
+    _open_log(args.file)
+    if args.streams:
+        _check_streams(args.file, args.streams, _log_streams(args.file))
+    if args.start is not None or args.end is not None:
+        with LogReader(args.file) as reader:
+            first_ns, last_ns = reader.time_range()
+        check_window(args.file, args.start, args.end, (last_ns - first_ns) / 1e9)
     try:
-        written = logtools.export(args.file, args.to, args.streams)
-    except LogError as exc:
-        raise SensorfuseError(str(exc)) from None
+        with files.atomic_dir(args.to, force=args.force) as tmp:
+            written, problems = logtools.export(args.file, tmp, args.streams, start_s=args.start, end_s=args.end)
+            if not any(written.values()):
+                d = logtools.info(args.file)
+                # the reader's last problem is where reading ended: the most telling
+                reasons = [*d["problems"], *(s["damage_reason"] for s in d["streams"] if s["damage_reason"])]
+                if reasons:
+                    why = f": {reasons[-1] if d['problems'] else reasons[0]}"
+                else:
+                    why = " in that time range" if args.start is not None or args.end is not None else ""
+                raise SensorfuseError(f"nothing exported from {args.file}{why}")
+    except OSError as exc:
+        raise SensorfuseError(f"cannot export to {args.to}: {exc.strerror or exc}") from None
     for topic, n in sorted(written.items()):
         print(f"{topic}: {n}")
-    if not any(written.values()):
-        d = logtools.info(args.file)
-        reasons = sorted({s["damage_reason"] for s in d["streams"] if s["damage_reason"]} | set(d["problems"]))
-        raise SensorfuseError(f"nothing exported from {args.file}" + (f": {reasons[0]}" if reasons else ""))
+    if problems:  # as replay does: the readable part is the export, and the user is told
+        print(f"sensorfuse: warning: exported the readable part of {args.file}: {problems[0]} "
+              f"(`sensorfuse log info {args.file}` lists every problem)", file=sys.stderr)
     return 0
 
 
 def cmd_log_import(args: argparse.Namespace) -> int:
+    from sensorfuse.engine import files
     from sensorfuse.replay import logtools
 
     if not (args.video or args.wav or args.text):
@@ -321,10 +434,13 @@ def cmd_log_import(args: argparse.Namespace) -> int:
     for f in (args.video, args.wav, args.text):
         if f and not os.path.isfile(f):
             raise UsageError(f"no such file: {f}")
+    files.check_output(args.output, force=args.force)
     try:
         counts = logtools.import_session(args.output, video=args.video, wav=args.wav, text=args.text,
-                                         session=args.session)
+                                         session=args.session, jpeg_quality=args.jpeg, force=args.force)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise SensorfuseError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     print(f"wrote {args.output}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0

@@ -8,6 +8,7 @@ prefix and a list of problems instead of a crash.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sensorfuse.engine import fingerprint, wire
+from sensorfuse.engine import files, fingerprint, wire
 from sensorfuse.replay.mcap_io import HeaderStamper, LogReader, LogWriter
 
 #: An interval this many times the stream's median spacing counts as a time gap.
@@ -108,10 +109,12 @@ def _slug(topic: str) -> str:
     return topic.replace("/", "_")
 
 
-def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-           streams: list[str] | None = None) -> dict[str, int]:
+def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], streams: list[str] | None = None, *,
+           start_s: float | None = None, end_s: float | None = None) -> tuple[dict[str, int], list[str]]:
     """Frames → PNG per message, audio → one WAV per stream (gaps zero-filled by sample0),
-    records and text → JSONL. Returns files written per stream."""
+    records and text → JSONL, for messages from `start_s` to before `end_s` (seconds from
+    the log's first message). Returns files written per stream and the reader's problems
+    (damage met on the way: what was written is the readable part)."""
     import cv2
     import soundfile as sf
 
@@ -122,7 +125,10 @@ def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     jsonl: dict[str, Any] = {}
     try:
         with LogReader(path) as reader:
-            for m in reader.iter_messages(streams):
+            first_ns = reader.time_range()[0] if start_s is not None or end_s is not None else 0
+            start_ns = None if start_s is None else first_ns + int(start_s * 1e9)
+            end_ns = None if end_s is None else first_ns + int(end_s * 1e9)
+            for m in reader.iter_messages(streams, start_ns=start_ns, end_ns=end_ns):
                 try:
                     h, _, payload = m.decode()
                 except ValueError:
@@ -131,7 +137,9 @@ def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                     d = out / _slug(m.topic)
                     d.mkdir(exist_ok=True)
                     img = np.frombuffer(payload, np.uint8).reshape(h.shape)
-                    cv2.imwrite(str(d / f"{h.seq:06d}_{h.t_ns}.png"), img)
+                    png = d / f"{h.seq:06d}_{h.t_ns}.png"
+                    if not cv2.imwrite(str(png), img):
+                        raise OSError(f"cannot write {png}")
                 elif h.kind == wire.KIND_AUDIO and h.shape and h.rate:
                     w = wavs.get(m.topic)
                     if w is None:
@@ -163,60 +171,62 @@ def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
             w[0].close()
         for f in jsonl.values():
             f.close()
-    return written
+    return written, list(reader.problems)
+
+
+#: The lowest WAV sample rate `import_session` takes (20 ms blocks need at least 50 Hz;
+#: below telephone rate nothing downstream can use the audio).
+MIN_WAV_RATE = 8000
 
 
 def import_session(out: str | os.PathLike[str], *, video: str | None = None, wav: str | None = None,
-                   text: str | None = None, session: str = "imported") -> dict[str, int]:
+                   text: str | None = None, session: str = "imported", jpeg_quality: int | None = None,
+                   force: bool = True) -> dict[str, int]:
     """Build a session log from files. Timestamps come from the files: video frame times
     from the container (CAP_PROP_POS_MSEC), audio from sample positions, text lines from a
-    leading ``SECONDS`` field (``12.5<TAB>is there a cat?``); nothing is invented."""
+    leading ``SECONDS`` field (``12.5<TAB>is there a cat?``); nothing is invented.
+    `jpeg_quality` (1-100) stores frames as JPEG, as the recorder's `jpeg` option does.
+    Inputs are checked before `out` is written (ValueError naming the file and what is
+    wrong); `out` appears only when complete (`files.atomic_output`; `force`: replace it)."""
     import cv2
-    import soundfile as sf
     from scipy.signal import resample_poly
 
     header = HeaderStamper(session)
     counts = header.counts
 
     items: list[tuple[int, wire.Header, bytes]] = []
-    lines: list[tuple[int, str]] = []
-    if text:
-        for n, line in enumerate(Path(text).read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            stamp, _, body = line.strip().partition(" ") if "\t" not in line else line.strip().partition("\t")
-            try:
-                lines.append((int(round(float(stamp) * 1e9)), body.strip()))
-            except ValueError:
-                raise ValueError(f"{text}:{n}: expected 'SECONDS text', got {line!r}") from None
-    with open(out, "wb") as f:
-        log = LogWriter(f, metadata={"generator": "sensorfuse log import", "video": video or "", "wav": wav or "",
-                                     "text": text or ""})
-        for t_ns, body in lines:
-            h = header("text/in", wire.KIND_BYTES, t_ns, "text", encoding="utf-8")
-            items.append((t_ns, h, body.encode("utf-8")))
-        if wav:
-            samples, rate = sf.read(wav, dtype="float32", always_2d=True)
-            block = rate // 50
-            mono16 = resample_poly(samples.mean(axis=1), 16_000 // np.gcd(16_000, rate), rate // np.gcd(16_000, rate))
-            for j in range(len(samples) // block):
-                t_ns = j * block * 1_000_000_000 // rate
-                h = header("mic0/audio", wire.KIND_AUDIO, t_ns, "microphone", dtype="float32",
-                           shape=[block, samples.shape[1]], layout="TC", rate=rate, sample0=j * block)
-                items.append((t_ns, h, np.ascontiguousarray(samples[j * block:(j + 1) * block]).tobytes()))
-            for j in range(len(mono16) // 320):
-                t_ns = j * 20_000_000
-                h = header("mic0/audio16k", wire.KIND_AUDIO, t_ns, "microphone", dtype="float32", shape=[320, 1],
-                           layout="TC", rate=16_000, sample0=j * 320)
-                items.append((t_ns, h, mono16[j * 320:(j + 1) * 320].astype(np.float32).reshape(-1, 1).tobytes()))
-        items.sort(key=lambda it: it[0])
-        pending = iter(items)
-        nxt = next(pending, None)
-        if video:
-            cap = cv2.VideoCapture(video)
-            if not cap.isOpened():
-                raise ValueError(f"{video}: cannot open video")
-            while True:
+    lines = _text_lines(text) if text else []
+    samples, rate = _read_wav(wav) if wav else (None, 0)
+    cap = None
+    if video:
+        cap = cv2.VideoCapture(video)
+        if not cap.isOpened():
+            raise ValueError(f"{video}: cannot open video")
+    try:
+        with files.atomic_output(out, force=force) as f:
+            log = LogWriter(f, metadata={"generator": "sensorfuse log import", "video": video or "", "wav": wav or "",
+                                         "text": text or ""})
+            for t_ns, body in lines:
+                h = header("text/in", wire.KIND_BYTES, t_ns, "text", encoding="utf-8")
+                items.append((t_ns, h, body.encode("utf-8")))
+            if samples is not None:
+                block = rate // 50
+                mono16 = resample_poly(samples.mean(axis=1), 16_000 // np.gcd(16_000, rate),
+                                       rate // np.gcd(16_000, rate))
+                for j in range(len(samples) // block):
+                    t_ns = j * block * 1_000_000_000 // rate
+                    h = header("mic0/audio", wire.KIND_AUDIO, t_ns, "microphone", dtype="float32",
+                               shape=[block, samples.shape[1]], layout="TC", rate=rate, sample0=j * block)
+                    items.append((t_ns, h, np.ascontiguousarray(samples[j * block:(j + 1) * block]).tobytes()))
+                for j in range(len(mono16) // 320):
+                    t_ns = j * 20_000_000
+                    h = header("mic0/audio16k", wire.KIND_AUDIO, t_ns, "microphone", dtype="float32",
+                               shape=[320, 1], layout="TC", rate=16_000, sample0=j * 320)
+                    items.append((t_ns, h, mono16[j * 320:(j + 1) * 320].astype(np.float32).reshape(-1, 1).tobytes()))
+            items.sort(key=lambda it: it[0])
+            pending = iter(items)
+            nxt = next(pending, None)
+            while cap is not None:
                 ok, frame = cap.read()
                 if not ok:
                     break
@@ -226,10 +236,51 @@ def import_session(out: str | os.PathLike[str], *, video: str | None = None, wav
                     nxt = next(pending, None)
                 h = header("cam0/frame", wire.KIND_TENSOR, t_ns, "camera", dtype="uint8", shape=list(frame.shape),
                            layout="HWC/bgr8")
-                log.write(h, wire.encode_header(h), np.ascontiguousarray(frame).tobytes())
+                frame = np.ascontiguousarray(frame)
+                if jpeg_quality is None:
+                    log.write(h, wire.encode_header(h), frame.tobytes())
+                else:
+                    ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+                    log.write(h, wire.encode_header(h), b"", jpeg=jpeg.tobytes())
+            while nxt is not None:
+                log.write(nxt[1], wire.encode_header(nxt[1]), nxt[2])
+                nxt = next(pending, None)
+            log.finish()
+    finally:
+        if cap is not None:
             cap.release()
-        while nxt is not None:
-            log.write(nxt[1], wire.encode_header(nxt[1]), nxt[2])
-            nxt = next(pending, None)
-        log.finish()
     return counts
+
+
+def _text_lines(text: str) -> list[tuple[int, str]]:
+    """(t_ns, line) from a file of lines 'SECONDS text' (a tab or a space after the time)."""
+    try:
+        content = Path(text).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{text}: not UTF-8 text (byte {exc.start})") from None
+    lines = []
+    for n, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        stamp, _, body = line.strip().partition(" ") if "\t" not in line else line.strip().partition("\t")
+        try:
+            seconds = float(stamp)
+        except ValueError:
+            raise ValueError(f"{text}:{n}: expected 'SECONDS text', got {line!r}") from None
+        # t_ns is a signed 64-bit field on the wire and in MCAP
+        if not (math.isfinite(seconds) and 0 <= seconds * 1e9 < 2**63):
+            raise ValueError(f"{text}:{n}: time {stamp} is out of range (0 to {2**63 / 1e9:.4g} s)")
+        lines.append((int(round(seconds * 1e9)), body.strip()))
+    return lines
+
+
+def _read_wav(wav: str) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    try:
+        samples, rate = sf.read(wav, dtype="float32", always_2d=True)
+    except sf.SoundFileError as exc:
+        raise ValueError(f"{wav}: not a readable audio file ({exc})") from None
+    if rate < MIN_WAV_RATE:
+        raise ValueError(f"{wav}: sample rate {rate} Hz is too low (at least {MIN_WAV_RATE} Hz)")
+    return samples, rate

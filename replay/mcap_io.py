@@ -193,6 +193,20 @@ class LogReader:
                     self._problem(f"metadata record unreadable: {exc}")
         return out
 
+    def time_range(self) -> tuple[int, int]:
+        """(first, last) message log time: from the statistics when finalised, else by a
+        pass over the readable messages; (0, 0) when there is none."""
+        stats = self.summary.statistics if self.summary is not None else None
+        if stats is not None and stats.message_count:
+            return stats.message_start_time, stats.message_end_time
+        first = last = None
+        for msg in self.iter_messages():
+            first = msg.log_time if first is None else first
+            last = msg.log_time
+        if first is None or last is None:
+            return 0, 0
+        return first, last
+
     def iter_messages(self, topics: Iterable[str] | None = None, *, start_ns: int | None = None,
                       end_ns: int | None = None) -> Iterator[LogMessage]:
         """Messages in log-time order (ties in file order), `start_ns <= log_time < end_ns`."""

@@ -93,7 +93,7 @@ class PlayerNode(Node):
             raise StartupError(f"player: no such log {p.path!r}") from None
         except LogError as exc:
             raise StartupError(f"player: {exc}") from None
-        self.first_ns, self.last_ns = self._time_range()
+        self.first_ns, self.last_ns = self.reader.time_range()
         self.start_ns = None if p.start_s is None else self.first_ns + int(p.start_s * 1e9)
         self.end_ns = None if p.end_s is None else self.first_ns + int(p.end_s * 1e9)
         self.published: dict[str, int] = {}
@@ -193,16 +193,3 @@ class PlayerNode(Node):
             sample0 += round(shift * header.rate / 1e9)
         return msgspec.structs.replace(header, t_ns=header.t_ns + shift, sample0=sample0,
                                        seq=header.seq + self._pass * self._seq_span.get(header.stream, 0))
-
-    def _time_range(self) -> tuple[int, int]:
-        summary = self.reader.summary
-        stats = summary.statistics if summary is not None else None
-        if stats is not None and stats.message_count:
-            return stats.message_start_time, stats.message_end_time
-        first = last = None
-        for msg in self.reader.iter_messages():
-            first = msg.log_time if first is None else first
-            last = msg.log_time
-        if first is None or last is None:
-            return 0, 0
-        return first, last

@@ -32,7 +32,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from sensorfuse.engine import wire
+from sensorfuse.engine import files, wire
 from sensorfuse.replay import scene
 from sensorfuse.replay.mcap_io import HeaderStamper, LogWriter
 
@@ -245,8 +245,11 @@ class _Session:
 
 
 def generate(path: str | os.PathLike[str], *, seed: int = 0, duration_s: float = 20.0, size: tuple[int, int] = (320, 240),
-             fps: float = 15.0, device_rate: int = 48_000, jpeg_quality: int = 90) -> dict[str, Any]:
-    """Write a sample session; returns a summary (counts per stream, split, label counts)."""
+             fps: float = 15.0, device_rate: int = 48_000, jpeg_quality: int = 90,
+             force: bool = True) -> dict[str, Any]:
+    """Write a sample session; returns a summary (counts per stream, split, label counts).
+    The file appears only when complete (`files.atomic_output`); with ``force=False`` an
+    existing `path` is refused (`UsageError`)."""
     from sensorfuse.replay.sample_labels import intervals
 
     sess = _Session(seed, duration_s, size, fps, device_rate)
@@ -288,7 +291,7 @@ def generate(path: str | os.PathLike[str], *, seed: int = 0, duration_s: float =
             t_ns = sess.t_ns(t)
             yield t_ns, 3, (header("text/in", wire.KIND_BYTES, t_ns, "text", encoding="utf-8"), line.encode(), None)
 
-    with open(path, "wb") as f:
+    with files.atomic_output(path, force=force) as f:
         log = LogWriter(f, metadata={"generator": "sensorfuse sample", "seed": str(seed), "split": sess.split,
                                      "duration_s": str(duration_s), "fps": str(fps), "size": f"{size[0]}x{size[1]}"})
         for _, _, (h, payload, jpeg) in heapq.merge(frame_msgs(), audio_msgs(), text_msgs(),

@@ -35,7 +35,8 @@ def test_info_on_truncated_log_reports_prefix_and_problem(tmp_path: Path, record
 
 
 def test_export_png_wav_jsonl(tmp_path: Path, recorded: Path, session_msgs: list) -> None:
-    written = logtools.export(recorded, tmp_path / "out")
+    written, problems = logtools.export(recorded, tmp_path / "out")
+    assert not problems
     pngs = sorted((tmp_path / "out" / "cam0_frame").glob("*.png"))
     assert len(pngs) == written["cam0/frame"] == 12
     first = next(m for m in session_msgs if m.stream == "cam0/frame" and m.seq == 0)
