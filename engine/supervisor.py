@@ -12,7 +12,9 @@
   nodes drain and exit as their inputs end; stragglers get STOP, then SIGKILL at the
   deadline. Exit codes are checked and reported.
 - Metrics: node heartbeats are merged and published on ``ipc://RUN/metrics`` and
-  written to ``RUN/status.json`` for `sensorfuse status`, every `METRICS_INTERVAL_S`.
+  written to ``RUN/status.json`` for `sensorfuse status`, every `METRICS_INTERVAL_S`,
+  with the supervisor's pid and start time; `close` writes the final state (finished,
+  stopped or failed, with the exit code and end time) so a reader knows the run ended.
 - Cost: the checks above run every `CHECK_INTERVAL_S`, and at once when a node reports a
   state change (ready, done, failed); a heartbeat only refreshes the node's timestamp and
   metrics. So the supervisor's work grows with time and node count, not with message rate.
@@ -29,13 +31,14 @@ import subprocess
 import sys
 import time
 from collections import deque
+from functools import cached_property
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zmq
 
-from sensorfuse.engine import control, fingerprint, wire
+from sensorfuse.engine import control, fingerprint, rundir, wire
 from sensorfuse.engine.errors import EXIT_OK, EXIT_STARTUP
 from sensorfuse.engine.graph import GraphPlan
 
@@ -74,6 +77,10 @@ class NodeState:
 
 
 class Supervisor:
+    #: what `run` returned and when `close` ended the run: status.json's final word
+    exit_code: int | None = None
+    ended_at: float | None = None
+
     def __init__(self, plan: GraphPlan, *, session: str, local_host: str = "local", quiet: bool = False) -> None:
         self.plan = plan
         self.cfg = plan.decl.supervisor
@@ -219,7 +226,8 @@ class Supervisor:
                 break
             self._wait_for_control(time.monotonic() + CHECK_INTERVAL_S)
         self._publish_metrics(force=True)
-        return self._exit_code()
+        self.exit_code = self._exit_code()
+        return self.exit_code
 
     def _wait_for_control(self, until: float) -> None:
         """Handle control messages as they arrive until `until`, or until one changes a node's
@@ -323,12 +331,19 @@ class Supervisor:
         providers = sorted({p for st in self.nodes.values() for p in st.providers})
         return fingerprint.fingerprint(models, providers)
 
+    @cached_property
+    def identity(self) -> dict[str, Any]:
+        return rundir.supervisor_identity()
+
     def status(self) -> dict[str, Any]:
         return {
             "graph": self.plan.name,
             "state": self.graph_state,
             "session": self.session,
             "run_dir": self.run_dir,
+            "supervisor": self.identity,
+            "exit_code": self.exit_code,
+            "ended_at": self.ended_at,
             "fingerprint": self.fingerprint(),
             "nodes": {
                 n: {"state": st.state, "pid": st.proc.pid if st.proc else None, "restarts": st.restarts,
@@ -365,9 +380,20 @@ class Supervisor:
             print(f"sensorfuse: killed at the stop deadline: {', '.join(killed)}", file=sys.stderr)
         return 1 if failed or killed else 0
 
+    def _publish_final(self) -> None:
+        """The last status: `failed` unless `run` returned 0 (it raised, or a node failed),
+        `stopped` when asked to stop (Ctrl-C, SIGTERM, --duration), else `finished`."""
+        if self.exit_code != 0:
+            self.graph_state = "failed"
+        else:
+            self.graph_state = "stopped" if self.stop_requested else "finished"
+        self.ended_at = time.time()
+        self._publish_metrics(force=True)
+
     def close(self) -> None:
         for st in self.nodes.values():
             self._kill(st, "supervisor closing")
+        self._publish_final()
         self.router.close(0)
         self.metrics_pub.close(0)
         self.zctx.term()
