@@ -30,7 +30,7 @@ EXAMPLES = {
   sensorfuse run demo --duration 30
   sensorfuse run my.yaml --set producer.rate_hz=60 --run-dir /tmp/sf-run""",
     "status": """examples:
-  sensorfuse status              # live table of the newest run until it ends (exit 0, or 1 if it failed)
+  sensorfuse status              # the newest run, live, until it ends (exit 1 if it failed)
   sensorfuse status --follow     # keep watching, on to the next run
   sensorfuse status --once --json
 
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = _sub(sub, "status", "show node states, restarts, rates, drops and latency of a run until it ends")
-    p.add_argument("--run", help="run directory (default: the newest run)")
+    p.add_argument("--run", metavar="DIR", help="run directory (default: the newest run)")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--once", action="store_true", help="print once and exit 0")
     when.add_argument("--follow", action="store_true",

@@ -13,6 +13,7 @@ SubMaster does: a stream whose measured rate is far below its nominal rate is fl
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -74,11 +75,14 @@ class StatusSource:
         f = self.run_dir / "status.json"
         try:
             written_at = f.stat().st_mtime
-            return judge(json.loads(f.read_text()), written_at, time.time())
+            status = json.loads(f.read_text())
         except FileNotFoundError:
             return None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise SensorfuseError(f"{f}: not a status file ({exc})") from None
+        if not isinstance(status, dict) or not {"graph", "state", "nodes"} <= status.keys():
+            raise SensorfuseError(f"{f}: not a status file (no graph, state and nodes)")
+        return judge(status, written_at, time.time())
 
     def _from_stream(self, timeout_s: float) -> dict[str, Any] | None:
         newest = None
@@ -133,12 +137,11 @@ def statuses(run_dir: Path, *, follow: bool = False, newest: Callable[[], Path |
         source.close()
 
 
-def watch(run_dir: Path, *, follow: bool = False, newest: Callable[[], Path | None] | None = None, as_json: bool = False,
-          wide: bool = False, is_newest: bool = False, interval_s: float = 1.0) -> dict[str, Any] | None:
+def watch(run_dir: Path, *, follow: bool = False, newest: Callable[[], Path | None] | None = None,
+          as_json: bool = False, wide: bool = False, is_newest: bool = False,
+          interval_s: float = 1.0) -> dict[str, Any] | None:
     """Print the status every `interval_s` (see `statuses`): JSON lines, or the table, on a
     terminal redrawn in place (ANSI), else one table after the other. Returns the last one."""
-    import shutil
-
     tty = sys.stdout.isatty()
     last = None
     for shown_dir, status in statuses(run_dir, follow=follow, newest=newest, interval_s=interval_s):
@@ -169,7 +172,10 @@ def _clock(t: float) -> str:
 
 def _ago(seconds: float) -> str:
     s = max(0, int(seconds))
-    return f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h" if s < 172800 else f"{s // 86400} d"
+    for unit, size, up_to in (("s", 1, 120), ("min", 60, 7200), ("h", 3600, 172800)):
+        if s < up_to:
+            return f"{s // size} {unit}"
+    return f"{s // 86400} d"
 
 
 def _state_line(status: dict[str, Any]) -> str:
@@ -250,7 +256,7 @@ def _compact(status: dict[str, Any], width: int) -> list[str]:
                                 f"{_ms(p50)}/{_ms(p99)}{mark}" if p50 is not None else "-"))
         if last and node.get("last_error"):
             lines.append(f"{'':<{node_w}} last error: {node['last_error']}")
-    lines.append("rst: restarts · msgs: received + published · drops: dropped, lost, bad, refused")
+    lines.append("rst restarts · msgs received+published · drops dropped+lost+malformed+rejected")
     lines.append(("!: under half its declared rate · " if slow_shown else "") + "--wide: drops by reason, all columns")
     return lines
 
@@ -281,7 +287,8 @@ def _wide(status: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(status: dict[str, Any], *, width: int | None = MIN_WIDTH, wide: bool = False, is_newest: bool = False) -> str:
+def render(status: dict[str, Any], *, width: int | None = MIN_WIDTH, wide: bool = False,
+           is_newest: bool = False) -> str:
     """The status as text: the default table fits `width` columns (at least `MIN_WIDTH` are
     laid out; narrower terminals get lines cut with …); `wide` has every detail, any width."""
     run = f"run {status['run_dir']}{' (the newest)' if is_newest else ''} · " if status.get("run_dir") else ""

@@ -31,8 +31,8 @@ import subprocess
 import sys
 import time
 from collections import deque
-from functools import cached_property
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +365,9 @@ class Supervisor:
                                      session=self.session)
         self.metrics_seq += 1
         self.metrics_pub.send_multipart(frames)
+        self._write_status(status)
+
+    def _write_status(self, status: dict[str, Any]) -> None:
         tmp = f"{self.run_dir}/status.json.tmp"
         # One write of the whole text: json.dump writes it in many small pieces, ~1.7x the CPU.
         Path(tmp).write_text(json.dumps(status))
@@ -380,20 +383,22 @@ class Supervisor:
             print(f"sensorfuse: killed at the stop deadline: {', '.join(killed)}", file=sys.stderr)
         return 1 if failed or killed else 0
 
-    def _publish_final(self) -> None:
-        """The last status: `failed` unless `run` returned 0 (it raised, or a node failed),
-        `stopped` when asked to stop (Ctrl-C, SIGTERM, --duration), else `finished`."""
+    def _write_final_status(self) -> None:
+        """status.json's last word: `failed` unless `run` returned 0 (it raised, or a node
+        failed), `stopped` when asked to stop (Ctrl-C, SIGTERM, --duration), else `finished`.
+        Not on the metrics stream, which closes with the supervisor: readers go to the file
+        when the stream falls silent."""
         if self.exit_code != 0:
             self.graph_state = "failed"
         else:
             self.graph_state = "stopped" if self.stop_requested else "finished"
         self.ended_at = time.time()
-        self._publish_metrics(force=True)
+        self._write_status(self.status())
 
     def close(self) -> None:
         for st in self.nodes.values():
             self._kill(st, "supervisor closing")
-        self._publish_final()
+        self._write_final_status()
         self.router.close(0)
         self.metrics_pub.close(0)
         self.zctx.term()

@@ -11,8 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +32,8 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def status(*args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SENSORFUSE, "status", *args], capture_output=True, text=True, timeout=timeout, env=_env(**env))
+    return subprocess.run([*SENSORFUSE, "status", *args], capture_output=True, text=True, timeout=timeout,
+                          env=_env(**env))
 
 
 def _start_status(*args: str, **env: str) -> subprocess.Popen[str]:
@@ -116,7 +117,7 @@ def test_status_of_a_run_that_finished_shows_how_and_exits(graph_run) -> None:
     out = status("--run", str(run.run_dir))
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[1].startswith("FINISHED (exit 0) at ")
-    assert re.search(r"^sink +done +0 cam0/frame +[\d.]+ +10 +0 ", out.stdout, re.M), out.stdout
+    assert re.search(r"^sink +done +0 cam0/frame +[\d.]+ +10 +0 ", out.stdout, re.MULTILINE), out.stdout
 
 
 def test_a_killed_supervisor_is_stale_not_running(graph_run) -> None:
@@ -191,3 +192,12 @@ def test_a_finished_run_followed_keeps_watching(tmp_path: Path) -> None:
 def test_once_and_follow_do_not_mix() -> None:
     out = status("--once", "--follow")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "--follow" in out.stderr
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]"])
+def test_a_damaged_status_file_is_one_line(tmp_path: Path, text: str) -> None:
+    (tmp_path / "status.json").write_text(text)
+    out = status("--once", "--run", str(tmp_path))
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.startswith(f"sensorfuse: {tmp_path / 'status.json'}: not a status file")
+    assert len(out.stderr.splitlines()) == 1 and "Traceback" not in out.stderr
