@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import selectors
 import signal
 import subprocess
@@ -201,3 +202,46 @@ def test_a_damaged_status_file_is_one_line(tmp_path: Path, text: str) -> None:
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.startswith(f"sensorfuse: {tmp_path / 'status.json'}: not a status file")
     assert len(out.stderr.splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_status_of_a_failed_run_says_so_and_exits_1(graph_run) -> None:
+    run = graph_run({"name": "bad", "nodes": {"p": {"kind": "synthetic", "params": {"rate": 3},
+                                                    "outputs": {"out": "cam0/frame"}}}})
+    assert run.wait_exit(30) == 1
+    out = status("--run", str(run.run_dir))
+    assert out.returncode == 1, out.stderr
+    assert out.stdout.splitlines()[1].startswith("FAILED (exit 1) at ")
+    assert re.search(r"^p +failed ", out.stdout, re.MULTILINE) and "last error: " in out.stdout
+
+
+def test_follow_moves_on_to_a_newer_run(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    _write_status(root / "r1", state="finished", exit_code=0, ended_at=time.time())
+    (root / "current").symlink_to(root / "r1")
+    proc = _start_status("--follow", "--json", SENSORFUSE_RUNS=str(root))
+    assert json.loads(_read_until(proc, lambda line: True)[0])["run_dir"] == str(root / "r1")
+    _write_status(root / "r2", state="failed", exit_code=1, ended_at=time.time())
+    (root / "next").symlink_to(root / "r2")
+    os.replace(root / "next", root / "current")  # what `sensorfuse run` does for a new run
+    _read_until(proc, lambda line: line.endswith("}\n") and json.loads(line)["run_dir"] == str(root / "r2"))
+    proc.send_signal(signal.SIGINT)
+    _, err = _communicate(proc, 10)
+    assert proc.returncode == 0 and err == "", err
+
+
+def test_on_a_terminal_the_table_is_redrawn_in_place(tmp_path: Path) -> None:
+    import pty
+
+    _write_status(tmp_path / "r", state="finished", exit_code=0, ended_at=time.time())
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([*SENSORFUSE, "status", "--run", str(tmp_path / "r")], stdout=follower,
+                                stderr=subprocess.PIPE, env=_env())
+        assert proc.wait(30) == 0, proc.stderr.read()
+        shown = ""
+        while select.select([leader], [], [], 0.5)[0]:  # all it wrote, however the pty splits it
+            shown += os.read(leader, 65536).decode()
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert shown.startswith("\x1b[H\x1b[J") and "FINISHED (exit 0)" in shown
