@@ -28,8 +28,13 @@ EXAMPLES = {
   sensorfuse run demo --duration 30
   sensorfuse run my.yaml --set producer.rate_hz=60 --run-dir /tmp/sf-run""",
     "status": """examples:
-  sensorfuse status              # live table of the newest run
-  sensorfuse status --once --json""",
+  sensorfuse status              # the newest run, live, until it ends (exit 1 if it failed)
+  sensorfuse status --follow     # keep watching, on to the next run
+  sensorfuse status --once --json
+
+states: RUNNING (also STARTING, DEGRADED, STOPPING) until the run ends as FINISHED,
+STOPPED (Ctrl-C, SIGTERM, --duration) or FAILED; STALE: its supervisor is gone without
+saying how it ended (killed); status then exits 1.""",
     "graph": """examples:
   sensorfuse graph check examples/relay.yaml   # validate and print derived endpoints""",
     "keys": """examples:
@@ -126,6 +131,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     import json
+    import shutil
 
     from sensorfuse.engine import status as status_mod
     from sensorfuse.engine.rundir import current_run_dir
@@ -137,13 +143,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
         st = status_mod.read_once(run_dir)
         if st is None:
             raise SensorfuseError(f"no status from {run_dir}")
-        print(json.dumps(st, indent=1) if args.json else status_mod.render(st))
+        print(json.dumps(st, indent=1) if args.json else
+              status_mod.render(st, width=shutil.get_terminal_size().columns, wide=args.wide, is_newest=not args.run))
         return 0
     try:
-        status_mod.watch(run_dir)
+        last = status_mod.watch(run_dir, follow=args.follow, newest=None if args.run else current_run_dir,
+                                as_json=args.json, wide=args.wide, is_newest=not args.run)
     except KeyboardInterrupt:
-        pass  # Ctrl-C is how a user leaves the live view
-    return 0
+        return 0 if args.follow else 130  # following, Ctrl-C is the way out; otherwise the run had not ended
+    return status_mod.exit_code(last) if last is not None else 1
 
 
 def _cmd_graph_check(args: argparse.Namespace) -> int:
@@ -193,10 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="local", help="start only the nodes placed on this host (multi-host graphs)")
     p.set_defaults(func=_cmd_run)
 
-    p = _sub(sub, "status", "show node states, restarts, rates, drops and latency of a running graph")
-    p.add_argument("--run", help="run directory (default: the newest run)")
-    p.add_argument("--once", action="store_true", help="print once and exit")
-    p.add_argument("--json", action="store_true", help="with --once: print the raw status as JSON")
+    p = _sub(sub, "status", "show node states, restarts, rates, drops and latency of a run until it ends")
+    p.add_argument("--run", metavar="DIR", help="run directory (default: the newest run)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--once", action="store_true", help="print once and exit 0")
+    when.add_argument("--follow", action="store_true",
+                      help="keep watching after the run ends, and move to a newer run (without --run); Ctrl-C leaves")
+    p.add_argument("--json", action="store_true", help="the raw status as JSON (one object per line unless --once)")
+    p.add_argument("--wide", action="store_true", help="every column and drops by reason, wider than 80 columns")
     p.set_defaults(func=_cmd_status)
 
     for group, group_help, action, action_help, arg, func in (

@@ -2,6 +2,8 @@
 
 Kept short (under /tmp) because ipc:// paths are limited to ~107 bytes by the kernel.
 ``RUNS_ROOT/current`` points at the newest run so `sensorfuse status` finds it.
+status.json names the supervisor that writes it (pid and process start time), so a
+reader can tell a live run from one whose supervisor died without a final word.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 
 def runs_root() -> Path:
@@ -37,3 +42,22 @@ def new_run_dir(explicit: str | None = None) -> Path:
 def current_run_dir() -> Path | None:
     link = runs_root() / "current"
     return link.resolve() if link.exists() else None
+
+
+def supervisor_identity() -> dict[str, Any]:
+    """This process as the writer of a run's status: pid and start time (Unix seconds)."""
+    me = psutil.Process()
+    return {"pid": me.pid, "started_at": me.create_time()}
+
+
+def supervisor_alive(identity: dict[str, Any]) -> bool:
+    """Whether the process `supervisor_identity()` described still runs: the same pid with
+    the same start time (a pid reused by a later process does not count)."""
+    try:
+        proc = psutil.Process(int(identity["pid"]))
+        # create_time is derived from boot time and clock ticks: equal to well under a second
+        return proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - float(identity["started_at"])) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # another user's live process: it exists

@@ -17,7 +17,9 @@
   between is lost), was killed at the stop deadline, or reported a write failure
   (`NodeContext.write_failed`, in its metrics); 0 only when none of that happened.
 - Metrics: node heartbeats are merged and published on ``ipc://RUN/metrics`` and
-  written to ``RUN/status.json`` for `sensorfuse status`, every `METRICS_INTERVAL_S`.
+  written to ``RUN/status.json`` for `sensorfuse status`, every `METRICS_INTERVAL_S`,
+  with the supervisor's pid and start time; `close` writes the final state (finished,
+  stopped or failed, with the exit code and end time) so a reader knows the run ended.
 - Cost: the checks above run every `CHECK_INTERVAL_S`, and at once when a node reports a
   state change (ready, done, failed); a heartbeat only refreshes the node's timestamp and
   metrics. So the supervisor's work grows with time and node count, not with message rate.
@@ -35,12 +37,13 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import zmq
 
-from sensorfuse.engine import control, fingerprint, wire
+from sensorfuse.engine import control, fingerprint, rundir, wire
 from sensorfuse.engine.errors import EXIT_OK, EXIT_STARTUP
 from sensorfuse.engine.graph import GraphPlan
 
@@ -86,6 +89,10 @@ class NodeState:
 
 
 class Supervisor:
+    #: what `run` returned and when `close` ended the run: status.json's final word
+    exit_code: int | None = None
+    ended_at: float | None = None
+
     def __init__(self, plan: GraphPlan, *, session: str, local_host: str = "local", quiet: bool = False,
                  cwd: str | None = None) -> None:
         self.plan = plan
@@ -245,7 +252,8 @@ class Supervisor:
                 break
             self._wait_for_control(time.monotonic() + CHECK_INTERVAL_S)
         self._publish_metrics(force=True)
-        return self._exit_code()
+        self.exit_code = self._exit_code()
+        return self.exit_code
 
     def _any_busy(self) -> bool:
         """Whether a node is heartbeating through a long wait it declared (a recorder
@@ -389,12 +397,19 @@ class Supervisor:
         providers = sorted({p for st in self.nodes.values() for p in st.providers})
         return fingerprint.fingerprint(models, providers)
 
+    @cached_property
+    def identity(self) -> dict[str, Any]:
+        return rundir.supervisor_identity()
+
     def status(self) -> dict[str, Any]:
         return {
             "graph": self.plan.name,
             "state": self.graph_state,
             "session": self.session,
             "run_dir": self.run_dir,
+            "supervisor": self.identity,
+            "exit_code": self.exit_code,
+            "ended_at": self.ended_at,
             "fingerprint": self.fingerprint(),
             "nodes": {
                 n: {"state": st.state, "pid": st.proc.pid if st.proc else None, "restarts": st.restarts,
@@ -416,6 +431,9 @@ class Supervisor:
                                      session=self.session)
         self.metrics_seq += 1
         self.metrics_pub.send_multipart(frames)
+        self._write_status(status)
+
+    def _write_status(self, status: dict[str, Any]) -> None:
         tmp = f"{self.run_dir}/status.json.tmp"
         # One write of the whole text: json.dump writes it in many small pieces, ~1.7x the CPU.
         Path(tmp).write_text(json.dumps(status))
@@ -441,9 +459,22 @@ class Supervisor:
     def _exit_code(self) -> int:
         return 1 if self.start_failed or self.problems() else EXIT_OK
 
+    def _write_final_status(self) -> None:
+        """status.json's last word: `failed` unless `run` returned 0 (it raised, or a node
+        failed), `stopped` when asked to stop (Ctrl-C, SIGTERM, --duration), else `finished`.
+        Not on the metrics stream, which closes with the supervisor: readers go to the file
+        when the stream falls silent."""
+        if self.exit_code != 0:
+            self.graph_state = "failed"
+        else:
+            self.graph_state = "stopped" if self.stop_requested else "finished"
+        self.ended_at = time.time()
+        self._write_status(self.status())
+
     def close(self) -> None:
         for st in self.nodes.values():
             self._kill(st, "supervisor closing")
+        self._write_final_status()
         self.router.close(0)
         self.metrics_pub.close(0)
         self.zctx.term()
