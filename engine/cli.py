@@ -146,7 +146,7 @@ def _cmd_graph_check(args: argparse.Namespace) -> int:
 def _cmd_keys_generate(args: argparse.Namespace) -> int:
     from sensorfuse.engine.security import generate
 
-    server, client = generate(args.dir)
+    server, client = generate(args.dir, force=args.force)
     print(f"wrote {server} and {client}; use `security: {{keys: {args.dir}}}` in the graph")
     return 0
 
@@ -182,17 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="with --once: print the raw status as JSON")
     p.set_defaults(func=_cmd_status)
 
-    for group, group_help, action, action_help, arg, func in (
+    force_keys = ("--force", "replace existing key pairs (peers holding the old public keys stop connecting)")
+    for group, group_help, action, action_help, arg, func, flags in (
         ("graph", "inspect graphs", "check", "validate a graph and print its derived endpoints", "graph",
-         _cmd_graph_check),
+         _cmd_graph_check, ()),
         ("keys", "manage CurveZMQ keys for endpoints bound beyond loopback", "generate",
-         "write a server and a client key pair", "dir", _cmd_keys_generate),
+         "write a server and a client key pair", "dir", _cmd_keys_generate, (force_keys,)),
     ):
         p = _sub(sub, group, group_help)
         actions = p.add_subparsers(dest=f"{group}_command", metavar="ACTION", required=True, parser_class=_Parser)
         a = actions.add_parser(action, help=action_help, description=action_help, epilog=EXAMPLES[group],
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         a.add_argument(arg)
+        for flag, flag_help in flags:
+            a.add_argument(flag, action="store_true", help=flag_help)
         a.set_defaults(func=func)
 
     for ep in entry_points(group="sensorfuse.commands"):
