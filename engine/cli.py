@@ -25,17 +25,19 @@ from sensorfuse.engine.errors import SensorfuseError, UsageError
 
 EXAMPLES = {
     "run": """examples:
-  sensorfuse run examples/relay.yaml
+  sensorfuse run examples/relay.yaml           # in a source checkout
   sensorfuse run --camera 0 --mic default      # live graph on your sensors
-  sensorfuse run demo --duration 30
-  sensorfuse run my.yaml --set producer.rate_hz=60 --run-dir /tmp/sf-run""",
+  sensorfuse sample -o s.mcap --duration 10    # a labelled session, then the built-in demo graph on it
+  sensorfuse run demo --set player.path=s.mcap --duration 30   # (writes demo-*.jsonl/.mcap here)
+  sensorfuse run examples/relay.yaml --set producer.rate_hz=60 --run-dir /tmp/sf-run""",
     "status": """examples:
   sensorfuse status              # live table of the newest run
   sensorfuse status --once --json""",
     "graph": """examples:
   sensorfuse graph check examples/relay.yaml   # validate and print derived endpoints""",
     "keys": """examples:
-  sensorfuse keys generate ~/.config/sensorfuse/keys""",
+  sensorfuse keys generate ~/.config/sensorfuse/keys
+  sensorfuse keys generate ~/.config/sensorfuse/keys --force   # replace them (peers need the new ones)""",
 }
 
 
