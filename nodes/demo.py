@@ -272,7 +272,7 @@ def register(subparsers: Any) -> None:
                "  sensorfuse sample -o s.mcap --duration 8 && sensorfuse demo --session s.mcap --out demo-out",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (scored against the span replayed)")
     p.add_argument("--rate", default="1", help="replay rate: 1 = real time (default), X, or max")
     p.add_argument("--head", help="fusion head: default, early, late, attention or a manifest path")
     p.add_argument("--session", metavar="FILE",

@@ -1,4 +1,5 @@
-"""Help that works: the demo on your own log, key pairs kept, training outputs out of the package.
+"""Help that works: the demo on your own log, key pairs kept, training outputs out of the package,
+recordings that map their times to dates.
 
 Through the real command line (exit code, one line on stderr, no traceback), plus the
 logic under it: which truth a demo run cut short is scored against, where training writes.
@@ -11,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from sensorfuse.models.fusion import cli as fusion_cli
 from sensorfuse.models.fusion import evaluate as fusion_evaluate
 from sensorfuse.models.sound import DATA_DIR as SOUND_DATA
 from sensorfuse.nodes import demo
-from sensorfuse.replay import sample
+from sensorfuse.replay import sample, wallclock
 from sensorfuse.replay.mcap_io import LogReader, LogWriter
 
 pytestmark = pytest.mark.timeout(180)
@@ -224,3 +226,44 @@ def test_fusion_eval_marks_the_strategy_graphs_load(tmp_path: Path) -> None:
     table = fusion_evaluate.markdown(report["results"], "early")
     assert "| early **(default)** | all | speaking |" in table
     assert "| late **(default)**" not in table
+
+
+# --- recording time anchor ------------------------------------------------------------------
+
+RECORD_GRAPH = """
+name: rec
+nodes:
+  producer:
+    kind: synthetic
+    params: {rate_hz: 30, count: 10, shape: [4, 4, 3]}
+    outputs: {out: cam0/frame}
+  recorder:
+    kind: recorder
+    params: {path: rec.mcap}
+    inputs: {frames: cam0/frame}
+"""
+
+
+def test_a_live_recording_maps_its_log_times_to_dates(tmp_path: Path) -> None:
+    (tmp_path / "rec.yaml").write_text(RECORD_GRAPH)
+    started_ns = time.time_ns()
+    assert sf("run", "rec.yaml", "--duration", "20", cwd=tmp_path).returncode == 0
+    with LogReader(tmp_path / "rec.mcap") as reader:
+        metadata = reader.metadata()
+        first = min(m.log_time for m in reader.iter_messages())
+    anchor = metadata[wallclock.CLOCK_METADATA]
+    assert anchor["domain"] == wallclock.HOST_MONOTONIC
+    assert first < 10**18, "log times stay on the capture clock"
+    wall = wallclock.wall_ns_at(metadata, first)
+    assert wall is not None and started_ns - 10**9 <= wall <= time.time_ns()
+    info = sf("log", "info", "rec.mcap", cwd=tmp_path)
+    assert f"wall_utc={anchor['wall_utc']}" in info.stdout
+
+
+def test_stamps_not_on_this_host_clock_get_no_date() -> None:
+    anchor = wallclock.host_anchor(time.monotonic_ns() + 10**10)  # not a capture time of this host
+    assert anchor["domain"] == wallclock.REPLAYED and "wall_ns" not in anchor
+    assert wallclock.wall_ns_at({wallclock.CLOCK_METADATA: anchor}, 5) is None
+    fixed = wallclock.clock_anchor(100, 1_700_000_000_000_000_000, "media")
+    assert wallclock.wall_ns_at({"clock": fixed}, 1_100) == 1_700_000_000_000_001_000
+    assert fixed["wall_utc"] == "2023-11-14T22:13:20.000+00:00"
