@@ -23,10 +23,11 @@ from sensorfuse.engine.errors import SensorfuseError, UsageError
 
 EXAMPLES = {
     "run": """examples:
-  sensorfuse run examples/relay.yaml
+  sensorfuse run examples/relay.yaml           # in a source checkout
   sensorfuse run --camera 0 --mic default      # live graph on your sensors
-  sensorfuse run demo --duration 30
-  sensorfuse run my.yaml --set producer.rate_hz=60 --run-dir /tmp/sf-run""",
+  sensorfuse sample -o s.mcap --duration 10    # a labelled session, then the built-in demo graph on it
+  sensorfuse run demo --set player.path=s.mcap --duration 30   # (writes demo-*.jsonl/.mcap here)
+  sensorfuse run examples/relay.yaml --set producer.rate_hz=60 --run-dir /tmp/sf-run""",
     "status": """examples:
   sensorfuse status              # the newest run, live, until it ends (exit 1 if it failed)
   sensorfuse status --follow     # keep watching, on to the next run
@@ -38,7 +39,8 @@ saying how it ended (killed); status then exits 1.""",
     "graph": """examples:
   sensorfuse graph check examples/relay.yaml   # validate and print derived endpoints""",
     "keys": """examples:
-  sensorfuse keys generate ~/.config/sensorfuse/keys""",
+  sensorfuse keys generate ~/.config/sensorfuse/keys
+  sensorfuse keys generate ~/.config/sensorfuse/keys --force   # replace them (peers need the new ones)""",
 }
 
 
@@ -171,7 +173,7 @@ def _cmd_graph_check(args: argparse.Namespace) -> int:
 def _cmd_keys_generate(args: argparse.Namespace) -> int:
     from sensorfuse.engine.security import generate
 
-    server, client = generate(args.dir)
+    server, client = generate(args.dir, force=args.force)
     print(f"wrote {server} and {client}; use `security: {{keys: {args.dir}}}` in the graph")
     return 0
 
@@ -211,17 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wide", action="store_true", help="every column and drops by reason, wider than 80 columns")
     p.set_defaults(func=_cmd_status)
 
-    for group, group_help, action, action_help, arg, func in (
+    force_keys = ("--force", "replace existing key pairs (peers holding the old public keys stop connecting)")
+    for group, group_help, action, action_help, arg, func, flags in (
         ("graph", "inspect graphs", "check", "validate a graph and print its derived endpoints", "graph",
-         _cmd_graph_check),
+         _cmd_graph_check, ()),
         ("keys", "manage CurveZMQ keys for endpoints bound beyond loopback", "generate",
-         "write a server and a client key pair", "dir", _cmd_keys_generate),
+         "write a server and a client key pair", "dir", _cmd_keys_generate, (force_keys,)),
     ):
         p = _sub(sub, group, group_help)
         actions = p.add_subparsers(dest=f"{group}_command", metavar="ACTION", required=True, parser_class=_Parser)
         a = actions.add_parser(action, help=action_help, description=action_help, epilog=EXAMPLES[group],
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         a.add_argument(arg)
+        for flag, flag_help in flags:
+            a.add_argument(flag, action="store_true", help=flag_help)
         a.set_defaults(func=func)
 
     for ep in entry_points(group="sensorfuse.commands"):

@@ -1,21 +1,23 @@
 """CurveZMQ keys: anything bound beyond loopback must be encrypted and authenticated.
 
 `sensorfuse keys generate DIR` writes a server and a client key pair (ZeroMQ's
-certificate files). Publishers act as CURVE servers; subscribers must hold the server's
-public key, so a peer without it cannot complete the handshake and receives nothing.
+certificate files); existing pairs are replaced only with `--force`. Publishers act as
+CURVE servers; subscribers must hold the server's public key, so a peer without it cannot
+complete the handshake and receives nothing.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 import zmq.auth
 
-from sensorfuse.engine.errors import SecurityError, StartupError
+from sensorfuse.engine.errors import SecurityError, SensorfuseError, StartupError, UsageError
 
 
 @dataclass(frozen=True)
@@ -38,16 +40,37 @@ class CurveKeys:
         return cls(spub, ssec, cpub, csec)
 
 
-def generate(keys_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Create server and client key pairs in `keys_dir` (mode 0700); returns the secret files."""
+KEY_NAMES = ("server", "client")
+
+
+def generate(keys_dir: str | os.PathLike[str], *, force: bool = False) -> tuple[Path, Path]:
+    """Create server and client key pairs in `keys_dir` (mode 0700); returns the secret files.
+
+    Existing pairs are replaced only with `force` (peers holding the old public keys stop
+    connecting). The keys are written into a temporary directory beside them and renamed
+    into place, so a failure leaves no half-written pair."""
     d = Path(keys_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    os.chmod(d, 0o700)
-    server_pub, server_sec = zmq.auth.create_certificates(d, "server")
-    client_pub, client_sec = zmq.auth.create_certificates(d, "client")
-    for p in (server_sec, client_sec):
-        os.chmod(p, 0o600)
-    return Path(server_sec), Path(client_sec)
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"keys generate: {d} is not a directory")
+    files = [d / f"{name}{suffix}" for name in KEY_NAMES for suffix in (".key", ".key_secret")]
+    existing = [f.name for f in files if f.exists()]
+    if existing and not force:
+        raise UsageError(f"keys generate: {d} already holds {', '.join(existing)}; "
+                         "--force replaces them (peers holding the old keys stop connecting)")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+        with tempfile.TemporaryDirectory(dir=d, prefix=".keys-") as tmp:
+            for name in KEY_NAMES:
+                zmq.auth.create_certificates(tmp, name)
+                os.chmod(Path(tmp, f"{name}.key_secret"), 0o600)
+            for f in files:
+                os.replace(Path(tmp, f.name), f)
+    except (FileExistsError, NotADirectoryError) as exc:  # a file where a parent directory should be
+        raise UsageError(f"keys generate: cannot create {d}: {exc.strerror} ({exc.filename})") from None
+    except OSError as exc:
+        raise SensorfuseError(f"keys generate: cannot write keys into {d}: {exc.strerror or exc}") from None
+    return d / "server.key_secret", d / "client.key_secret"
 
 
 def is_loopback(endpoint: str) -> bool:

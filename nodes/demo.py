@@ -9,6 +9,14 @@
    happen.
 4. Prints a summary: events vs the session's ground truth (precision, recall, mean
    timing error), capture→event latency p50/p99, frames and audio processed, drops.
+   A run cut short by ``--duration`` is scored against the truth of the span it replayed.
+
+``--session FILE`` replays your own log instead (it needs ``cam0/frame`` and
+``mic0/audio16k``; ``text/in`` is optional): `sensorfuse sample` and `sensorfuse log
+import` logs carry them, and sample logs carry labels too — a log without labels is run
+but not scored. ``--out DIR`` puts the outputs (``demo-events.jsonl``, ``demo-frames.jsonl``,
+``demo-perception.mcap``, ``demo-report.json``) in DIR (default: the user cache); outputs
+already in DIR are replaced only with ``--force``.
 
 The fusion head ships with the package (models/fusion/data), so no training is needed.
 """
@@ -16,6 +24,7 @@ The fusion head ships with the package (models/fusion/data), so no training is n
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -27,7 +36,7 @@ import numpy as np
 
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.cli import run_graph
-from sensorfuse.engine.errors import SensorfuseError
+from sensorfuse.engine.errors import SensorfuseError, UsageError
 from sensorfuse.engine.perception.encoders import FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL
 from sensorfuse.nodes import demo_report
 
@@ -38,6 +47,11 @@ NEEDED = (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, VAD_MODEL, TEXT_MODEL)
 #: last second, which stream's end-of-stream reaches the aligner first is arrival order
 #: (separate sockets), and the final flushed ticks' audio windows depend on it.
 STABLE_UNTIL_NS = 1_000_000_000 + int((DEMO_DURATION_S - 1.0) * 1e9)
+#: What the demo graph replays from a session; text is optional (the aligner does not require it).
+REQUIRED_STREAMS = ("cam0/frame", "mic0/audio16k")
+OPTIONAL_STREAMS = ("text/in",)
+OUTPUTS = {"events": "demo-events.jsonl", "frames": "demo-frames.jsonl", "recorder": "demo-perception.mcap"}
+REPORT = "demo-report.json"
 
 
 def demo_graph(session: Path, out_dir: Path, *, rate: str | float = "max", cache: Path | None = None,
@@ -88,6 +102,36 @@ def ensure_session(seed: int = DEMO_SEED, duration_s: float = DEMO_DURATION_S) -
     return path
 
 
+def session_streams(path: Path) -> list[str]:
+    """The demo streams `path` holds (required ones first); a missing or non-MCAP file, or a
+    log without the camera and 16 kHz audio, is a usage error naming the file."""
+    from sensorfuse.replay.mcap_io import LogError, LogReader
+
+    if not path.is_file():
+        raise UsageError(f"demo --session: no such file {str(path)!r}")
+    try:
+        with LogReader(path) as reader:
+            if reader.summary is not None:
+                topics = {c.topic for c in reader.summary.channels.values()}
+            else:  # not finalised: no channel list, read what is there
+                topics = {m.topic for m in reader.iter_messages()}
+    except LogError as exc:
+        raise UsageError(f"demo --session: {exc}") from None
+    missing = [t for t in REQUIRED_STREAMS if t not in topics]
+    if missing:
+        raise UsageError(f"demo --session: {path} has no {' or '.join(missing)} stream "
+                         f"(the demo graph replays {', '.join(REQUIRED_STREAMS)}; streams in it: "
+                         f"{', '.join(sorted(topics)) or 'none'})")
+    return [t for t in (*REQUIRED_STREAMS, *OPTIONAL_STREAMS) if t in topics]
+
+
+def last_frame_ns(path: Path) -> int | None:
+    from sensorfuse.replay.mcap_io import LogReader
+
+    with LogReader(path) as reader:
+        return max((m.log_time for m in reader.iter_messages(["cam0/frame"])), default=None)
+
+
 def read_truth(path: Path) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]], dict[int, int]]:
     """Labels, per-frame true boxes (by t_ns) and text capture times (by seq) of a session."""
     from sensorfuse.replay.mcap_io import LogReader
@@ -115,10 +159,18 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def summarize(session: Path, out_dir: Path, run_dir: Path) -> dict[str, Any]:
-    events = _jsonl(out_dir / "demo-events.jsonl")
-    frames = {f["t_ns"]: f["t_pub_ns"] for f in _jsonl(out_dir / "demo-frames.jsonl")}
+    """Scores (None when the session has no labels) against the truth of the replayed span,
+    latency, counts and drops of a finished demo run."""
+    events = _jsonl(out_dir / OUTPUTS["events"])
+    frames = {f["t_ns"]: f["t_pub_ns"] for f in _jsonl(out_dir / OUTPUTS["frames"])}
     labels, boxes, texts = read_truth(session)
-    scores = demo_report.score_events([e["record"] for e in events], labels, boxes, texts)
+    replayed_until = max(frames, default=None)
+    last_frame = last_frame_ns(session)
+    cut_short = replayed_until is None or (last_frame is not None and replayed_until < last_frame)
+    scores = None
+    if labels:
+        truth = demo_report.replayed_truth(labels, (replayed_until or 0) if cut_short else None)
+        scores = demo_report.score_events([e["record"] for e in events], truth, boxes, texts)
     latencies = demo_report.latency_ms(events, frames)
     status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").is_file() else {}
     gauges = status.get("nodes", {}).get("perceive", {}).get("gauges", {})
@@ -130,15 +182,37 @@ def summarize(session: Path, out_dir: Path, run_dir: Path) -> dict[str, Any]:
                     drops[f"{name}:{stream}:{category}:{reason}"] = n
             if st.get("lost"):
                 drops[f"{name}:{stream}:lost"] = st["lost"]
-    return {"scores": scores, "latency_ms": latencies, "events": len(events), "gauges": gauges, "drops": drops,
-            "frames_published": len(frames)}
+    first = min(frames, default=None)
+    return {"session": str(session), "scores": scores, "latency_ms": latencies, "events": len(events),
+            "gauges": gauges, "drops": drops, "frames_published": len(frames), "cut_short": cut_short,
+            "replayed_s": (replayed_until - first) / 1e9 if first is not None else 0.0,
+            "session_s": (last_frame - first) / 1e9 if first is not None and last_frame is not None else None}
+
+
+def write_report(summary: dict[str, Any], path: Path) -> None:
+    """The summary as JSON (scores with their precision/recall; latency as p50/p99)."""
+    lat = summary["latency_ms"]
+    scores = summary["scores"]
+    report = {**summary, "latency_ms": {"n": len(lat), **({"p50": float(np.percentile(lat, 50)),
+                                                          "p99": float(np.percentile(lat, 99))} if lat else {})},
+              "scores": None if scores is None else {
+                  k: {**dataclasses.asdict(v), "precision": v.precision, "recall": v.recall} for k, v in scores.items()}}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def print_summary(summary: dict[str, Any]) -> None:
     lat = summary["latency_ms"]
     g = summary["gauges"]
     print("\n== sensorfuse demo: summary ==")
-    print(demo_report.table(summary["scores"]))
+    if summary["scores"] is None:
+        print(f"no labels in {summary['session']}: events are not scored ({summary['events']} events)")
+    else:
+        if summary["cut_short"]:
+            print(f"scored against the truth of the replayed span ({summary['replayed_s']:.1f} s of "
+                  f"{summary['session_s'] or 0:.1f} s)")
+        print(demo_report.table(summary["scores"]))
     if lat:
         p50, p99 = np.percentile(lat, [50, 99])
         print(f"capture→event latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(lat)} events")
@@ -148,26 +222,45 @@ def print_summary(summary: dict[str, Any]) -> None:
     print("drops: " + (", ".join(f"{k}={v}" for k, v in sorted(drops.items())) if drops else "none"))
 
 
+def _out_dir(args: argparse.Namespace) -> Path:
+    """--out DIR (its earlier demo outputs replaced only with --force), else the user cache."""
+    if not args.out:
+        out_dir = demo_dir() / "last-run"
+    else:
+        out_dir = Path(args.out).absolute()
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"demo --out: {args.out} is not a directory")
+        existing = [n for n in (*OUTPUTS.values(), REPORT) if (out_dir / n).exists()]
+        if existing and not args.force:
+            raise UsageError(f"demo --out: {args.out} already holds {', '.join(existing)} (--force replaces them)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"demo --out: cannot create {out_dir}: {exc.strerror or exc}") from None
+    for name in (*OUTPUTS.values(), REPORT):
+        (out_dir / name).unlink(missing_ok=True)
+    return out_dir
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
+    streams = session_streams(Path(args.session)) if args.session else list((*REQUIRED_STREAMS, *OPTIONAL_STREAMS))
+    out_dir = _out_dir(args)
     ensure_pack()
-    session = ensure_session()
-    out_dir = Path(args.out).absolute() if args.out else demo_dir() / "last-run"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("demo-events.jsonl", "demo-frames.jsonl", "demo-perception.mcap"):
-        (out_dir / name).unlink(missing_ok=True)
+    session = Path(args.session).absolute() if args.session else ensure_session()
     from sensorfuse.engine.rundir import new_run_dir
 
     run_dir = new_run_dir(None)
-    sets = [f"player.path={session}", f"player.rate={args.rate}", f"events.path={out_dir / 'demo-events.jsonl'}",
-            f"frames.path={out_dir / 'demo-frames.jsonl'}", f"recorder.path={out_dir / 'demo-perception.mcap'}"]
+    sets = [f"player.path={session}", f"player.rate={args.rate}", f"player.streams={json.dumps(streams)}",
+            *(f"{node}.path={out_dir / name}" for node, name in OUTPUTS.items())]
     if args.head:
         sets.append(f"perceive.head={args.head}")
     print(f"demo: {session.name} at rate {args.rate} (events scroll below; outputs in {out_dir})", flush=True)
     code = run_graph("demo", sets=sets, duration=args.duration, run_dir=str(run_dir), summary=False)  # ours below
     summary = summarize(session, out_dir, run_dir)
     print_summary(summary)
-    print(f"demo finished in {time.monotonic() - t0:.0f} s (exit {code})")
+    write_report(summary, out_dir / REPORT)
+    print(f"demo finished in {time.monotonic() - t0:.0f} s (exit {code}); report in {out_dir / REPORT}")
     return code
 
 
@@ -175,11 +268,17 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "demo", help="run the perception graph on a bundled sample session, then score it",
         description="run the perception graph on a generated sample session and score its events",
-        epilog="examples:\n  sensorfuse demo\n  sensorfuse demo --rate max\n  sensorfuse demo --head late",
+        epilog="examples:\n  sensorfuse demo\n  sensorfuse demo --rate max --head late\n"
+               "  sensorfuse sample -o s.mcap --duration 8 && sensorfuse demo --session s.mcap --out demo-out",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (scored against the span replayed)")
     p.add_argument("--rate", default="1", help="replay rate: 1 = real time (default), X, or max")
     p.add_argument("--head", help="fusion head: default, early, late, attention or a manifest path")
-    p.add_argument("--out", help="directory for the events JSONL and the recording (default: the user cache)")
+    p.add_argument("--session", metavar="FILE",
+                   help="replay this log (cam0/frame + mic0/audio16k) instead of the bundled sample; "
+                        "scored where it carries labels")
+    p.add_argument("--out", metavar="DIR",
+                   help="directory for the events JSONL, the recording and the report (default: the user cache)")
+    p.add_argument("--force", action="store_true", help="replace earlier demo outputs in --out DIR")
     p.set_defaults(func=_cmd_demo)

@@ -14,6 +14,10 @@ Matching rules (all times are the session's capture times):
 - ``sound.alarm`` / ``sound.tone`` / ``sound.noise``: start inside a ``sound`` interval of
   that kind.
 Timing error: event start minus the truth's start (query: minus the query's time).
+
+Replayed span: a run cut short (``--duration``) is scored only against the truth it
+replayed (`replayed_truth`): labels that start at least `MIN_REPLAYED_NS` before the last
+replayed frame (a later one could not have been detected yet).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 from sensorfuse.engine.perception.tracking import iou
 
 SLACK_NS = 500_000_000
+MIN_REPLAYED_NS = 500_000_000
 SOUND_TYPES = ("sound.alarm", "sound.tone", "sound.noise")
 EVENT_TYPES = ("face.appeared", "speaker.active", "speech.offscreen", "query.match", *SOUND_TYPES)
 
@@ -106,6 +111,14 @@ def score_events(events: Iterable[dict[str, Any]], labels: list[dict[str, Any]],
             found_q.add(t_text)
     out["query.match"] = Score("query.match", len(evs), correct, len(positives), len(found_q), errors)
     return out
+
+
+def replayed_truth(labels: list[dict[str, Any]], end_ns: int | None) -> list[dict[str, Any]]:
+    """The labels a replay that ended at frame time `end_ns` could have found (all when None:
+    the whole session was replayed)."""
+    if end_ns is None:
+        return list(labels)
+    return [r for r in labels if r["start_ns"] <= end_ns - MIN_REPLAYED_NS]
 
 
 def latency_ms(events: list[dict[str, Any]], frame_pub: dict[int, int]) -> list[float]:

@@ -4,6 +4,9 @@ Ports: inputs ``*`` (any number, any stream; the stream name comes from each mes
 header); output ``status`` (records: ``recorder_error`` once when writing fails,
 ``recorder_summary`` at the end with counts, drops and files).
 
+Every file carries a `clock` metadata record, the wall-clock time of its first message
+(`sensorfuse.replay.wallclock`): log times stay capture times, the anchor maps them to dates.
+
 The node's `step` never touches the disk: it hands the message (header and payload,
 not copied) to a bounded write cache drained by a writer thread. When the cache is
 full the message is dropped and counted per stream (``cache_full``), so a slow disk
@@ -46,6 +49,7 @@ import msgspec
 from sensorfuse.engine import fingerprint, wire
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
 from sensorfuse.engine.params import PositiveFloat
+from sensorfuse.replay import wallclock
 from sensorfuse.replay.mcap_io import LogWriter
 
 Opener = Callable[[str], IO[bytes]]
@@ -155,6 +159,8 @@ class _Writer(threading.Thread):
             if self._log is None or self._should_split(header):
                 self._rotate()
             assert self._log is not None
+            if self._file_first_t is None:  # each file maps its log times to dates (replay/wallclock.py)
+                self._log.add_metadata(wallclock.CLOCK_METADATA, wallclock.host_anchor(header.t_ns))
             jpeg = None
             if header.stream in self.params.jpeg and header.kind == wire.KIND_TENSOR and jpeg_able(header):
                 jpeg = _as_jpeg(header, payload, self.jpeg_quality)

@@ -4,7 +4,13 @@ train: features of generated train sessions (cached) → each strategy trained (
 CPU) → ONNX export + parity check → evaluation on held-out sessions → the best strategy
 (mean F1 of the three outputs, all modalities) becomes the default head
 (`fusion_default.json`). The shipped heads live in models/fusion/data (small files, so
-`make demo` needs no training); `--out` writes elsewhere, e.g. into the model cache.
+`make demo` needs no training) and are what graphs load; a training run writes into a user
+directory (`sensorfuse.models.trained_dir`: `$XDG_DATA_HOME/sensorfuse/fusion`, or `--out`),
+never over earlier heads without `--force`, and says how to point a graph at it.
+
+eval: the heads in `--heads` (default: the shipped ones) on held-out sessions; the table
+marks the strategy `head: default` loads from that directory (its `fusion_default.json`),
+and the best strategy on these sessions is named beside it.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from sensorfuse.engine import fingerprint
+from sensorfuse.engine.errors import SensorfuseError
 from sensorfuse.engine.perception.fusion import STRATEGIES, FusionHead, manifest_path_for
-from sensorfuse.models import corpus
+from sensorfuse.models import corpus, trained_dir
 
 DATA_DIR = Path(__file__).with_name("data")
 DEFAULT_FILE = "fusion_default.json"
@@ -33,6 +40,20 @@ def _features(args: argparse.Namespace, seeds: list[int]) -> Any:
     cache = Path(args.cache) if args.cache else None
     return train.stack(dataset.build(seeds, duration_s=args.duration, cache=cache, work_dir=work_dir(),
                                      workers=args.workers))
+
+
+def output_files(strategies: list[str]) -> list[str]:
+    """What `fusion train --strategies ...` writes into its output directory."""
+    heads = [name for s in strategies for name in (f"fusion_{s}.onnx", manifest_path_for(Path(), s).name)]
+    return [*heads, DEFAULT_FILE, "eval.json", "eval.md"]
+
+
+def loaded_by_default(heads: Path) -> str | None:
+    """The strategy a graph with `head: default` and these heads loads (its fusion_default.json)."""
+    try:
+        return json.loads((heads / DEFAULT_FILE).read_text())["strategy"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _evaluate(out_dir: Path, strategies: list[str], heldout: Any) -> dict[str, Any]:
@@ -51,7 +72,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sensorfuse.models.fusion import evaluate, train
 
     t0 = time.perf_counter()
-    out_dir = Path(args.out)
+    out_dir = trained_dir.claim_out_dir(args.out, "fusion", output_files(args.strategies), force=args.force)
     train_seeds = list(range(args.train_sessions))
     heldout_seeds = corpus.heldout_seeds(args.heldout_sessions)
     data = _features(args, train_seeds)
@@ -73,6 +94,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     (out_dir / "eval.md").write_text(evaluate.markdown(report["results"], report["default"]))
     print(evaluate.markdown(report["results"], report["default"]))
     print(f"default head: {report['default']} (mean F1 {report['mean_f1']}); total {time.perf_counter() - t0:.0f} s")
+    print(f"heads in {out_dir}; graphs still load the shipped ones. To use these: `perceive` param "
+          f"heads_dir: {out_dir} (e.g. `sensorfuse run GRAPH --set perceive.heads_dir={out_dir}`), or "
+          f"`sensorfuse demo --head {manifest_path_for(out_dir, report['default'])}`")
     return 0
 
 
@@ -82,12 +106,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     heads = Path(args.heads)
     strategies = [s for s in STRATEGIES if manifest_path_for(heads, s).is_file()]
     if not strategies:
-        print(f"sensorfuse: no fusion heads in {heads} (run: sensorfuse fusion train)")
-        return 1
+        raise SensorfuseError(f"no fusion heads in {heads} (run: sensorfuse fusion train)")
     heldout = _features(args, corpus.heldout_seeds(args.heldout_sessions))
     report = _evaluate(heads, strategies, heldout)
-    print(evaluate.markdown(report["results"], report["default"]))
-    print(f"best strategy: {report['default']} (mean F1 {report['mean_f1']})")
+    # The table marks what graphs load (`head: default`), which need not be the best here.
+    loaded = loaded_by_default(heads)
+    print(evaluate.markdown(report["results"], loaded))
+    print(f"best strategy on these sessions: {report['default']} (mean F1 {report['mean_f1']}); "
+          + (f"`head: default` loads {loaded} ({heads / DEFAULT_FILE})" if loaded else
+             f"no {DEFAULT_FILE} in {heads}: `head: default` cannot load from it"))
     if args.json:
         # what produced these numbers: versions, CPU kernels, the models this process ran
         Path(args.json).write_text(json.dumps({**report, "fingerprint": fingerprint.fingerprint()}, indent=1,
@@ -103,13 +130,16 @@ def register(subparsers: Any) -> None:
     common.add_argument("--cache", help="model cache (default: $SENSORFUSE_MODEL_CACHE or ~/.cache/...)")
     corpus.add_session_arguments(common)
     t = actions.add_parser("train", parents=[common], help="features, training, export, parity, eval",
-                           epilog="example:\n  sensorfuse fusion train --train-sessions 30 --epochs 40",
+                           epilog="examples:\n  sensorfuse fusion train --train-sessions 30 --epochs 40\n"
+                                  "  sensorfuse fusion train --out /tmp/heads --force",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--train-sessions", type=int, default=corpus.TRAIN_SEEDS)
     t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    t.add_argument("--out", default=str(DATA_DIR), help="where heads, eval.json and eval.md go")
+    t.add_argument("--out", metavar="DIR", help="where heads, eval.json and eval.md go (default: "
+                   f"${trained_dir.DATA_HOME_ENV}/sensorfuse/fusion or ~/.local/share/sensorfuse/fusion)")
+    t.add_argument("--force", action="store_true", help="replace heads an earlier run wrote there")
     t.set_defaults(func=_cmd_train)
     e = actions.add_parser("eval", parents=[common], help="evaluate trained heads on held-out sessions",
                            epilog="example:\n  sensorfuse fusion eval --json eval.json",

@@ -87,7 +87,8 @@ def mean_f1(conds: dict[str, dict[str, Any]]) -> float:
     return round(float(np.mean([m["f1"] for m in conds["all"].values()])), 4)
 
 
-def markdown(results: dict[str, dict[str, dict[str, Any]]], default: str) -> str:
+def markdown(results: dict[str, dict[str, dict[str, Any]]], default: str | None) -> str:
+    """The results as a table; `default`: the strategy `head: default` loads (marked)."""
     lines = ["| strategy | condition | output | accuracy | precision | recall | F1 | n (positives) |",
              "|---|---|---|---|---|---|---|---|"]
     for strategy in results:

@@ -3,7 +3,10 @@
 train: log-mel frames and per-sample truth of generated train sessions (cached) → the
 audio-event encoder trained (fixed seed, CPU) → ONNX export + parity check → evaluation on
 held-out sessions, written into the manifest (`eval`) and to eval.md. The shipped model
-lives in models/sound/data (small, so nothing needs training); `--out` writes elsewhere.
+lives in models/sound/data (small, so nothing needs training) and is what graphs load; a
+training run writes into a user directory (`sensorfuse.models.trained_dir`:
+`$XDG_DATA_HOME/sensorfuse/sound`, or `--out`), never over an earlier model without
+`--force`, and says how to point a graph at it.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from sensorfuse.engine import fingerprint
+from sensorfuse.engine.errors import SensorfuseError
 from sensorfuse.engine.perception.sound import SoundClassifier
-from sensorfuse.models import corpus
-from sensorfuse.models.sound import DATA_DIR, MANIFEST_FILE
+from sensorfuse.models import corpus, trained_dir
+from sensorfuse.models.sound import DATA_DIR, MANIFEST_FILE, MODEL_NAME
+
+#: What `sound train` writes into its output directory.
+OUTPUT_FILES = (f"{MODEL_NAME}.onnx", MANIFEST_FILE, "eval.md")
 
 
 def _sessions(args: argparse.Namespace, seeds: list[int]) -> Any:
@@ -40,7 +47,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sensorfuse.models.sound import dataset, evaluate, train
 
     t0 = time.perf_counter()
-    out_dir = Path(args.out)
+    out_dir = trained_dir.claim_out_dir(args.out, "sound", OUTPUT_FILES, force=args.force)
     train_seeds = list(range(args.train_sessions))
     heldout_seeds = corpus.heldout_seeds(args.heldout_sessions)
     sessions = _sessions(args, train_seeds)
@@ -62,6 +69,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     (out_dir / "eval.md").write_text(evaluate.markdown(result, heldout_seeds))
     print(evaluate.markdown(result, heldout_seeds))
     print(f"total {time.perf_counter() - t0:.0f} s")
+    print(f"model in {path}; graphs still load the shipped one. To use this one: `perceive` param sound: {path} "
+          f"(e.g. `sensorfuse run GRAPH --set perceive.sound={path}`)")
     return 0
 
 
@@ -70,8 +79,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     path = Path(args.model)
     if not path.is_file():
-        print(f"sensorfuse: no sound model at {path} (run: sensorfuse sound train)")
-        return 1
+        raise SensorfuseError(f"no sound model at {path} (run: sensorfuse sound train)")
     heldout_seeds = corpus.heldout_seeds(args.heldout_sessions)
     result = _evaluate(path, _sessions(args, heldout_seeds), heldout_seeds)
     print(evaluate.markdown(result, heldout_seeds))
@@ -94,7 +102,9 @@ def register(subparsers: Any) -> None:
     t.add_argument("--train-sessions", type=int, default=corpus.TRAIN_SEEDS)
     t.add_argument("--epochs", type=int, default=12)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default=str(DATA_DIR), help="where the model, its manifest and eval.md go")
+    t.add_argument("--out", metavar="DIR", help="where the model, its manifest and eval.md go (default: "
+                   f"${trained_dir.DATA_HOME_ENV}/sensorfuse/sound or ~/.local/share/sensorfuse/sound)")
+    t.add_argument("--force", action="store_true", help="replace a model an earlier run wrote there")
     t.set_defaults(func=_cmd_train)
     e = actions.add_parser("eval", parents=[common], help="evaluate a trained model on held-out sessions",
                            epilog="example:\n  sensorfuse sound eval --json eval.json",
