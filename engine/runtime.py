@@ -22,7 +22,6 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
 import zmq
 
 from sensorfuse.engine import control, fingerprint, wire
@@ -79,10 +78,7 @@ class NodeRunner:
     # -- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
         _, cls = resolve_kind(self.np["cls_path"])
-        try:
-            params = cls.parse_params(self.np["params"])
-        except msgspec.ValidationError as exc:
-            raise StartupError(f"node {self.name!r}: bad params: {exc}") from None
+        params = cls.parse_params(self.np["params"])  # a ParamsError (StartupError) names field and value
         keys = CurveKeys.load(self.plan["keys_dir"]) if self.plan.get("keys_dir") else None
         for port, stream in self.np["outputs"].items():
             self.publishers[port] = Publisher(

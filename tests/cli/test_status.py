@@ -205,13 +205,14 @@ def test_a_damaged_status_file_is_one_line(tmp_path: Path, text: str) -> None:
 
 
 def test_status_of_a_failed_run_says_so_and_exits_1(graph_run) -> None:
-    run = graph_run({"name": "bad", "nodes": {"p": {"kind": "synthetic", "params": {"rate": 3},
-                                                    "outputs": {"out": "cam0/frame"}}}})
+    run = graph_run({"name": "bad", "nodes": {
+        "p": {"kind": "synthetic", "params": {"rate_hz": 30}, "outputs": {"out": "cam0/frame"}},
+        "sink": {"kind": "jsonl", "params": {"path": "/proc/nope/o.jsonl"}, "inputs": {"in": "cam0/frame"}}}})
     assert run.wait_exit(30) == 1
     out = status("--run", str(run.run_dir))
     assert out.returncode == 1, out.stderr
     assert out.stdout.splitlines()[1].startswith("FAILED (exit 1) at ")
-    assert re.search(r"^p +failed ", out.stdout, re.MULTILINE) and "last error: " in out.stdout
+    assert re.search(r"^sink +failed ", out.stdout, re.MULTILINE) and "last error: " in out.stdout
 
 
 def test_follow_moves_on_to_a_newer_run(tmp_path: Path) -> None:
