@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 import zmq.auth
 
+from sensorfuse.engine import files
 from sensorfuse.engine.errors import SecurityError, SensorfuseError, StartupError, UsageError
 
 
@@ -52,22 +52,17 @@ def generate(keys_dir: str | os.PathLike[str], *, force: bool = False) -> tuple[
     d = Path(keys_dir)
     if d.exists() and not d.is_dir():
         raise UsageError(f"keys generate: {d} is not a directory")
-    files = [d / f"{name}{suffix}" for name in KEY_NAMES for suffix in (".key", ".key_secret")]
-    existing = [f.name for f in files if f.exists()]
+    existing = [f"{name}{suffix}" for name in KEY_NAMES for suffix in (".key", ".key_secret")
+                if (d / f"{name}{suffix}").exists()]
     if existing and not force:
         raise UsageError(f"keys generate: {d} already holds {', '.join(existing)}; "
                          "--force replaces them (peers holding the old keys stop connecting)")
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        os.chmod(d, 0o700)
-        with tempfile.TemporaryDirectory(dir=d, prefix=".keys-") as tmp:
+        with files.atomic_dir(d, force=True) as tmp:
+            os.chmod(d, 0o700)
             for name in KEY_NAMES:
                 zmq.auth.create_certificates(tmp, name)
-                os.chmod(Path(tmp, f"{name}.key_secret"), 0o600)
-            for f in files:
-                os.replace(Path(tmp, f.name), f)
-    except (FileExistsError, NotADirectoryError) as exc:  # a file where a parent directory should be
-        raise UsageError(f"keys generate: cannot create {d}: {exc.strerror} ({exc.filename})") from None
+                os.chmod(tmp / f"{name}.key_secret", 0o600)
     except OSError as exc:
         raise SensorfuseError(f"keys generate: cannot write keys into {d}: {exc.strerror or exc}") from None
     return d / "server.key_secret", d / "client.key_secret"

@@ -152,7 +152,7 @@ def watch(run_dir: Path, *, follow: bool = False, newest: Callable[[], Path | No
             continue
         width = shutil.get_terminal_size().columns
         text = (render(status, width=width, wide=wide, is_newest=is_newest) if status
-                else _clip(f"waiting for a status from {shown_dir}", width))
+                else clip(f"waiting for a status from {shown_dir}", width))
         print(("\x1b[H\x1b[J" if tty else "") + text + ("" if tty else "\n"), flush=True)
     return last
 
@@ -204,10 +204,12 @@ def _fingerprint_line(fp: dict[str, Any]) -> str:
             f" · {len(fp.get('models') or {})} models")
 
 
-def _reasons(s: dict[str, Any]) -> dict[str, int]:
-    return {**{f"drop:{k}": v for k, v in s.get("dropped", {}).items()},
-            **{f"bad:{k}": v for k, v in s.get("malformed", {}).items()},
-            **{f"rej:{k}": v for k, v in s.get("rejected", {}).items()}}
+def drop_reasons(s: dict[str, Any], dropped: str = "drop:") -> dict[str, int]:
+    """A stream's drops by reason, one key each: `dropped` + reason (the node's own policy
+    drops), `bad:` + reason (malformed), `rej:` + reason (rejected by the node)."""
+    return {**{f"{dropped}{k}": v for k, v in (s.get("dropped") or {}).items()},
+            **{f"bad:{k}": v for k, v in (s.get("malformed") or {}).items()},
+            **{f"rej:{k}": v for k, v in (s.get("rejected") or {}).items()}}
 
 
 def _latency(s: dict[str, Any]) -> tuple[float | None, float | None, str]:
@@ -250,9 +252,9 @@ def _compact(status: dict[str, Any], width: int) -> list[str]:
         slow = _slow(node, stream or "", s)
         slow_shown |= slow
         counts = (f"{s.get('rate_hz', 0.0):.1f}" + ("!" if slow else ""), s.get("received", 0) + s.get("published", 0),
-                  sum(_reasons(s).values()) + s.get("lost", 0)) if s else ("", "", "")
-        lines.append(row.format(*((_clip(name, node_w), node["state"], node["restarts"]) if first else ("", "", "")),
-                                _clip(stream or "-", stream_w), *counts,
+                  sum(drop_reasons(s).values()) + s.get("lost", 0)) if s else ("", "", "")
+        lines.append(row.format(*((clip(name, node_w), node["state"], node["restarts"]) if first else ("", "", "")),
+                                clip(stream or "-", stream_w), *counts,
                                 f"{_ms(p50)}/{_ms(p99)}{mark}" if p50 is not None else "-"))
         if last and node.get("last_error"):
             lines.append(f"{'':<{node_w}} last error: {node['last_error']}")
@@ -261,7 +263,8 @@ def _compact(status: dict[str, Any], width: int) -> list[str]:
     return lines
 
 
-def _clip(text: str, width: int | None) -> str:
+def clip(text: str, width: int | None) -> str:
+    """`text` cut to `width` columns, ending in … when cut."""
     return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
@@ -276,7 +279,7 @@ def _wide(status: dict[str, Any]) -> list[str]:
     lines.append("-" * len(lines[0]))
     for name, node, stream, s, first, last in rows:
         p50, p99, mark = _latency(s)
-        reasons = ",".join(f"{k}={v}" for k, v in sorted(_reasons(s).items()) if v)
+        reasons = ",".join(f"{k}={v}" for k, v in sorted(drop_reasons(s).items()) if v)
         lines.append(row.format(
             *((name, node["state"], node["restarts"]) if first else ("", "", "")), stream or "-",
             f"{s.get('rate_hz', 0.0):.1f}", s.get("received", 0), s.get("published", 0), s.get("lost", 0),
@@ -299,4 +302,4 @@ def render(status: dict[str, Any], *, width: int | None = MIN_WIDTH, wide: bool 
     transit = any(_latency(r[3])[2] for r in _rows(status))
     lines.append("p50/p99: capture → receipt" + ("; * publish → receipt (capture not on this host's clock)"
                                                  if transit else ""))
-    return "\n".join(lines if wide else [_clip(line, width) for line in lines])
+    return "\n".join(lines if wide else [clip(line, width) for line in lines])

@@ -10,13 +10,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from sensorfuse.engine.status import clip, drop_reasons
+
 WIDTH = 80
 #: what a node's final state says when nothing went wrong
 _CLEAN_ENDS = {"done": "finished", "stopped": "stopped", "finishing": "finishing"}
-
-
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def node_ending(node: dict[str, Any]) -> str:
@@ -42,11 +40,9 @@ def stream_totals(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
             t = totals[stream]
             t["sent"] += s.get("published", 0)
             t["recv"] += s.get("received", 0)
-            drops = t["drops"]
-            drops["lost"] += s.get("lost", 0)
-            for prefix, key in (("", "dropped"), ("bad:", "malformed"), ("rej:", "rejected")):
-                for reason, n in (s.get(key) or {}).items():
-                    drops[prefix + reason] += n
+            t["drops"]["lost"] += s.get("lost", 0)
+            for reason, n in drop_reasons(s, dropped="").items():
+                t["drops"][reason] += n
     return dict(totals)
 
 
@@ -55,15 +51,15 @@ def render(status: dict[str, Any], *, exit_code: int) -> str:
     streams = stream_totals(status)
     name_w = min(max([len(n) for n in nodes] + [4]), 20)
     stream_w = min(max([len(s) for s in streams] + [6]), 28)
-    lines = [_fit(f"── run summary: graph {status.get('graph', '')!r}, exit {exit_code} ", WIDTH).ljust(WIDTH, "─")]
+    lines = [clip(f"── run summary: graph {status.get('graph', '')!r}, exit {exit_code} ", WIDTH).ljust(WIDTH, "─")]
     lines.append(f"{'node':<{name_w}}  {'state':<9}{'restarts':>8}  ended")
     for name, node in nodes.items():
-        head = f"{_fit(name, name_w):<{name_w}}  {node.get('state', '?'):<9}{node.get('restarts', 0):>8}  "
-        lines.append(head + _fit(node_ending(node), WIDTH - len(head)))
+        head = f"{clip(name, name_w):<{name_w}}  {node.get('state', '?'):<9}{node.get('restarts', 0):>8}  "
+        lines.append(head + clip(node_ending(node), WIDTH - len(head)))
     if streams:
         lines.append(f"{'stream':<{stream_w}}{'sent':>9}{'recv':>9}  lost and drops")
         for stream, t in sorted(streams.items()):
             drops = " ".join(f"{reason}={n}" for reason, n in sorted(t["drops"].items()) if n) or "none"
-            head = f"{_fit(stream, stream_w):<{stream_w}}{t['sent']:>9}{t['recv']:>9}  "
-            lines.append(head + _fit(drops, WIDTH - len(head)))
+            head = f"{clip(stream, stream_w):<{stream_w}}{t['sent']:>9}{t['recv']:>9}  "
+            lines.append(head + clip(drops, WIDTH - len(head)))
     return "\n".join(lines)
