@@ -166,6 +166,7 @@ class NodeContext:
                 self.keepalive(why, left)
             time.sleep(min(0.05, left))
         return True
+
     def write_failed(self, target: str, error: str) -> None:
         """Report that writing `target` (a file, a device) failed; the node logs it its own way
         and may go on (counting what it cannot write as rejected). The supervisor sees the
