@@ -229,6 +229,7 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
 
 def load_decl(source: str | os.PathLike[str] | dict[str, Any]) -> GraphDecl:
     """Parse a graph from a YAML path, a built-in graph name, or an already-loaded dict."""
+    where = "graph"
     if isinstance(source, dict):
         raw = source
     else:
@@ -239,10 +240,11 @@ def load_decl(source: str | os.PathLike[str] | dict[str, Any]) -> GraphDecl:
             builtin = sorted(p.stem for p in BUILTIN_GRAPHS_DIR.glob("*.yaml"))
             raise UsageError(f"no graph file {str(source)!r} (built-in graphs: {', '.join(builtin)})")
         raw = read_yaml(path)
+        where = f"graph {path}"
     try:
         return msgspec.convert(raw, type=GraphDecl)
     except msgspec.ValidationError as exc:
-        raise UsageError(f"graph: {params_mod.explain(GraphDecl, raw, exc, what='field')}") from None
+        raise UsageError(f"{where}: {params_mod.explain(GraphDecl, raw, exc, what='field')}") from None
 
 
 def _slug(stream: str) -> str:
