@@ -43,14 +43,22 @@ class InputUse(msgspec.Struct, forbid_unknown_fields=True):
     queue: PositiveInt | None = None
 
 
+class ExposeDecl(msgspec.Struct, forbid_unknown_fields=True):
+    endpoint: str
+    #: an outside consumer that takes part in `block` back-pressure (it can slow the graph);
+    #: by default outside subscribers get their own socket and a slow one only loses messages.
+    lockstep: bool = False
+
+
 class NodeDecl(msgspec.Struct, forbid_unknown_fields=True):
     kind: str
     params: dict[str, Any] = {}
     inputs: dict[str, str | InputUse] = {}
     outputs: dict[str, str] = {}
     host: str = LOCAL_HOST
-    #: tcp endpoints (beyond ipc) where this node's outputs are also bound, for outside consumers.
-    expose: dict[str, str] = {}
+    #: endpoints (beyond ipc) where this node's outputs are also bound, for outside consumers:
+    #: `stream: ENDPOINT` or `stream: {endpoint: ENDPOINT, lockstep: true}`.
+    expose: dict[str, str | ExposeDecl] = {}
 
 
 class ExternalDecl(msgspec.Struct, forbid_unknown_fields=True):
@@ -75,6 +83,11 @@ class SupervisorDecl(msgspec.Struct, forbid_unknown_fields=True):
     upstream_grace_s: NonNegativeFloat = 2.0
     #: a finished node keeps its outputs open this long at most for consumers to drain them.
     drain_timeout_s: NonNegativeFloat = 10.0
+    #: a finished node keeps its outputs open this long at most for outside subscribers to
+    #: read its end of stream (a client that read it unsubscribes, which ends the wait).
+    eos_linger_s: NonNegativeFloat = 5.0
+    #: a stream quiet this long gets an `idle` message; 3 periods of silence = publisher gone.
+    idle_s: PositiveFloat = 1.0
 
 
 class GraphDecl(msgspec.Struct, forbid_unknown_fields=True):
@@ -105,11 +118,13 @@ class NodePlan:
     host: str
     inputs: list[InputPlan]
     outputs: dict[str, str]  # port -> stream
-    bind: dict[str, list[str]]  # stream -> endpoints to bind
+    bind: dict[str, list[str]]  # stream -> endpoints to bind (outside ones included)
     nodrop: dict[str, bool]  # stream -> XPUB_NODROP (a block consumer exists)
     subscribers: dict[str, int]  # stream -> consumers the readiness handshake waits for
     hwm: dict[str, int]  # stream -> publisher high-water mark (the deepest consumer queue)
     is_source: bool = False
+    #: stream -> the endpoints in `bind` for outside subscribers that never slow the graph
+    outside: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -318,12 +333,17 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
     nodes: dict[str, NodePlan] = {}
     for name, nd in decl.nodes.items():
         bind: dict[str, list[str]] = {}
+        outside: dict[str, list[str]] = {}
         for stream in nd.outputs.values():
             eps = [f"ipc://{run_dir}/s/{_slug(stream)}"]
             if any(decl.nodes[c].host != nd.host for c, _, _ in consumers.get(stream, [])):
                 eps.append(f"tcp://{address(nd.host)}:{decl.ports_base + stream_index[stream]}")
             if stream in nd.expose:
-                eps.append(nd.expose[stream])
+                ex = nd.expose[stream]
+                ex = ExposeDecl(endpoint=ex) if isinstance(ex, str) else ex
+                eps.append(ex.endpoint)
+                if not ex.lockstep:
+                    outside[stream] = [ex.endpoint]
             bind[stream] = eps
         for stream in nd.expose:
             if stream not in nd.outputs.values():
@@ -336,7 +356,7 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
             # consumer's backlog lives (and is counted) at the consumer, not in ZeroMQ.
             hwm={s: max([q for _, _, q in consumers.get(s, [])] + [2]) for s in nd.outputs.values()},
             subscribers={s: len(consumers.get(s, [])) for s in nd.outputs.values()},
-            is_source=not nd.inputs,
+            is_source=not nd.inputs, outside=outside,
         )
     _refuse_shared_endpoints(decl, nodes)
     gp = GraphPlan(decl.name, decl, run_dir, nodes, producers, decl.security.keys)

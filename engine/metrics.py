@@ -10,6 +10,7 @@ time, so "now − t_ns" would be the machine's uptime, not a latency.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict, deque
 from typing import Any
 
@@ -22,7 +23,8 @@ CAPTURE_LATENCY_MAX_NS = 60_000_000_000
 
 class StreamCounters:
     __slots__ = ("received", "published", "lost", "seq_resets", "dropped", "malformed", "rejected",
-                 "last_seq", "latency_ns", "transit_ns", "_last_snapshot_received", "_last_snapshot_published")
+                 "last_seq", "latency_ns", "transit_ns", "_last_snapshot_received", "_last_snapshot_published",
+                 "heard_ns", "silent_after_ns", "ended", "consumers_missing")
 
     def __init__(self) -> None:
         self.received = 0
@@ -37,12 +39,44 @@ class StreamCounters:
         self.transit_ns: deque[int] = deque(maxlen=LATENCY_RESERVOIR)
         self._last_snapshot_received = 0
         self._last_snapshot_published = 0
+        #: receiving side, liveness: when anything (data, idle, eos) last arrived (monotonic
+        #: ns), how long a silence means the publisher is gone (0: not judged), and whether
+        #: the stream ended; see `silent_s`
+        self.heard_ns = 0
+        self.silent_after_ns = 0
+        self.ended = False
+        #: publishing side: graph consumers the plan declares that are not connected now
+        self.consumers_missing = 0
+
+    def on_idle(self, seq: int, t_recv_ns: int) -> int:
+        """Account an idle message: the publisher is alive, and its `seq` (the next data
+        message's) tells whether messages were lost since the last one; returns that gap."""
+        self.heard_ns = t_recv_ns
+        if self.last_seq is None:
+            if seq > 0:  # joined late: the idle sets the base, as a first data message would
+                self.last_seq = seq - 1
+            return 0
+        if seq - 1 <= self.last_seq:  # nothing missed (or a restart, which the next data message counts)
+            return 0
+        gap = seq - 1 - self.last_seq
+        self.lost += gap
+        self.last_seq = seq - 1
+        return gap
+
+    def silent_s(self, now_ns: int) -> float:
+        """Seconds without a single message on a live input, once that silence is longer than
+        liveness allows (the publisher crashed, or the network between us is cut); else 0."""
+        if self.ended or not self.silent_after_ns or not self.heard_ns:
+            return 0.0
+        quiet = now_ns - self.heard_ns
+        return quiet / 1e9 if quiet > self.silent_after_ns else 0.0
 
     def on_receive(self, seq: int, t_ns: int, t_recv_ns: int, *, t_pub_ns: int | None = None,
                    data: bool = True) -> int:
         """Account one received message (`data=False` for end-of-stream markers, which only
         close a sequence); returns how many messages the seq gap says were lost."""
         gap = 0
+        self.heard_ns = t_recv_ns
         if self.last_seq is not None:
             if seq > self.last_seq + 1:
                 gap = seq - self.last_seq - 1
@@ -71,6 +105,10 @@ class StreamCounters:
             "rate_hz": ((self.received - self._last_snapshot_received) + (self.published - self._last_snapshot_published))
             / dt_s if dt_s > 0 else 0.0,
         }
+        if silent := self.silent_s(time.monotonic_ns()):
+            out["silent_s"] = round(silent, 1)
+        if self.consumers_missing:
+            out["consumers_missing"] = self.consumers_missing
         for name, reservoir in (("latency", self.latency_ns), ("transit", self.transit_ns)):
             if reservoir:
                 p50, p99 = np.percentile(np.fromiter(reservoir, dtype=np.int64), [50, 99])

@@ -64,11 +64,17 @@ class NodeRunner:
         self.heartbeat_interval = float(sup["heartbeat_interval_s"])
         self.startup_timeout = float(sup["startup_timeout_s"])
         self.drain_timeout = float(sup.get("drain_timeout_s", 10.0))
+        self.eos_linger = float(sup.get("eos_linger_s", 5.0))
+        self.idle_s = float(sup.get("idle_s", 1.0))
+        #: between START and the end of stream: idles go out and missing consumers count
+        self.running = False
         self.stopping = False
         self.publishers: dict[str, Publisher] = {}
         self.subscribers: list[Subscriber] = []
         self.out_seq: dict[str, int] = {}
         self.last_t_ns: dict[str, int] = {}
+        #: stream -> (src, session) of the last message: a replayed stream's end keeps them
+        self.last_origin: dict[str, tuple[str, str]] = {}
         self._unsubs_at_eos: dict[str, int] = {}
         self._last_hb = 0.0
         self._busy_why: str | None = None
@@ -80,16 +86,18 @@ class NodeRunner:
         _, cls = resolve_kind(self.np["cls_path"])
         params = cls.parse_params(self.np["params"])  # a ParamsError (StartupError) names field and value
         keys = CurveKeys.load(self.plan["keys_dir"]) if self.plan.get("keys_dir") else None
+        outside: dict[str, list[str]] = self.np.get("outside") or {}
         for port, stream in self.np["outputs"].items():
             self.publishers[port] = Publisher(
-                self.zctx, stream, self.np["bind"][stream], nodrop=self.np["nodrop"][stream],
-                hwm=self.np["hwm"][stream], keys=keys, counters=self.counters.streams[stream],
+                self.zctx, stream, [ep for ep in self.np["bind"][stream] if ep not in outside.get(stream, ())],
+                nodrop=self.np["nodrop"][stream], hwm=self.np["hwm"][stream], keys=keys,
+                counters=self.counters.streams[stream], outside=outside.get(stream, ()),
             )
         for ip in self.np["inputs"]:
             ip = InputPlan(**ip)
             self.subscribers.append(
                 Subscriber(self.zctx, ip.port, ip.stream, ip.endpoints, policy=ip.policy, queue=ip.queue,
-                           counters=self.counters, keys=keys, consumer=f"{self.name}/{ip.port}")
+                           counters=self.counters, keys=keys, consumer=f"{self.name}/{ip.port}", idle_s=self.idle_s)
             )
         ctx = NodeContext(self.name, self.session, self.clock, self.counters,
                           inputs={ip["port"]: ip["stream"] for ip in self.np["inputs"]}, outputs=self.np["outputs"],
@@ -141,13 +149,36 @@ class NodeRunner:
         if not force and now - self._last_hb < self.heartbeat_interval:
             return
         for p in self.publishers.values():
-            p.poll_subscriptions()
+            missing = self.np["subscribers"][p.stream] - p.graph_consumers()
+            p.counters.consumers_missing = max(0, missing) if self.running else 0
+        self.send_idles()
         metrics = self.counters.snapshot(now - self._last_hb_snapshot)
         self._last_hb = self._last_hb_snapshot = now
         msg: dict[str, Any] = {"type": "heartbeat", "metrics": metrics}
         if busy is not None:
             msg["busy"] = busy
         self.send_control(msg)
+
+    def start_running(self) -> None:
+        """START arrived: inputs are judged for liveness and quiet outputs send idles from now."""
+        self.running = True
+        for sub in self.subscribers:
+            sub.arm_liveness()
+
+    def send_idles(self) -> None:
+        """An `idle` on every output that has sent nothing for `idle_s` (docs/protocol.md):
+        its seq is the next data message's, its t_ns the stream's watermark."""
+        if not self.running:
+            return
+        now = time.monotonic()
+        for pub in self.publishers.values():
+            if now - pub.last_send < self.idle_s:
+                continue
+            src, session = self.last_origin.get(pub.stream, (self.name, self.session))
+            pub.send_idle(wire.encode_message(
+                pub.stream, wire.KIND_IDLE, None, seq=self.out_seq.get(pub.stream, 0),
+                t_ns=self.last_t_ns.get(pub.stream, 0), t_pub_ns=self.clock.now_ns(), src=src, session=session,
+                meta={"idle_ms": round(self.idle_s * 1000)}))
 
     def keepalive(self, why: str, left_s: float) -> None:
         """Heartbeats during a node's long wait (`NodeContext.wait`), saying for how long
@@ -173,6 +204,7 @@ class NodeRunner:
                 seq, t_ns, src, session = self.out_seq.get(pub.stream, 0), out.t_ns, self.name, self.session
             self.out_seq[pub.stream] = seq + 1
             self.last_t_ns[pub.stream] = t_ns
+            self.last_origin[pub.stream] = (src, session)
             frames = wire.encode_message(
                 pub.stream, out.kind, out.data, seq=seq, t_ns=t_ns, t_pub_ns=self.clock.now_ns(), src=src,
                 session=session, layout=out.layout, encoding=out.encoding, rate=out.rate, sample0=out.sample0,
@@ -186,30 +218,48 @@ class NodeRunner:
                     return
 
     def send_eos(self) -> None:
+        self.running = False
         for pub in self.publishers.values():
             pub.poll_subscriptions()
             self._unsubs_at_eos[pub.stream] = pub.unsubscriptions
             seq = self.out_seq.get(pub.stream, 0)
             # t_ns of an end-of-stream is the stream's last capture time, so receivers that
-            # step inputs in capture-time order see it after everything captured before.
+            # step inputs in capture-time order see it after everything captured before; a
+            # replayed stream's end keeps the recorded src and session of its data.
+            src, session = self.last_origin.get(pub.stream, (self.name, self.session))
             frames = wire.encode_message(pub.stream, wire.KIND_EOS, None, seq=seq,
                                          t_ns=self.last_t_ns.get(pub.stream, 0),
-                                         t_pub_ns=self.clock.now_ns(), src=self.name, session=self.session)
+                                         t_pub_ns=self.clock.now_ns(), src=src, session=session)
             pub.send_final(frames, block_until=time.monotonic() + 1.0)
 
     def wait_consumers_left(self) -> None:
         """Keep the publishers open until every graph consumer has unsubscribed (it closes
-        its socket after handling our end-of-stream), or `drain_timeout_s`, or STOP.
+        its socket after handling our end-of-stream), or `drain_timeout_s`, or STOP; then
+        until every outside subscriber has left too, or `eos_linger_s`.
 
         Closing an XPUB right after its last send can lose the tail of what is still queued
-        for a slow lock-step consumer, whatever the linger; waiting for the consumers to
-        leave is what makes the end of a stream, and its `eos`, arrive."""
+        for a slow consumer, whatever the linger: ZeroMQ drops what has not reached the
+        kernel by then, `eos` last. Waiting for the consumers to leave is what makes the
+        end of a stream arrive; a subscriber that never leaves learns it from the silence
+        that follows (docs/protocol.md, "Liveness")."""
         deadline = time.monotonic() + self.drain_timeout
         while not self.stopping and time.monotonic() < deadline:
             waiting = [p for p in self.publishers.values() if not self._consumers_left(p)]
             if not waiting:
-                return
+                break
+            for pub in waiting:
+                pub.repeat_final()
             self.heartbeat()
+            self._service_control(timeout_ms=10)
+        deadline = time.monotonic() + self.eos_linger
+        while not self.stopping and time.monotonic() < deadline:
+            for pub in self.publishers.values():
+                pub.repeat_final()
+            outside = sum(p.outside_subscribers() for p in self.publishers.values())
+            if not outside:
+                return
+            self.keepalive(f"delivering the end of stream to {outside} outside subscriber(s)",
+                           deadline - time.monotonic())
             self._service_control(timeout_ms=10)
 
     def _consumers_left(self, pub: Publisher) -> bool:
@@ -333,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                              "providers": fingerprint.used_providers()})
         while not runner.stopping and runner._service_control(timeout_ms=50) != "start":
             runner.heartbeat()
+        runner.start_running()
         runner.loop()
         stopped = runner.stopping
         runner.stopping = False  # let the final publishes through

@@ -227,6 +227,17 @@ def _slow(node: dict[str, Any], stream: str, s: dict[str, Any]) -> bool:
     return bool(st and st.rate_hz and s and s.get("rate_hz", 0.0) < 0.5 * st.rate_hz and node.get("state") == "running")
 
 
+def alarms(stream: str | None, s: dict[str, Any]) -> list[str]:
+    """Liveness alarms of one stream's counters: an input silent past its liveness bound (its
+    publisher is gone or the network to it is cut) and graph consumers not connected."""
+    out = []
+    if s.get("silent_s"):
+        out.append(f"{stream}: nothing heard for {s['silent_s']:.1f} s (publisher gone or network cut)")
+    if s.get("consumers_missing"):
+        out.append(f"{stream}: {s['consumers_missing']} graph consumer(s) not connected")
+    return out
+
+
 def _rows(status: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], str | None, dict[str, Any], bool, bool]]:
     """(node name, node, stream or None for a node without streams, its counters, first, last)
     for every stream of every node."""
@@ -256,6 +267,7 @@ def _compact(status: dict[str, Any], width: int) -> list[str]:
         lines.append(row.format(*((clip(name, node_w), node["state"], node["restarts"]) if first else ("", "", "")),
                                 clip(stream or "-", stream_w), *counts,
                                 f"{_ms(p50)}/{_ms(p99)}{mark}" if p50 is not None else "-"))
+        lines += [f"{'':<{node_w}} {alarm}" for alarm in alarms(stream, s)]
         if last and node.get("last_error"):
             lines.append(f"{'':<{node_w}} last error: {node['last_error']}")
     lines.append("rst restarts · msgs received+published · drops dropped+lost+malformed+rejected")
@@ -285,6 +297,7 @@ def _wide(status: dict[str, Any]) -> list[str]:
             f"{s.get('rate_hz', 0.0):.1f}", s.get("received", 0), s.get("published", 0), s.get("lost", 0),
             f"{_ms(p50)}{mark}" if p50 is not None else "-", f"{_ms(p99)}{mark}" if p99 is not None else "-",
             reasons + (" (slow)" if _slow(node, stream or "", s) else "")).rstrip())
+        lines += [f"{'':<{node_w}}{alarm}" for alarm in alarms(stream, s)]
         if last and node.get("last_error"):
             lines.append(f"{'':<{node_w}}last error: {node['last_error']}")
     return lines

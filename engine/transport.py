@@ -15,6 +15,15 @@ Receive-side policies (see `sensorfuse.engine.node.InputSpec`):
 - drop_oldest: a bounded queue refilled from the socket; evictions counted.
 - block: read only while the queue has room; ZeroMQ's HWM then pushes back.
 Transport-level losses (PUB HWM, a dead consumer) surface as gaps in `seq`.
+
+Outside subscribers (a stream's `expose` endpoints that are not declared lock-step) get
+their own XPUB socket that never sets XPUB_NODROP: a slow one loses messages (a gap in
+`seq`, which its client counts) instead of slowing the graph.
+
+Liveness: a publisher sends an `idle` message on a stream that has been quiet for the
+idle period, so a consumer tells quiet from gone: an input that hears nothing for three
+periods reports `silent_s` (publisher gone, or the network to it cut). Subscribers'
+tcp connections also run ZMTP heartbeats so that they dial again after a partition.
 """
 
 from __future__ import annotations
@@ -44,6 +53,28 @@ READY_TOKEN = b"\x00sf-consumer\x00"
 #: of 2, 149 ms with 8). The bound `w` + one period holds while a step lasts fewer than
 #: ~7 periods; memory is at most this many messages (48 MB of 1080p frames).
 LATEST_RCVHWM = 8
+#: Send queue (messages) of the socket for outside subscribers: they drop what they cannot
+#: keep up with, and a short queue lets the end of stream reach a slow one soon after it is
+#: sent (a queue of 100 frames would take 4 s to drain at 25 messages/s).
+OUTSIDE_HWM = 16
+#: A finished publisher repeats its `eos` this often while subscribers have not left.
+EOS_REPEAT_S = 0.5
+#: How long a stream may be quiet before its publisher sends an `idle`; a consumer that
+#: hears nothing for `LIVENESS_PERIODS` of these knows the publisher is gone.
+IDLE_S = 1.0
+LIVENESS_PERIODS = 3
+
+
+def _heartbeats(sock: zmq.Socket, idle_s: float) -> None:
+    """ZMTP heartbeats on a subscriber's tcp connections: one that brings nothing at all
+    (no data, no PONG) for LIVENESS_PERIODS x idle_s is dropped and dialled again, so a
+    link cut without FIN or RST recovers as soon as the network does. Only subscribers:
+    any message received resets the timeout, so a consumer that reads, however slowly,
+    keeps its connection; a publisher's PING would wait behind its queued data and cut a
+    slow consumer."""
+    ivl = max(1, int(idle_s * 1000))
+    sock.setsockopt(zmq.HEARTBEAT_IVL, ivl)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, LIVENESS_PERIODS * ivl)
 
 
 class Publisher:
@@ -57,27 +88,43 @@ class Publisher:
         hwm: int = 64,
         keys: CurveKeys | None = None,
         counters: StreamCounters | None = None,
+        outside: Sequence[str] = (),
     ) -> None:
+        """`endpoints`: where graph consumers (and lock-step outside ones) connect;
+        `outside`: endpoints for outside subscribers, on a socket that drops for them."""
         self.stream = stream
         self.topic = stream.encode("utf-8")
-        self.sock = zctx.socket(zmq.XPUB)
-        # VERBOSER: every subscribe and unsubscribe is passed up, so a publisher can tell
-        # when its consumers have left (see `wait_consumers_left`).
-        self.sock.setsockopt(zmq.XPUB_VERBOSER, 1)
+        self.sock = self._xpub(zctx, endpoints, hwm, keys)
         if nodrop:
             self.sock.setsockopt(zmq.XPUB_NODROP, 1)
-        self.sock.sndhwm = hwm
-        self.sock.linger = CLOSE_LINGER_MS
         self.nodrop = nodrop
-        for ep in endpoints:
-            apply_server(self.sock, ep, keys)
-            self.sock.bind(ep)
+        self.outside = self._xpub(zctx, outside, min(hwm, OUTSIDE_HWM), keys) if outside else None
         self.subscriptions = 0
         self.unsubscriptions = 0
         #: graph consumers subscribed now (their readiness tokens)
         self.consumers: set[bytes] = set()
+        #: subscriptions on the outside socket: subscribed now
+        self.outside_subscribed = 0
         self._sndtimeo = -1
         self.counters = counters or StreamCounters()
+        #: time.monotonic() of the last message sent (data, idle or eos)
+        self.last_send = time.monotonic()
+        #: the end-of-stream marker once sent, and when it was last sent (`repeat_final`)
+        self._final: list[Any] | None = None
+        self._final_at = 0.0
+
+    @staticmethod
+    def _xpub(zctx: zmq.Context, endpoints: Sequence[str], hwm: int, keys: CurveKeys | None) -> zmq.Socket:
+        sock = zctx.socket(zmq.XPUB)
+        # VERBOSER: every subscribe and unsubscribe is passed up, so a publisher can tell
+        # when its consumers have left (see `wait_consumers_left`).
+        sock.setsockopt(zmq.XPUB_VERBOSER, 1)
+        sock.sndhwm = hwm
+        sock.linger = CLOSE_LINGER_MS
+        for ep in endpoints:
+            apply_server(sock, ep, keys)
+            sock.bind(ep)
+        return sock
 
     def poll_subscriptions(self) -> int:
         """Consume pending (un)subscription notices; returns the running subscribe count
@@ -97,19 +144,34 @@ class Publisher:
             elif msg[:1] == b"\x00":
                 self.unsubscriptions += 1
 
+    def outside_subscribers(self) -> int:
+        """Outside subscribers connected now, on either socket (graph consumers not counted)."""
+        self.poll_subscriptions()
+        if self.outside is not None:
+            while True:
+                try:
+                    msg = self.outside.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self.outside_subscribed += 1 if msg[:1] == b"\x01" else -1 if msg[:1] == b"\x00" else 0
+        graph_side = self.subscriptions - self.unsubscriptions - len(self.consumers)
+        return max(0, graph_side) + max(0, self.outside_subscribed)
+
     def graph_consumers(self) -> int:
         """How many graph consumers (not outside subscribers) are subscribed now."""
         self.poll_subscriptions()
         return len(self.consumers)
 
-    def send(self, frames: list[Any], *, block_until: float | None = None, data: bool = True) -> bool:
+    def send(self, frames: list[Any], *, block_until: float | None = None, data: bool = True,
+             outside: bool = True) -> bool:
         """Send one multipart message. With NODROP, waits while consumers' queues are full
         (until `block_until`, a time.monotonic() deadline) and returns False on timeout.
-        `data=False` (end-of-stream markers) is not counted as published."""
+        `data=False` (end-of-stream and idle markers) is not counted as published;
+        `outside=False` sends to graph consumers only."""
         copy = sum(len(f) if isinstance(f, (bytes, bytearray)) else memoryview(f).nbytes for f in frames) < ZERO_COPY_MIN_BYTES
         if not self.nodrop:
             self.sock.send_multipart(frames, copy=copy)
-            self.counters.published += int(data)
+            self._sent(frames, copy, data, outside)
             return True
         # XPUB always reports POLLOUT (libzmq #1597), so poll() cannot wait for room and the
         # old loop spun; libzmq's blocking send sleeps until a consumer reads, bounded by SNDTIMEO.
@@ -120,17 +182,63 @@ class Publisher:
             self.sock.send_multipart(frames, copy=copy)
         except zmq.Again:
             return False
-        self.counters.published += int(data)
+        self._sent(frames, copy, data, outside)
         return True
 
+    def _sent(self, frames: list[Any], copy: bool, data: bool, outside: bool) -> None:
+        self.counters.published += int(data)
+        self.last_send = time.monotonic()
+        if outside and self.outside is not None:
+            # never NODROP before the end: a full outside queue drops (a gap its reader counts)
+            self.outside.send_multipart(frames, copy=copy)
+
+    def send_idle(self, frames: list[Any]) -> bool:
+        """An `idle` marker, best effort: never waits for a full queue (a stream whose
+        consumers are behind is not idle)."""
+        if self.nodrop:
+            return self.send(frames, block_until=time.monotonic(), data=False)
+        return self.send(frames, data=False)
+
     def send_final(self, frames: list[Any], *, block_until: float) -> bool:
-        """Send the end-of-stream marker without the drop a full PUB queue would cause."""
-        self.sock.setsockopt(zmq.XPUB_NODROP, 1)
+        """Send the end-of-stream marker without the drop a full PUB queue would cause, to
+        graph consumers and outside subscribers alike (each waits until `block_until`)."""
+        for sock in (self.sock, self.outside):
+            if sock is not None:
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
         self.nodrop = True
-        return self.send(frames, block_until=block_until, data=False)
+        sent = self.send(frames, block_until=block_until, data=False, outside=False)
+        if self.outside is not None:
+            self._send_nowait(self.outside, frames)
+        self._final = frames
+        self._final_at = time.monotonic()
+        return sent
+
+    def repeat_final(self) -> None:
+        """Send the end-of-stream marker again, every EOS_REPEAT_S, while the caller waits
+        for subscribers to leave. ZeroMQ skips a subscriber whose queue was full when a
+        message is sent, and XPUB_NODROP does not help there: a queue that filled up while
+        the stream dropped stays out of the distribution until its reader catches up, so
+        the one `eos` is lost for exactly the subscriber that was behind. Receivers ignore
+        a repeated `eos` (same seq) (docs/protocol.md)."""
+        if self._final is None or time.monotonic() - self._final_at < EOS_REPEAT_S:
+            return
+        self._final_at = time.monotonic()
+        for sock in (self.sock, self.outside):
+            if sock is not None:
+                self._send_nowait(sock, self._final)
+
+    @staticmethod
+    def _send_nowait(sock: zmq.Socket, frames: list[Any]) -> bool:
+        try:
+            sock.send_multipart(frames, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
 
     def close(self, linger_ms: int = CLOSE_LINGER_MS) -> None:
         self.sock.close(linger=linger_ms)
+        if self.outside is not None:
+            self.outside.close(linger=linger_ms)
 
 
 class Subscriber:
@@ -148,9 +256,11 @@ class Subscriber:
         counters: Counters,
         keys: CurveKeys | None = None,
         consumer: str | None = None,
+        idle_s: float = IDLE_S,
     ) -> None:
         """`consumer` names this input in the graph (``node/port``) for the readiness
-        token; None: a unique one (every Subscriber is a consumer the publisher waits for)."""
+        token; None: a unique one (every Subscriber is a consumer the publisher waits for).
+        `idle_s`: the publisher's idle period (liveness: see `arm_liveness`)."""
         if policy not in ("latest", "drop_oldest", "block"):
             raise ValueError(f"unknown policy {policy!r}")
         self.port = port
@@ -164,6 +274,9 @@ class Subscriber:
         self.sock = zctx.socket(zmq.SUB)
         self.sock.rcvhwm = LATEST_RCVHWM if policy == "latest" else max(2, self.capacity)
         self.sock.linger = 0
+        if any(ep.startswith("tcp://") for ep in endpoints):
+            _heartbeats(self.sock, idle_s)
+        self.idle_s = idle_s
         for ep in endpoints:
             apply_client(self.sock, ep, keys)
             self.sock.connect(ep)
@@ -197,9 +310,15 @@ class Subscriber:
         if msg.header.stream != self.stream:
             # SUB filters by prefix: "cam0/frame" also matches "cam0/frame2".
             return
+        if msg.header.kind == wire.KIND_IDLE:
+            self.stats.on_idle(msg.header.seq, t_recv)
+            return
         is_eos = msg.header.kind == wire.KIND_EOS
+        if is_eos and self.stats.ended:
+            return  # a repeated end of stream (see `Publisher.repeat_final`)
         self.stats.on_receive(msg.header.seq, msg.header.t_ns, t_recv, t_pub_ns=msg.header.t_pub_ns, data=not is_eos)
         if is_eos:
+            self.stats.ended = True
             self.pending.append(msg)
             return
         if self.policy != "block" and len(self.pending) >= self.capacity:
@@ -212,6 +331,12 @@ class Subscriber:
                 del self.pending[i]
                 self.stats.dropped["overflow"] += 1
                 return
+
+    def arm_liveness(self) -> None:
+        """From now on (the graph started), a silence of LIVENESS_PERIODS idle periods on
+        this input is reported (`StreamCounters.silent_s`)."""
+        self.stats.heard_ns = time.monotonic_ns()
+        self.stats.silent_after_ns = int(LIVENESS_PERIODS * self.idle_s * 1e9)
 
     def pop(self) -> wire.Message | None:
         return self.pending.popleft() if self.pending else None

@@ -23,7 +23,10 @@ KIND_AUDIO = "audio"  # one frame: raw samples [frames, channels], plus `rate`, 
 KIND_RECORD = "record"  # one frame: a msgpack map (events, detections, ticks, status)
 KIND_BYTES = "bytes"  # one frame: opaque bytes described by `encoding` (utf-8, jpeg, ...)
 KIND_EOS = "eos"  # no payload: the producer of this stream has finished
-KINDS = frozenset({KIND_TENSOR, KIND_AUDIO, KIND_RECORD, KIND_BYTES, KIND_EOS})
+KIND_IDLE = "idle"  # no payload: the stream is alive but has had nothing to say (liveness)
+KINDS = frozenset({KIND_TENSOR, KIND_AUDIO, KIND_RECORD, KIND_BYTES, KIND_EOS, KIND_IDLE})
+#: Kinds that carry no payload and are not data: they mark the stream's end or its liveness.
+MARKER_KINDS = frozenset({KIND_EOS, KIND_IDLE})
 _ARRAY_KINDS = frozenset({KIND_TENSOR, KIND_AUDIO})
 
 #: dtypes allowed on the wire (numpy names, little-endian).
@@ -203,7 +206,7 @@ def decode_message(parts: Sequence[Any], t_recv_ns: int = 0) -> Message:
     if header.stream != topic:
         raise ProtocolError("topic_mismatch", f"topic {topic!r} but header field 'stream' is {header.stream!r}")
     payload = parts[2:]
-    if header.kind == KIND_EOS:
+    if header.kind in MARKER_KINDS:
         return Message(header, payload, t_recv_ns)
     if len(payload) != 1:
         raise ProtocolError("payload_frames", f"kind {header.kind!r} needs 1 payload frame, got {len(payload)}")
@@ -249,7 +252,7 @@ def encode_payload(kind: str, data: Any) -> tuple[list[Any], dict[str, Any]]:
         if isinstance(data, str):
             return [data.encode("utf-8")], {"encoding": "utf-8"}
         return [bytes(data) if not isinstance(data, (bytes, memoryview)) else data], {}
-    if kind == KIND_EOS:
+    if kind in MARKER_KINDS:
         return [], {}
     raise ValueError(f"unknown message kind {kind!r}")
 
