@@ -73,7 +73,7 @@ from sensorfuse.engine.perception.features import TickFeatures, warm_up
 from sensorfuse.engine.perception.fusion import STRATEGIES, manifest_path_for
 from sensorfuse.engine.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
 from sensorfuse.engine.perception.sound import SoundClassifier
-from sensorfuse.engine.perception.ticks import BadTick, TickInput, attach_frame
+from sensorfuse.engine.perception.ticks import BadTick, Ref, TickInput, attach_frame
 
 MS = 1_000_000
 #: the model pack `Encoders` opens
@@ -305,30 +305,40 @@ class PerceiveNode(Node):
     def _events(self, feats: TickFeatures, scores: dict[str, Any]) -> list[Out]:
         present = feats.present
         sensors = tuple(m for m in ("vision", "audio") if present[m])
-        refs = tuple(feats.refs)
+
+        def used(modalities: tuple[str, ...]) -> tuple[Ref, ...]:
+            """Provenance lists the inputs of the modalities an observation used, no others."""
+            return tuple(r for r in feats.refs if r.modality in modalities)
+
         obs: dict[str, dict[str, Observation]] = {name: {} for name in self.trackers}
         boxes = {f.track_id: f.box for f in feats.faces}
         if present["vision"]:
-            for f in feats.faces:
-                obs["face"][f"track:{f.track_id}"] = Observation(1.0, ("vision",), refs, {"track_id": f.track_id,
-                                                                                           "box": f.box})
+            for f in feats.faces:  # a face's score is its detector confidence
+                obs["face"][f"track:{f.track_id}"] = Observation(f.score, ("vision",), used(("vision",)),
+                                                                 {"track_id": f.track_id, "box": f.box})
             for i, tid in enumerate(feats.slot_ids):
                 obs["speaker.active"][f"track:{tid}"] = Observation(
-                    float(scores["speaking"][0, i]), sensors, refs, {"track_id": tid, "box": boxes[tid]})
-        else:  # no frame this tick: keep the faces as they were rather than ending them
-            for key in self.trackers["face"].active:
-                obs["face"][key] = Observation(1.0, (), refs)
+                    float(scores["speaking"][0, i]), sensors, used(sensors), {"track_id": tid, "box": boxes[tid]})
+        else:  # no frame this tick: keep the faces as they were last seen rather than ending them
+            face = self.trackers["face"]
+            for key in face.active:
+                last = face.last_observation(key)
+                if last is not None:
+                    obs["face"][key] = last
         if present["audio"]:
-            obs["speech.offscreen"]["offscreen"] = Observation(float(scores["offscreen"][0, 0]), sensors, refs)
+            obs["speech.offscreen"]["offscreen"] = Observation(float(scores["offscreen"][0, 0]), sensors,
+                                                               used(sensors))
             if feats.sound_probs is not None:
                 self.last_sound = feats.sound_probs
             for name in SOUND_EVENTS if self.last_sound else ():
-                obs["sound"][name] = Observation(self.last_sound.get(name, 0.0), ("audio",), refs, {"sound": name})
+                obs["sound"][name] = Observation(self.last_sound.get(name, 0.0), ("audio",), used(("audio",)),
+                                                 {"sound": name})
         if present["query"] and feats.text is not None:
             text_ref = feats.text_ref
             key = f"text:{text_ref.seq}" if text_ref else f"text:{feats.text}"
+            modalities = ("text", *sensors)
             obs["query.match"][key] = Observation(
-                float(scores["relevance"][0, 0]), ("text", *sensors), refs,
+                float(scores["relevance"][0, 0]), modalities, used(modalities),
                 {"query": feats.text, "text_seq": text_ref.seq if text_ref else None})
         outs = []
         for name, tracker in self.trackers.items():
