@@ -10,14 +10,18 @@ Ports
                       one socket, zero-copy, instead of being copied into every tick.
     detections  (out) per tick with a frame: ``{tick, t_ns, frame: {stream, seq},
                       size: [h, w], faces: [{track_id, box, score, keypoints, mouth_open,
-                      speaking}]}`` (boxes x0,y0,x1,y1 and keypoints in frame pixels)
+                      speaking}]}`` (boxes x0,y0,x1,y1 and keypoints in frame pixels, clipped
+                      to the frame)
     scene       (out) when a scene result enters: ``{tick, t_ns, frame_t_ns (the frame it
                       describes), labels: [[name, p], ...], embedding_f32: bytes (1280 float32)}``
     speech      (out) per tick with audio: ``{tick, t_ns, probability, in_speech}``
     sound       (out) when the sound-event classifier ran (every ``sound_period_ms`` of event
                       time, on the last 0.5 s of audio): ``{tick, t_ns, probabilities:
                       {speech, alarm, tone, noise, background}}`` (docs/sound.md)
-    events      (out) fused events, schema in docs/protocol.md ("Events")
+    events      (out) fused events, docs/protocol.md ("Events")
+
+Every output's record schema ships in `sensorfuse.engine.schemas` (docs/protocol.md,
+"Record streams").
 
 Rates: face detector + landmarks every frame, scene encoder every ``scene_period_ms``
 of event time on a worker thread (its result enters at the first tick ``scene_delay_ms``
