@@ -114,6 +114,12 @@ class EventTracker:
     def active(self) -> list[str]:
         return [k for k, s in self._keys.items() if s.active]
 
+    def last_observation(self, key: str) -> Observation | None:
+        """The last observation of an active key (what carries it through a tick that could
+        not observe it, e.g. a face in a tick without a frame)."""
+        state = self._keys.get(key)
+        return state.last if state is not None and state.active else None
+
     def step(self, t_ns: int, observations: dict[str, Observation]) -> list[Event]:
         events: list[Event] = []
         # Known keys in the order they came, then new ones in observation order: a set union
@@ -133,7 +139,8 @@ class EventTracker:
         return sorted(events, key=lambda e: (PHASES.index(e.phase) != 2, e.key))
 
     def flush(self, t_ns: int) -> list[Event]:
-        """End every active event (end of stream)."""
+        """End every active event (end of stream). The `end` carries the key's last observed
+        score, modalities, subject and provenance: the input ended, not the event's evidence."""
         events = []
         for key, state in sorted(self._keys.items()):
             if state.active:

@@ -10,14 +10,18 @@ Ports
                       one socket, zero-copy, instead of being copied into every tick.
     detections  (out) per tick with a frame: ``{tick, t_ns, frame: {stream, seq},
                       size: [h, w], faces: [{track_id, box, score, keypoints, mouth_open,
-                      speaking}]}`` (boxes x0,y0,x1,y1 and keypoints in frame pixels)
+                      speaking}]}`` (boxes x0,y0,x1,y1 and keypoints in frame pixels, clipped
+                      to the frame)
     scene       (out) when a scene result enters: ``{tick, t_ns, frame_t_ns (the frame it
                       describes), labels: [[name, p], ...], embedding_f32: bytes (1280 float32)}``
     speech      (out) per tick with audio: ``{tick, t_ns, probability, in_speech}``
     sound       (out) when the sound-event classifier ran (every ``sound_period_ms`` of event
                       time, on the last 0.5 s of audio): ``{tick, t_ns, probabilities:
                       {speech, alarm, tone, noise, background}}`` (docs/sound.md)
-    events      (out) fused events, schema in docs/protocol.md ("Events")
+    events      (out) fused events, docs/protocol.md ("Events")
+
+Every output's record schema ships in `sensorfuse.engine.schemas` (docs/protocol.md,
+"Record streams").
 
 Rates: face detector + landmarks every frame, scene encoder every ``scene_period_ms``
 of event time on a worker thread (its result enters at the first tick ``scene_delay_ms``
@@ -73,7 +77,7 @@ from sensorfuse.engine.perception.features import TickFeatures, warm_up
 from sensorfuse.engine.perception.fusion import STRATEGIES, manifest_path_for
 from sensorfuse.engine.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
 from sensorfuse.engine.perception.sound import SoundClassifier
-from sensorfuse.engine.perception.ticks import BadTick, TickInput, attach_frame
+from sensorfuse.engine.perception.ticks import BadTick, Ref, TickInput, attach_frame
 
 MS = 1_000_000
 #: the model pack `Encoders` opens
@@ -305,30 +309,40 @@ class PerceiveNode(Node):
     def _events(self, feats: TickFeatures, scores: dict[str, Any]) -> list[Out]:
         present = feats.present
         sensors = tuple(m for m in ("vision", "audio") if present[m])
-        refs = tuple(feats.refs)
+
+        def used(modalities: tuple[str, ...]) -> tuple[Ref, ...]:
+            """Provenance lists the inputs of the modalities an observation used, no others."""
+            return tuple(r for r in feats.refs if r.modality in modalities)
+
         obs: dict[str, dict[str, Observation]] = {name: {} for name in self.trackers}
         boxes = {f.track_id: f.box for f in feats.faces}
         if present["vision"]:
-            for f in feats.faces:
-                obs["face"][f"track:{f.track_id}"] = Observation(1.0, ("vision",), refs, {"track_id": f.track_id,
-                                                                                           "box": f.box})
+            for f in feats.faces:  # a face's score is its detector confidence
+                obs["face"][f"track:{f.track_id}"] = Observation(f.score, ("vision",), used(("vision",)),
+                                                                 {"track_id": f.track_id, "box": f.box})
             for i, tid in enumerate(feats.slot_ids):
                 obs["speaker.active"][f"track:{tid}"] = Observation(
-                    float(scores["speaking"][0, i]), sensors, refs, {"track_id": tid, "box": boxes[tid]})
-        else:  # no frame this tick: keep the faces as they were rather than ending them
-            for key in self.trackers["face"].active:
-                obs["face"][key] = Observation(1.0, (), refs)
+                    float(scores["speaking"][0, i]), sensors, used(sensors), {"track_id": tid, "box": boxes[tid]})
+        else:  # no frame this tick: keep the faces as they were last seen rather than ending them
+            face = self.trackers["face"]
+            for key in face.active:
+                last = face.last_observation(key)
+                if last is not None:
+                    obs["face"][key] = last
         if present["audio"]:
-            obs["speech.offscreen"]["offscreen"] = Observation(float(scores["offscreen"][0, 0]), sensors, refs)
+            obs["speech.offscreen"]["offscreen"] = Observation(float(scores["offscreen"][0, 0]), sensors,
+                                                               used(sensors))
             if feats.sound_probs is not None:
                 self.last_sound = feats.sound_probs
             for name in SOUND_EVENTS if self.last_sound else ():
-                obs["sound"][name] = Observation(self.last_sound.get(name, 0.0), ("audio",), refs, {"sound": name})
+                obs["sound"][name] = Observation(self.last_sound.get(name, 0.0), ("audio",), used(("audio",)),
+                                                 {"sound": name})
         if present["query"] and feats.text is not None:
             text_ref = feats.text_ref
             key = f"text:{text_ref.seq}" if text_ref else f"text:{feats.text}"
+            modalities = ("text", *sensors)
             obs["query.match"][key] = Observation(
-                float(scores["relevance"][0, 0]), ("text", *sensors), refs,
+                float(scores["relevance"][0, 0]), modalities, used(modalities),
                 {"query": feats.text, "text_seq": text_ref.seq if text_ref else None})
         outs = []
         for name, tracker in self.trackers.items():

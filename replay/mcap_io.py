@@ -33,6 +33,7 @@ from mcap.records import Channel, Chunk, ChunkIndex, Message, Schema, Statistics
 from mcap.writer import CompressionType, Writer
 
 from sensorfuse import __version__
+from sensorfuse.engine import schemas as record_schemas
 from sensorfuse.engine import wire
 from sensorfuse.replay import proto, schemas
 
@@ -41,6 +42,8 @@ MAGIC = b"\x89MCAP0\r\n"
 MAX_RECORD_BYTES = 256 << 20
 DEFAULT_CHUNK_BYTES = 4 << 20
 PROFILE = "sensorfuse"
+#: channel metadata key holding the JSON Schema of a record stream's records
+RECORD_SCHEMA_KEY = "sensorfuse.record_schema"
 
 
 class LogError(Exception):
@@ -119,6 +122,9 @@ class LogWriter:
                 meta["layout"] = header.layout
             if header.src:
                 meta["src"] = header.src
+            record_schema = record_schemas.schema_name(header.stream)
+            if record_schema is not None:  # the record's JSON Schema (docs/replay.md)
+                meta[RECORD_SCHEMA_KEY] = record_schemas.schema_text(record_schema)
             self._channel_ids[key] = self._writer.register_channel(
                 header.stream, schemas.MESSAGE_ENCODING, self._schema_ids[schema], meta)
         return self._channel_ids[key]

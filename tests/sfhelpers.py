@@ -130,3 +130,29 @@ def alive(pid: int) -> bool:
 
 def pactl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=10)
+
+
+def record_errors(stream: str, record: Any) -> list[str]:
+    """Why `record` does not match its stream's shipped JSON Schema (`sensorfuse.engine.schemas`);
+    empty when it does. Fails when the stream has no schema."""
+    import jsonschema
+
+    from sensorfuse.engine import schemas
+
+    schema = schemas.schema_for(stream)
+    assert schema is not None, f"no record schema for {stream}"
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    return [f"{stream}: {'/'.join(map(str, e.absolute_path)) or '(record)'}: {e.message}"
+            for e in validator.iter_errors(schemas.as_json(record))]
+
+
+def recorded_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """(stream, decoded record) of every record message in an MCAP log."""
+    from sensorfuse.engine import wire
+    from sensorfuse.replay.mcap_io import LogReader
+
+    with LogReader(path) as reader:
+        for message in reader.iter_messages():
+            header, _, payload = message.decode()
+            if header.kind == wire.KIND_RECORD:
+                yield header.stream, wire.decode_record(payload)

@@ -130,6 +130,24 @@ class TickFeatures:
         return {m: bool(self.inputs[f"{m}_mask"].max() > 0) for m in ("vision", "audio", "query")}
 
 
+def clip_to_frame(box: np.ndarray, keypoints: np.ndarray, height: int, width: int) -> tuple[
+        list[float], list[list[float]]]:
+    """A face's box and keypoints as published: frame pixels, clipped to [0, width] × [0, height].
+
+    Why clip: a face partly out of the frame gets a box the detector extrapolates past the
+    edge (x0 < 0); consumers draw and crop with these numbers. Only what is published is
+    clipped: tracking and the fusion head's features keep the unclipped box (the head was
+    trained on it). Keypoints are clipped the same way, so every published coordinate lies
+    in the frame; a keypoint of a part of the face outside the frame sits on the edge.
+    """
+    x = np.clip(np.asarray(box, np.float64)[[0, 2]], 0.0, float(width))
+    y = np.clip(np.asarray(box, np.float64)[[1, 3]], 0.0, float(height))
+    points = np.asarray(keypoints, np.float64).reshape(-1, 2)
+    px, py = np.clip(points[:, 0], 0.0, float(width)), np.clip(points[:, 1], 0.0, float(height))
+    return ([round(float(v), 1) for v in (x[0], y[0], x[1], y[1])],
+            [[round(float(a), 1), round(float(b), 1)] for a, b in zip(px, py)])
+
+
 @functools.lru_cache(maxsize=8)
 def _tiles(height: int, width: int, fraction: float) -> tuple[tuple[int, int, int, int], ...]:
     """The detector tiles of a frame size (the same for every frame of a stream)."""
@@ -251,9 +269,8 @@ class Perception:
         for track_id in sorted(ids):
             obs = by_id[track_id]
             mouth = None if np.isnan(obs.mouth_open) else round(obs.mouth_open, 4)
-            feats.faces.append(FaceState(track_id, [round(float(v), 1) for v in obs.box], round(obs.score, 4),
-                                         [[round(float(x), 1), round(float(y), 1)] for x, y in obs.keypoints],
-                                         mouth))
+            box, keypoints = clip_to_frame(obs.box, obs.keypoints, height, width)
+            feats.faces.append(FaceState(track_id, box, round(obs.score, 4), keypoints, mouth))
         if self.scene.due(tick.t_ns):
             self.scene.start(tick.t_ns, rgb)
         feats.inputs["scene"][0] = self.scene.text

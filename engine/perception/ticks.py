@@ -21,11 +21,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Ref:
-    """One input message behind a result: its stream and seq (and capture time)."""
+    """One input message behind a result: its stream and seq (and capture time), and the
+    modality it feeds (``vision``, ``audio``, ``text``), so a result lists only the inputs
+    of the modalities it used."""
 
     stream: str
     seq: int
     t_ns: int
+    modality: str = ""
 
 
 @dataclass
@@ -79,7 +82,7 @@ def tick_from_record(record: dict[str, Any], ports: Ports = Ports()) -> TickInpu
                    "text": status.get(ports.text, "absent")}
     frame = members.get(ports.frame)
     if frame is not None and "data" not in frame and "seq" in frame:
-        tick.frame_wanted = Ref(streams.get(ports.frame, ports.frame), int(frame["seq"]), int(frame["t_ns"]))
+        tick.frame_wanted = Ref(streams.get(ports.frame, ports.frame), int(frame["seq"]), int(frame["t_ns"]), "vision")
     elif frame is not None and "data" in frame:
         shape = tuple(frame.get("shape") or ())
         if frame.get("dtype") != "uint8" or len(shape) not in (2, 3):
@@ -88,7 +91,7 @@ def tick_from_record(record: dict[str, Any], ports: Ports = Ports()) -> TickInpu
         if data.size != int(np.prod(shape)):
             raise BadTick(f"frame member has {data.size} bytes for shape {list(shape)}")
         tick.frame, tick.frame_layout = data.reshape(shape), frame.get("layout")
-        tick.frame_ref = Ref(streams.get(ports.frame, ports.frame), int(frame["seq"]), int(frame["t_ns"]))
+        tick.frame_ref = Ref(streams.get(ports.frame, ports.frame), int(frame["seq"]), int(frame["t_ns"]), "vision")
         tick.refs.append(tick.frame_ref)
     audio = members.get(ports.audio)
     if audio is not None and "data" in audio:
@@ -103,10 +106,10 @@ def tick_from_record(record: dict[str, Any], ports: Ports = Ports()) -> TickInpu
         stream = streams.get(ports.audio, ports.audio)
         seqs = audio.get("seqs") or []
         if seqs:  # the newest block is the one that completed this tick
-            tick.refs.append(Ref(stream, int(seqs[-1]), int(audio.get("t_end_ns") or tick.t_ns)))
+            tick.refs.append(Ref(stream, int(seqs[-1]), int(audio.get("t_end_ns") or tick.t_ns), "audio"))
     text = members.get(ports.text)
     if text is not None and isinstance(text.get("text"), str):
         tick.text = text["text"]
-        tick.text_ref = Ref(streams.get(ports.text, ports.text), int(text["seq"]), int(text["t_ns"]))
+        tick.text_ref = Ref(streams.get(ports.text, ports.text), int(text["seq"]), int(text["t_ns"]), "text")
         tick.refs.append(tick.text_ref)
     return tick

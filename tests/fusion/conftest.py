@@ -58,13 +58,20 @@ def demo_graph(session: Path, out: Path, cache: Path, *, rate: str | float = "ma
 @pytest.fixture(scope="session")
 def demo_run(demo_session: Path, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         dict[str, Any]]:
-    """The demo session through the real multi-process graph at --rate max, once."""
+    """The demo session through the real multi-process graph at --rate max, once; the
+    recording also holds the ticks, and `statuses` the recorder's status records (every
+    record stream of the demo is then on disk for the schema tests)."""
     out = tmp_path_factory.mktemp("demo-run")
-    run = GraphRun(demo_graph(demo_session, out, model_cache), out)
+    graph = demo_graph(demo_session, out, model_cache)
+    graph["nodes"]["recorder"]["inputs"]["ticks"] = {"stream": "align/ticks", "policy": "block", "queue": 32}
+    graph["nodes"]["statuses"] = {"kind": "jsonl", "params": {"path": str(out / "statuses.jsonl")},
+                                  "inputs": {"status": {"stream": "recorder/status", "policy": "block"}}}
+    run = GraphRun(graph, out)
     try:
         code = run.wait_exit(timeout=150)
         status = json.loads((run.run_dir / "status.json").read_text())
         yield {"code": code, "stderr": run.stderr(), "events": read_jsonl(out / "events.jsonl"),
-               "frames": read_jsonl(out / "frames.jsonl"), "status": status, "out": out}
+               "frames": read_jsonl(out / "frames.jsonl"), "statuses": read_jsonl(out / "statuses.jsonl"),
+               "status": status, "out": out}
     finally:
         run.cleanup()

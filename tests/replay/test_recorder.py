@@ -12,6 +12,7 @@ from sensorfuse.engine import wire
 from sensorfuse.engine.testing import NodeHarness
 from sensorfuse.replay.mcap_io import LogReader
 from sensorfuse.replay.recorder import RecorderNode
+from sfhelpers import record_errors
 from tests.replay.replay_helpers import FailingFile, GatedFile, make_session, payload_bytes, record
 
 pytestmark = pytest.mark.timeout(60)
@@ -122,6 +123,7 @@ def test_disk_full_reports_error_keeps_running_and_file_keeps_prefix(tmp_path: P
     summary = records[-1]
     assert summary["event"] == "recorder_summary" and summary["error"]
     assert any(k.endswith(":write_error") for k in summary["dropped"])
+    assert [e for r in records for e in record_errors("recorder/status", r)] == []
     with LogReader(path) as reader:
         prefix = [m.decode()[0] for m in reader.iter_messages()]
         assert not reader.finalised and reader.problems

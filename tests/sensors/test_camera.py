@@ -11,6 +11,7 @@ import pytest
 from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.testing import NodeHarness
 from sensorfuse.nodes.camera import CameraNode, Capture
+from sfhelpers import record_errors
 from tests.sensors.conftest import FLASH_FRAMES, FPS
 
 pytestmark = pytest.mark.timeout(30)
@@ -102,6 +103,7 @@ def test_a_failing_source_is_lost_reconnected_with_capped_backoff_and_resumes() 
     assert retry_times[:4] == [100 * MS, 200 * MS, 300 * MS, 300 * MS]  # doubling, capped at backoff_max
     restored = next(m for m in h.published if m.stream == "cam0/status" and m.record["event"] == "source_restored")
     assert restored.record["attempts"] == 4 and restored.record["down_ms"] == pytest.approx(900)
+    assert [e for m in h.published if m.stream == "cam0/status" for e in record_errors(m.stream, m.record)] == []
     assert frames > 3 + 20, "frames resume after the source is back"
     seqs = [m.seq for m in h.published if m.stream == "cam0/frame"]
     assert seqs == list(range(len(seqs)))
@@ -119,6 +121,7 @@ def test_gives_up_after_the_configured_attempts_and_ends_the_stream() -> None:
         pytest.fail("the camera never gave up")
     events = [m.record["event"] for m in h.published if m.stream == "cam0/status"]
     assert events == ["source_lost", "gave_up"]
+    assert [e for m in h.published if m.stream == "cam0/status" for e in record_errors(m.stream, m.record)] == []
 
 
 def test_live_stamps_are_driver_time_when_plausible_else_read_time_minus_delay() -> None:
@@ -149,6 +152,7 @@ def test_a_resolution_change_is_resized_or_refused_with_a_status(on_resize: str)
     changes = [m.record for m in h.published if m.stream == "cam0/status"]
     assert [c["event"] for c in changes] == ["resolution_changed"] * 2
     assert changes[0]["from"] == [4, 6, 3] and changes[0]["to"] == [8, 12, 3]
+    assert [e for c in changes for e in record_errors("cam0/status", c)] == []
     if on_resize == "resize":
         assert len(frames) == 4 and all(m.header.shape == [4, 6, 3] for m in frames)
     else:

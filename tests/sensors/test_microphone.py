@@ -16,6 +16,7 @@ from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.testing import NodeHarness
 from sensorfuse.nodes.audio_stamps import BlockStamper
 from sensorfuse.nodes.microphone import MicrophoneNode
+from sfhelpers import record_errors
 from tests.sensors.conftest import write_click_wav
 
 pytestmark = pytest.mark.timeout(30)
@@ -143,6 +144,7 @@ def test_an_overflow_gap_is_a_counted_discontinuity_never_concatenated(fake_sd: 
     assert after_gap.t_ns - audio[0].t_ns == 8 * 20_000_000
     (status,) = by_stream(msgs, "mic0/status")
     assert status.record["event"] == "discontinuity" and status.record["gap_samples"] == 1600
+    assert record_errors("mic0/status", status.record) == []
     resampled = by_stream(msgs, "mic0/audio16k")
     gap_blocks = [m for m in resampled if m.header.meta.get("discontinuity")]
     assert gap_blocks and gap_blocks[0].header.sample0 == 8 * 320
