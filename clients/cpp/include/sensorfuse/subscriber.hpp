@@ -73,6 +73,8 @@ class Subscriber {
   /// messages, idle messages and other topics are consumed (and counted) on the way.
   Status recv(Message& out, std::chrono::milliseconds timeout) {
     if (ended_) return Status::closed;
+    // Clamped so that `now + timeout` cannot overflow (milliseconds::max() means "a long time").
+    timeout = std::clamp(timeout, std::chrono::milliseconds::zero(), std::chrono::milliseconds(std::chrono::hours(24 * 365)));
     const auto deadline = Clock::now() + timeout;
     for (;;) {
       auto now = Clock::now();

@@ -162,6 +162,23 @@ inline std::optional<msgpack::object_handle> unpack_whole(const void* data, std:
   return std::nullopt;
 }
 
+// Every string in a value is UTF-8 (what a msgpack decoder in Python insists on). The
+// recursion is bounded by the depth limit of `limits_for`.
+inline bool strings_are_utf8(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::STR:
+      return is_utf8(std::string_view(o.via.str.ptr, o.via.str.size));
+    case msgpack::type::ARRAY:
+      return std::all_of(o.via.array.ptr, o.via.array.ptr + o.via.array.size, strings_are_utf8);
+    case msgpack::type::MAP:
+      return std::all_of(o.via.map.ptr, o.via.map.ptr + o.via.map.size, [](const msgpack::object_kv& kv) {
+        return strings_are_utf8(kv.key) && strings_are_utf8(kv.val);
+      });
+    default:
+      return true;
+  }
+}
+
 inline std::optional<std::int64_t> as_int(const msgpack::object& o) {
   if (o.type == msgpack::type::NEGATIVE_INTEGER) return o.via.i64;
   if (o.type == msgpack::type::POSITIVE_INTEGER &&
@@ -251,7 +268,9 @@ class Message {
   Header header_;
   std::optional<msgpack::object_handle> header_handle_;
   std::optional<msgpack::object_handle> record_handle_;
-  zmq::message_t payload_;
+  // On the heap: a small zmq message keeps its bytes inside the message_t itself, so
+  // `data_` would dangle once this Message is moved if the message_t moved with it.
+  std::unique_ptr<zmq::message_t> payload_;
   std::unique_ptr<std::uint64_t[]> aligned_copy_;  // only when the frame is misaligned for the dtype
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
@@ -311,14 +330,17 @@ struct Decoder {
     if (n_payload != 1) {
       return Malformed{"payload_frames", kind_name + " needs 1 payload frame, got " + std::to_string(n_payload)};
     }
-    msg.payload_ = std::move(parts[2]);
-    msg.data_ = static_cast<const std::byte*>(msg.payload_.data());
-    msg.size_ = msg.payload_.size();
+    msg.payload_ = std::make_unique<zmq::message_t>(std::move(parts[2]));
+    msg.data_ = static_cast<const std::byte*>(msg.payload_->data());
+    msg.size_ = msg.payload_->size();
     if (kind == Kind::tensor || kind == Kind::audio) {
       if (auto bad = check_array(msg)) return *bad;
     } else if (kind == Kind::record) {
       msg.record_handle_ = detail::unpack_whole(msg.data_, msg.size_, error);
       if (!msg.record_handle_) return Malformed{"bad_record", "record payload is not msgpack: " + error};
+      if (!detail::strings_are_utf8(msg.record_handle_->get())) {
+        return Malformed{"bad_record", "record payload has a string that is not UTF-8"};
+      }
     }
     return msg;
   }
