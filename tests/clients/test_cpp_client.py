@@ -320,3 +320,12 @@ def test_curve_keys_from_sensorfuse_keys_generate(consume: Path, graph_run, tmp_
     assert rc == 1, "a consumer without the server key must not complete the handshake"
     assert summaries(stdout)["cam0/frame"]["received"] == "0"
     assert run.wait_exit(30) == 0, run.stderr()
+
+
+def test_the_readme_fragment_compiles(tmp_path: Path) -> None:
+    """clients/cpp/README.md's "Use" block, wrapped in main(), is valid C++ against the headers."""
+    readme = (CPP / "README.md").read_text()
+    fragment = re.search(r"## Use\n\n```cpp\n(.*?)```", readme, re.S).group(1)
+    source = tmp_path / "fragment.cpp"
+    source.write_text(f"#include <sensorfuse/client.hpp>\nint main() {{\n{fragment}}}\n")
+    compile_cpp(source, tmp_path / "fragment", ["-std=c++17", "-fsyntax-only"])

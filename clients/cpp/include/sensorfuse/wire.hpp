@@ -58,11 +58,11 @@ struct Header {
 template <class T>
 class ArrayView {
  public:
-  ArrayView(const T* data, std::size_t size, const std::vector<std::int64_t>& shape)
-      : data_(data), size_(size), shape_(&shape) {}
+  ArrayView(const T* data, std::size_t size, std::vector<std::int64_t> shape)
+      : data_(data), size_(size), shape_(std::move(shape)) {}
   const T* data() const { return data_; }
   std::size_t size() const { return size_; }
-  const std::vector<std::int64_t>& shape() const { return *shape_; }
+  const std::vector<std::int64_t>& shape() const { return shape_; }
   const T& operator[](std::size_t i) const { return data_[i]; }
   const T* begin() const { return data_; }
   const T* end() const { return data_ + size_; }
@@ -70,7 +70,7 @@ class ArrayView {
  private:
   const T* data_;
   std::size_t size_;
-  const std::vector<std::int64_t>* shape_;
+  std::vector<std::int64_t> shape_;  // a copy: the view outlives a move of its Message
 };
 
 namespace detail {
@@ -143,15 +143,15 @@ inline msgpack::unpack_limit limits_for(std::size_t nbytes) {
   return msgpack::unpack_limit(nbytes, nbytes / 2, nbytes, nbytes, nbytes, /*depth=*/128);
 }
 
-// One whole msgpack value filling the buffer, or nullopt (with the reason in `error`).
-inline std::optional<msgpack::object_handle> unpack_whole(const void* data, std::size_t size, std::string& error) {
+// One whole msgpack value filling the buffer, or nullptr (with the reason in `error`).
+inline std::unique_ptr<msgpack::object_handle> unpack_whole(const void* data, std::size_t size, std::string& error) {
   std::size_t offset = 0;
   try {
-    msgpack::object_handle handle =
-        msgpack::unpack(static_cast<const char*>(data), size, offset, nullptr, nullptr, limits_for(size));
+    auto handle = std::make_unique<msgpack::object_handle>(
+        msgpack::unpack(static_cast<const char*>(data), size, offset, nullptr, nullptr, limits_for(size)));
     if (offset != size) {
       error = "trailing bytes after the msgpack value";
-      return std::nullopt;
+      return nullptr;
     }
     return handle;
   } catch (const msgpack::unpack_error& exc) {  // parse errors, truncation, size limits
@@ -159,7 +159,7 @@ inline std::optional<msgpack::object_handle> unpack_whole(const void* data, std:
   } catch (const std::bad_alloc&) {
     error = "msgpack value too large";
   }
-  return std::nullopt;
+  return nullptr;
 }
 
 // Every string in a value is UTF-8 (what a msgpack decoder in Python insists on). The
@@ -209,8 +209,9 @@ inline const msgpack::object* find(const msgpack::object& map, std::string_view 
   return nullptr;
 }
 
-/// A decoded message. Move-only: it owns the payload frame and the msgpack handles, so
-/// every view it hands out lives exactly as long as the Message.
+/// A decoded message. Move-only: it owns the payload frame and the msgpack handles (on
+/// the heap), so the views it hands out (array, record, meta, bytes) stay valid as long as
+/// the Message or the one it was moved into lives.
 class Message {
  public:
   Message() = default;
@@ -266,8 +267,8 @@ class Message {
   friend struct Decoder;
 
   Header header_;
-  std::optional<msgpack::object_handle> header_handle_;
-  std::optional<msgpack::object_handle> record_handle_;
+  std::unique_ptr<msgpack::object_handle> header_handle_;
+  std::unique_ptr<msgpack::object_handle> record_handle_;
   // On the heap: a small zmq message keeps its bytes inside the message_t itself, so
   // `data_` would dangle once this Message is moved if the message_t moved with it.
   std::unique_ptr<zmq::message_t> payload_;
