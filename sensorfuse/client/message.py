@@ -33,7 +33,7 @@ class PublisherLost(SensorfuseError):
 
 
 class Message(wire.Message):
-    """One received message: `header` (every field), `array` (a read-only numpy view over
+    """One received message: `header` (every field), `array` (a numpy view over
     the received frame, tensor and audio), `record` (record), `text` / `data` (bytes).
     `end` is true for the end-of-stream message, the last one a subscriber yields."""
 
