@@ -14,8 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 
 def runs_root() -> Path:
     root = os.environ.get("SENSORFUSE_RUNS") or os.path.join(tempfile.gettempdir(), f"sf-{os.getuid()}")
@@ -46,6 +44,8 @@ def current_run_dir() -> Path | None:
 
 def supervisor_identity() -> dict[str, Any]:
     """This process as the writer of a run's status: pid and start time (Unix seconds)."""
+    import psutil  # here, not at the top: `sensorfuse.client` finds runs without it
+
     me = psutil.Process()
     return {"pid": me.pid, "started_at": me.create_time()}
 
@@ -53,6 +53,8 @@ def supervisor_identity() -> dict[str, Any]:
 def supervisor_alive(identity: dict[str, Any]) -> bool:
     """Whether the process `supervisor_identity()` described still runs: the same pid with
     the same start time (a pid reused by a later process does not count)."""
+    import psutil
+
     try:
         proc = psutil.Process(int(identity["pid"]))
         # create_time is derived from boot time and clock ticks: equal to well under a second
