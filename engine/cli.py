@@ -14,12 +14,16 @@ import os
 import signal
 import sys
 import textwrap
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sensorfuse.engine import __version__
 from sensorfuse.engine.errors import SensorfuseError, UsageError
+
+if TYPE_CHECKING:
+    from sensorfuse.engine.graph import GraphPlan
 
 EXAMPLES = {
     "run": """examples:
@@ -73,6 +77,23 @@ def _parse_set(pairs: list[str]) -> list[tuple[str, str, Any]]:
     return out
 
 
+def plan_run(source: str | os.PathLike[str] | dict[str, Any], overrides: Iterable[tuple[str, str, Any]] = (), *,
+             run_dir: str | None = None, what: str = "--set") -> tuple[GraphPlan, str]:
+    """A graph loaded, its (node, param, value) overrides applied and planned in a new run
+    directory: the plan and the session id. `sensorfuse run` and `sensorfuse.run` start here;
+    `what` names the overrides in errors."""
+    from sensorfuse.engine import graph as graph_mod
+    from sensorfuse.engine.rundir import new_run_dir
+
+    decl = graph_mod.load_decl(source)
+    for node, param, value in overrides:
+        if node not in decl.nodes:
+            raise UsageError(f"{what}: no node {node!r} in graph {decl.name!r}")
+        decl.nodes[node].params[param] = value
+    rd = new_run_dir(run_dir)
+    return graph_mod.plan(decl, str(rd)), f"{decl.name}-{rd.name}"
+
+
 def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: float | None = None,
               run_dir: str | None = None, host: str = "local", quiet: bool = False, summary: bool = True,
               cwd: str | None = None) -> int:
@@ -81,19 +102,10 @@ def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: f
     that print their own, a graph that started ends with the one-screen summary on stderr;
     every reason for a non-zero exit is one `sensorfuse: ...` line after it. `cwd`: the
     nodes' working directory (relative paths in their params resolve there)."""
-    from sensorfuse.engine import graph as graph_mod
     from sensorfuse.engine import summary as summary_mod
-    from sensorfuse.engine.rundir import new_run_dir
     from sensorfuse.engine.supervisor import Supervisor
 
-    decl = graph_mod.load_decl(source)
-    for node, param, value in _parse_set(list(sets)):
-        if node not in decl.nodes:
-            raise UsageError(f"--set: no node {node!r} in graph {decl.name!r}")
-        decl.nodes[node].params[param] = value
-    rd = new_run_dir(run_dir)
-    plan = graph_mod.plan(decl, str(rd))
-    session = f"{decl.name}-{rd.name}"
+    plan, session = plan_run(source, _parse_set(list(sets)), run_dir=run_dir)
     sup = Supervisor(plan, session=session, local_host=host, quiet=quiet, cwd=cwd)
 
     def on_signal(signum: int, _frame: Any) -> None:
