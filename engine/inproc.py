@@ -132,6 +132,7 @@ class GraphRun:
         self._zctx = zmq.Context()
         self._subs: dict[str, Subscriber] = {}
         self._feeds: dict[str, Feed] = {}
+        self._ended: set[str] = set()  # streams read to their end of stream
         try:
             for stream in dict.fromkeys(streams):
                 endpoint = declare_consumer(plan, stream, policy=policy, queue=queue)
@@ -173,6 +174,8 @@ class GraphRun:
         (`msg.header`, `msg.array`, `msg.record`, `msg.text`), until its end of stream or the
         end of the run. Raises SensorfuseError if the run failed before the stream ended."""
         sub = self._subs.get(name)
+        if sub is None and name in self._ended:
+            return
         if sub is None:
             raise UsageError(f"stream {name!r} was not declared: sensorfuse.run(..., streams=[{name!r}, ...]) "
                              "subscribes before the graph starts")
@@ -207,6 +210,7 @@ class GraphRun:
                                   f"(exit code {outcome.exit_code}): {'; '.join(outcome.problems) or 'see stderr'}")
 
     def _unsubscribe(self, name: str) -> None:
+        self._ended.add(name)
         sub = self._subs.pop(name, None)
         if sub is not None:
             sub.close()

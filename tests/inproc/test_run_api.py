@@ -51,6 +51,7 @@ def test_demo_events_are_the_sinks_and_the_references(demo_session: Path, model_
         outcome = g.wait(timeout=150)
     assert outcome.exit_code == 0, outcome.problems
     assert outcome.status["state"] == "finished"
+    assert list(g.events()) == [], "a stream read to its end stays ended"
     sink = [line["record"] for line in read_jsonl(tmp_path / "events.jsonl")]
     assert events, "no events"
     assert diff_events(events, sink, exact=True) == []
@@ -125,6 +126,14 @@ def test_feeding_external_inputs_end_to_end(tmp_path: Path) -> None:
     line = read_jsonl(tmp_path / "text.jsonl")[0]
     assert line["text"] == "where is the cup?" and line["src"] == "sensorfuse.run" and line["seq"] == 0
     assert line["session"] == g.session and line["t_ns"] <= line["t_pub_ns"]
+
+
+def test_set_overrides_node_params_with_python_values() -> None:
+    with sensorfuse.run(endless(), set={"producer.count": 7, "producer.shape": [2, 3, 3]},
+                        streams=["relay/frame"]) as g:
+        shapes = [m.array.shape for m in g.stream("relay/frame")]
+        assert g.wait(timeout=20).exit_code == 0
+    assert shapes == [(2, 3, 3)] * 7
 
 
 def test_mistakes_are_usage_errors_before_anything_starts() -> None:
