@@ -193,9 +193,9 @@ def _check_sensorfuse(argv: list[str], where: str) -> None:
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             args = build_parser().parse_args(argv)
-    except SystemExit as exc:
-        raise AssertionError(f"{where}: `sensorfuse {shlex.join(argv)}` does not parse: {err.getvalue().strip()}") \
-            from None
+    except SystemExit:
+        raise AssertionError(f"{where}: `sensorfuse {shlex.join(argv)}` does not parse: "
+                             f"{err.getvalue().strip()}") from None
     graph = getattr(args, "graph", None)
     if graph and ((REPO / graph).is_file() or (graph_mod.BUILTIN_GRAPHS_DIR / f"{graph}.yaml").is_file()):
         graph_mod.plan(graph_mod.load_decl(REPO / graph if (REPO / graph).is_file() else graph), "RUN",
