@@ -14,12 +14,16 @@ import os
 import signal
 import sys
 import textwrap
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sensorfuse.engine import __version__
 from sensorfuse.engine.errors import SensorfuseError, UsageError
+
+if TYPE_CHECKING:
+    from sensorfuse.engine.graph import GraphPlan
 
 EXAMPLES = {
     "run": """examples:
@@ -37,7 +41,9 @@ states: RUNNING (also STARTING, DEGRADED, STOPPING) until the run ends as FINISH
 STOPPED (Ctrl-C, SIGTERM, --duration) or FAILED; STALE: its supervisor is gone without
 saying how it ended (killed); status then exits 1.""",
     "graph": """examples:
-  sensorfuse graph check examples/relay.yaml   # validate and print derived endpoints""",
+  sensorfuse graph check examples/relay.yaml   # validate and print derived endpoints
+  sensorfuse graph show demo -o demo.svg       # a picture of the built-in demo graph (needs graphviz)
+  sensorfuse graph show examples/relay.yaml | dot -Tpng -o relay.png""",
     "keys": """examples:
   sensorfuse keys generate ~/.config/sensorfuse/keys
   sensorfuse keys generate ~/.config/sensorfuse/keys --force   # replace them (peers need the new ones)""",
@@ -73,6 +79,23 @@ def _parse_set(pairs: list[str]) -> list[tuple[str, str, Any]]:
     return out
 
 
+def plan_run(source: str | os.PathLike[str] | dict[str, Any], overrides: Iterable[tuple[str, str, Any]] = (), *,
+             run_dir: str | None = None, what: str = "--set") -> tuple[GraphPlan, str]:
+    """A graph loaded, its (node, param, value) overrides applied and planned in a new run
+    directory: the plan and the session id. `sensorfuse run` and `sensorfuse.run` start here;
+    `what` names the overrides in errors."""
+    from sensorfuse.engine import graph as graph_mod
+    from sensorfuse.engine.rundir import new_run_dir
+
+    decl = graph_mod.load_decl(source)
+    for node, param, value in overrides:
+        if node not in decl.nodes:
+            raise UsageError(f"{what}: no node {node!r} in graph {decl.name!r}")
+        decl.nodes[node].params[param] = value
+    rd = new_run_dir(run_dir)
+    return graph_mod.plan(decl, str(rd)), f"{decl.name}-{rd.name}"
+
+
 def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: float | None = None,
               run_dir: str | None = None, host: str = "local", quiet: bool = False, summary: bool = True,
               cwd: str | None = None) -> int:
@@ -81,19 +104,10 @@ def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: f
     that print their own, a graph that started ends with the one-screen summary on stderr;
     every reason for a non-zero exit is one `sensorfuse: ...` line after it. `cwd`: the
     nodes' working directory (relative paths in their params resolve there)."""
-    from sensorfuse.engine import graph as graph_mod
     from sensorfuse.engine import summary as summary_mod
-    from sensorfuse.engine.rundir import new_run_dir
     from sensorfuse.engine.supervisor import Supervisor
 
-    decl = graph_mod.load_decl(source)
-    for node, param, value in _parse_set(list(sets)):
-        if node not in decl.nodes:
-            raise UsageError(f"--set: no node {node!r} in graph {decl.name!r}")
-        decl.nodes[node].params[param] = value
-    rd = new_run_dir(run_dir)
-    plan = graph_mod.plan(decl, str(rd))
-    session = f"{decl.name}-{rd.name}"
+    plan, session = plan_run(source, _parse_set(list(sets)), run_dir=run_dir)
     sup = Supervisor(plan, session=session, local_host=host, quiet=quiet, cwd=cwd)
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -170,6 +184,18 @@ def _cmd_graph_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_graph_show(args: argparse.Namespace) -> int:
+    from sensorfuse.engine import graph as graph_mod
+    from sensorfuse.engine import graphdot
+
+    # The picture is the graph's structure: params are checked, the files nodes read are not.
+    plan = graph_mod.plan(graph_mod.load_decl(args.graph), "RUN", check_files=False)
+    graphdot.write(plan, args.out, force=args.force)
+    if args.out:
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_keys_generate(args: argparse.Namespace) -> int:
     from sensorfuse.engine.security import generate
 
@@ -214,17 +240,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_status)
 
     force_keys = ("--force", "replace existing key pairs (peers holding the old public keys stop connecting)")
+    force_picture = ("--force", "replace an existing FILE")
+    groups: dict[str, Any] = {}
     for group, group_help, action, action_help, arg, func, flags in (
         ("graph", "inspect graphs", "check", "validate a graph and print its derived endpoints", "graph",
          _cmd_graph_check, ()),
+        ("graph", "inspect graphs", "show", "write a picture of a graph: Graphviz dot, or SVG/PNG rendered by `dot`",
+         "graph", _cmd_graph_show, (force_picture,)),
         ("keys", "manage CurveZMQ keys for endpoints bound beyond loopback", "generate",
          "write a server and a client key pair", "dir", _cmd_keys_generate, (force_keys,)),
     ):
-        p = _sub(sub, group, group_help)
-        actions = p.add_subparsers(dest=f"{group}_command", metavar="ACTION", required=True, parser_class=_Parser)
-        a = actions.add_parser(action, help=action_help, description=action_help, epilog=EXAMPLES[group],
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        if group not in groups:
+            p = _sub(sub, group, group_help)
+            groups[group] = p.add_subparsers(dest=f"{group}_command", metavar="ACTION", required=True,
+                                             parser_class=_Parser)
+        a = groups[group].add_parser(action, help=action_help, description=action_help, epilog=EXAMPLES[group],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         a.add_argument(arg)
+        if func is _cmd_graph_show:
+            a.add_argument("-o", "--out", metavar="FILE", help="FILE.dot (text), FILE.svg or FILE.png (default: dot "
+                                                                "text on stdout)")
         for flag, flag_help in flags:
             a.add_argument(flag, action="store_true", help=flag_help)
         a.set_defaults(func=func)

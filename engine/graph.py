@@ -266,8 +266,10 @@ def _slug(stream: str) -> str:
     return stream.replace("/", ".")
 
 
-def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
-    """Validate a graph against its node classes and derive every endpoint."""
+def plan(decl: GraphDecl, run_dir: str, *, check_files: bool = True) -> GraphPlan:
+    """Validate a graph against its node classes and derive every endpoint. `check_files`:
+    also run the local nodes' `check` hooks (the files they read exist); a picture of the
+    graph (`graph show`) does without."""
     producers: dict[str, str] = {}
     classes: dict[str, tuple[str, type[Node]]] = {}
     for name, nd in decl.nodes.items():
@@ -361,11 +363,11 @@ def plan(decl: GraphDecl, run_dir: str) -> GraphPlan:
     _refuse_shared_endpoints(decl, nodes)
     gp = GraphPlan(decl.name, decl, run_dir, nodes, producers, decl.security.keys)
     gp.order = _topological(gp)
-    _check_nodes(decl, {name: cls for name, (_, cls) in classes.items()})
+    _check_nodes(decl, {name: cls for name, (_, cls) in classes.items()}, check_files=check_files)
     return gp
 
 
-def _check_nodes(decl: GraphDecl, classes: dict[str, type[Node]]) -> None:
+def _check_nodes(decl: GraphDecl, classes: dict[str, type[Node]], *, check_files: bool = True) -> None:
     """Each node's params converted as its process will convert them, so a wrong type, an
     unknown name or a value out of range stops the graph here, in one line, instead of
     failing (or crash-looping) a node after the others started; then the node's `check`
@@ -376,7 +378,7 @@ def _check_nodes(decl: GraphDecl, classes: dict[str, type[Node]]) -> None:
             params = cls.parse_params(nd.params)
         except params_mod.ParamsError as exc:
             raise UsageError(f"graph {decl.name}: node {name}: {exc}") from None
-        if nd.host != LOCAL_HOST:
+        if nd.host != LOCAL_HOST or not check_files:
             continue  # its files are on its own host: checked when that host starts it
         try:
             cls.check(params)

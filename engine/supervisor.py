@@ -34,6 +34,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -224,7 +225,10 @@ class Supervisor:
                     self._send(name, {"type": "stop"})
                     st.stop_sent_at = time.monotonic()
 
-    def run(self, *, duration_s: float | None = None) -> int:
+    def run(self, *, duration_s: float | None = None, stop: threading.Event | None = None) -> int:
+        """Supervise until every node is gone; returns the exit code. `stop`: set from another
+        thread to stop the graph as Ctrl-C would (`request_stop` itself sends on this thread's
+        sockets, so only this thread may call it; `sensorfuse.run` supervises in a thread)."""
         (self.plan_path()).write_bytes(self.plan.to_json())
         for name in self.plan.order:
             if name in self.nodes:
@@ -236,7 +240,7 @@ class Supervisor:
             self._maybe_start_graph()
             self._stop_orphans()
             self._restart_due()
-            if duration_s is not None and time.monotonic() - t0 >= duration_s:
+            if (duration_s is not None and time.monotonic() - t0 >= duration_s) or (stop is not None and stop.is_set()):
                 self.request_stop()
             if self.stop_requested and self.shutdown_at is not None:
                 if self._any_busy():

@@ -43,12 +43,15 @@ _PUBLIC = {
     "Out": "sensorfuse.engine.node",
     "NodeHarness": "sensorfuse.engine.testing",
     "StartupError": "sensorfuse.engine.errors",
+    "run": "sensorfuse.engine.inproc",
+    "GraphRun": "sensorfuse.engine.inproc",
 }
 
 __all__ = ["__version__", *_PUBLIC]
 
 if TYPE_CHECKING:
     from sensorfuse.engine.errors import StartupError
+    from sensorfuse.engine.inproc import GraphRun, run
     from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
     from sensorfuse.engine.testing import NodeHarness
     from sensorfuse.engine.wire import (PROTOCOL_VERSION, Message, ProtocolError, decode_message,

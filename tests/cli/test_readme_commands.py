@@ -78,6 +78,7 @@ def test_each_row_shows_real_actions_and_flags() -> None:
         assert shown == set(subparsers(commands[command])), f"README shows {command} {sorted(shown)} only"
 
 
-@pytest.mark.parametrize("cell", ["`sensorfuse graph check GRAPH`", "`sensorfuse keys generate DIR [--force]`"])
+@pytest.mark.parametrize("cell", ["`sensorfuse graph check GRAPH` / `sensorfuse graph show GRAPH [-o FILE] [--force]`",
+                                  "`sensorfuse keys generate DIR [--force]`"])
 def test_rows_are_parsed_as_written(cell: str) -> None:
     assert cell in [c for c, _ in readme_rows()]
