@@ -227,6 +227,12 @@ class Node:
         """The producer of `port`'s stream has finished (end-of-stream); others may go on."""
         return ()
 
+    def snapshot(self, port: str) -> Iterable[Out]:
+        """State a subscriber that joins `port` late should get first (docs/protocol.md, "State
+        on join"): e.g. the events that are open now. The runtime publishes what this returns
+        marked `meta.snapshot`, to every subscriber; graph nodes never see them."""
+        return ()
+
     def finish(self) -> Iterable[Out]:
         """All inputs have ended (or a source is exhausted): flush what is pending."""
         return ()

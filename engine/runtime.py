@@ -78,6 +78,7 @@ class NodeRunner:
         self._unsubs_at_eos: dict[str, int] = {}
         self._last_hb = 0.0
         self._busy_why: str | None = None
+        self._joins_seen: dict[str, int] = {}
         self._last_hb_snapshot = time.monotonic()
         self.node: Node | None = None
 
@@ -164,6 +165,16 @@ class NodeRunner:
         self.running = True
         for sub in self.subscribers:
             sub.arm_liveness()
+        self._joins_seen = {pub.stream: pub.joins for pub in self.publishers.values()}
+
+    def send_snapshots(self) -> None:
+        """A subscriber joined an output since the last look: publish the node's `snapshot`
+        of that port (e.g. the open events), marked, so a late joiner learns the state."""
+        assert self.node is not None
+        for port, pub in self.publishers.items():
+            if pub.joins > self._joins_seen.get(pub.stream, 0):
+                self._joins_seen[pub.stream] = pub.joins
+                self.publish(list(self.node.snapshot(port)))
 
     def send_idles(self) -> None:
         """An `idle` on every output that has sent nothing for `idle_s` (docs/protocol.md):
@@ -300,6 +311,7 @@ class NodeRunner:
             if not is_source and all(s.ended for s in self.subscribers):
                 break
             self.heartbeat()
+            self.send_snapshots()
 
     def _step_inputs(self, node: Node) -> None:
         """Step queued messages in capture-time order across inputs, re-draining the sockets

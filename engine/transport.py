@@ -105,6 +105,8 @@ class Publisher:
         self.consumers: set[bytes] = set()
         #: subscriptions on the outside socket: subscribed now
         self.outside_subscribed = 0
+        #: data subscriptions ever made on either socket (a new one may want a snapshot)
+        self.joins = 0
         self._sndtimeo = -1
         self.counters = counters or StreamCounters()
         #: time.monotonic() of the last message sent (data, idle or eos)
@@ -127,13 +129,13 @@ class Publisher:
         return sock
 
     def poll_subscriptions(self) -> int:
-        """Consume pending (un)subscription notices; returns the running subscribe count
-        (data subscriptions, from graph consumers and outside subscribers alike)."""
+        """Consume pending (un)subscription notices on both sockets; returns the running
+        subscribe count of the graph socket (graph consumers and outside subscribers alike)."""
         while True:
             try:
                 msg = self.sock.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return self.subscriptions
+                break
             if msg[1:].startswith(READY_TOKEN):
                 if msg[:1] == b"\x01":
                     self.consumers.add(msg[1:])
@@ -141,19 +143,24 @@ class Publisher:
                     self.consumers.discard(msg[1:])
             elif msg[:1] == b"\x01":
                 self.subscriptions += 1
+                self.joins += 1
             elif msg[:1] == b"\x00":
                 self.unsubscriptions += 1
+        while self.outside is not None:
+            try:
+                msg = self.outside.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if msg[:1] == b"\x01":
+                self.outside_subscribed += 1
+                self.joins += 1
+            elif msg[:1] == b"\x00":
+                self.outside_subscribed -= 1
+        return self.subscriptions
 
     def outside_subscribers(self) -> int:
         """Outside subscribers connected now, on either socket (graph consumers not counted)."""
         self.poll_subscriptions()
-        if self.outside is not None:
-            while True:
-                try:
-                    msg = self.outside.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                self.outside_subscribed += 1 if msg[:1] == b"\x01" else -1 if msg[:1] == b"\x00" else 0
         graph_side = self.subscriptions - self.unsubscriptions - len(self.consumers)
         return max(0, graph_side) + max(0, self.outside_subscribed)
 
@@ -321,6 +328,8 @@ class Subscriber:
             self.stats.ended = True
             self.pending.append(msg)
             return
+        if msg.header.meta.get("snapshot") is True:
+            return  # state re-sent for a late outside subscriber: a graph node saw it live
         if self.policy != "block" and len(self.pending) >= self.capacity:
             self._evict_oldest_data()
         self.pending.append(msg)

@@ -212,6 +212,8 @@ class PerceiveNode(Node):
         rules = {**DEFAULT_RULES, **p.rules}
         self.trackers = {name: EventTracker(r.rule(name)) for name, r in rules.items()}
         self.last_t: int | None = None
+        #: event_id -> (record of its last phase, t_ns) for every open event (`snapshot`)
+        self.open_events: dict[str, tuple[dict[str, Any], int]] = {}
         self.join: FrameJoin[TickInput, wire.Message] = FrameJoin(capacity=p.frame_buffer)
         self.frame_wired = "frame" in self.ctx.inputs
         self.ctx.log.info("perceive: fusion head %s (%s), models on %s", self.head.path.name, self.head.strategy,
@@ -279,7 +281,13 @@ class PerceiveNode(Node):
         if self.last_t is None:
             return outs
         events = [e for name in self.trackers for e in self.trackers[name].flush(self.last_t)]
-        return [*outs, *(Out.record("events", self._event_record(e), self.last_t) for e in events)]
+        return [*outs, *(self._event_out(e, self.last_t) for e in events)]
+
+    def snapshot(self, port: str) -> Iterable[Out]:
+        """A late subscriber of `events` gets the last phase of every open event first."""
+        if port != "events":
+            return []
+        return [Out.record("events", rec, t, snapshot=True) for rec, t in self.open_events.values()]
 
     # -- outputs -------------------------------------------------------------------------
     def _outputs(self, feats: TickFeatures, scores: dict[str, Any]) -> list[Out]:
@@ -347,8 +355,17 @@ class PerceiveNode(Node):
         outs = []
         for name, tracker in self.trackers.items():
             for event in tracker.step(feats.t_ns, obs[name]):
-                outs.append(Out.record("events", self._event_record(event), feats.t_ns))
+                outs.append(self._event_out(event, feats.t_ns))
         return outs
+
+    def _event_out(self, event: Any, t_ns: int) -> Out:
+        """One event phase to publish; the events open after it are kept for `snapshot`."""
+        rec = self._event_record(event)
+        if rec["phase"] == "end":
+            self.open_events.pop(rec["event_id"], None)
+        else:
+            self.open_events[rec["event_id"]] = (rec, t_ns)
+        return Out.record("events", rec, t_ns)
 
     def stop(self) -> None:
         worker = getattr(self, "scene_worker", None)

@@ -16,8 +16,8 @@ from sensorfuse.engine import wire
 from sensorfuse.engine.errors import SensorfuseError
 
 #: Liveness messages: no payload; `seq` is the next data message's, `t_ns` a watermark,
-#: `meta.idle_ms` the period. (wire.py gains the constant with the engine's idle messages.)
-KIND_IDLE: str = getattr(wire, "KIND_IDLE", "idle")
+#: `meta.idle_ms` the period (docs/protocol.md).
+KIND_IDLE: str = wire.KIND_IDLE
 
 
 class PublisherLost(SensorfuseError):

@@ -162,7 +162,7 @@ class Subscriber:
         if h.stream != self.stream:
             return None  # subscriptions match prefixes: "cam0/frame" also gets "cam0/frame2"
         if h.kind == KIND_IDLE:
-            self._on_idle(h)
+            self._on_idle(h, t_recv_ns)
             return None
         if h.kind not in wire.KINDS:
             return None  # a kind newer than this client: not for us to interpret
@@ -172,17 +172,11 @@ class Subscriber:
             self.close()  # the publisher waits for its consumers to leave before it closes
         return msg
 
-    def _on_idle(self, header: wire.Header) -> None:
+    def _on_idle(self, header: wire.Header, t_recv_ns: int) -> None:
         idle_ms = header.meta.get("idle_ms")
         if isinstance(idle_ms, (int, float)) and idle_ms > 0:
             self.idle_s = idle_ms / 1000.0
-        last = self.counters.last_seq
-        # An idle carries the seq the next data message will have, and consumes none.
-        if last is not None and header.seq - 1 > last:
-            self.counters.lost += header.seq - 1 - last
-        elif last is not None and header.seq - 1 < last:
-            self.counters.seq_resets += 1
-        self.counters.last_seq = header.seq - 1
+        self.counters.on_idle(header.seq, t_recv_ns)  # its seq is the next data message's: gaps count
 
     # -- closing -----------------------------------------------------------------------
     def close(self) -> None:

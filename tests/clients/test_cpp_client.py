@@ -108,8 +108,9 @@ def session4(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_graph(session: Path, frames_ep: str, events_ep: str) -> dict:
     graph = yaml.safe_load((REPO / "engine" / "graphs" / "demo.yaml").read_text())
     graph["nodes"]["player"]["params"]["path"] = str(session)
-    graph["nodes"]["player"]["expose"] = {"cam0/frame": frames_ep}
-    graph["nodes"]["perceive"]["expose"] = {"perceive/events": events_ep}
+    # lock-step: the test wants every message (outside subscribers otherwise drop when behind)
+    graph["nodes"]["player"]["expose"] = {"cam0/frame": {"endpoint": frames_ep, "lockstep": True}}
+    graph["nodes"]["perceive"]["expose"] = {"perceive/events": {"endpoint": events_ep, "lockstep": True}}
     return graph
 
 

@@ -46,7 +46,9 @@ def test_subscribers_by_name_and_by_endpoint_get_every_message_and_the_end(graph
     ep_in, ep_out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     graph = {"name": "clientsub", "supervisor": FAST, "external": {"inputs": {"robot/frame": ep_in}},
              "nodes": {"relay": {"kind": "relay", "inputs": {"in": {"stream": "robot/frame", "policy": "block"}},
-                                 "outputs": {"out": "relay/frame"}, "expose": {"relay/frame": ep_out}},
+                                 "outputs": {"out": "relay/frame"},
+                                 # lock-step: this subscriber must get every message
+                                 "expose": {"relay/frame": {"endpoint": ep_out, "lockstep": True}}},
                        "sink": {"kind": "jsonl", "params": {"path": "out.jsonl"},
                                 "inputs": {"in": {"stream": "relay/frame", "policy": "block"}}}}}
     with Publisher("robot/frame", ep_in, src="test") as pub:

@@ -56,7 +56,16 @@ ALLOWED = {
     ("README.md", "capture processes"): "a diagram",
     ("README.md", "sensorfuse/  the package root"): "a directory listing",
     ("docs/engine.md", "[sink] ERROR cannot start"): "output of a failing node",
-    ("docs/protocol.md", "zmq::context_t ctx;"): "C++: a sketch needing libzmq, cppzmq and msgpack-cxx headers",
+    ("docs/protocol.md", "// frames.cpp: one line per message of a"):
+        "C++: built with its documented command and run against the demo graph by tests/clients/test_cpp_client.py",
+    ("docs/protocol.md", "g++ -std=c++17 -O2 -I clients/cpp/includ"): "the C++ example's compile command, run by "
+                                                                     "tests/clients/test_cpp_client.py",
+    ("docs/client.md", "from sensorfuse.client import Subscriber"): "run against `sensorfuse run examples/client.yaml` "
+                                                                     "by tests/clients/test_client_docs.py",
+    ("docs/client.md", "import time"): "run against `sensorfuse run examples/client.yaml` by "
+                                       "tests/clients/test_client_docs.py",
+    ("docs/replay.md", "import json"): "reads the recording `sensorfuse demo --out demo-out` writes; "
+                                       "tests/replay/test_record_schemas.py reads a recording's schemas the same way",
     ("docs/time.md", "1.233  align/ticks"): "output of the console sink",
 }
 
