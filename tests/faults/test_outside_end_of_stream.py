@@ -117,6 +117,9 @@ def test_an_outside_subscriber_does_not_slow_a_lockstep_graph(tmp_path: Path) ->
         assert [r["seq"] for r in rows] == list(range(count))
         span_s = (rows[-1]["t_recv_ns"] - rows[0]["t_recv_ns"]) / 1e9
         assert span_s < (count - 1) / rate * 1.25, f"{count} frames at {rate} Hz took {span_s:.2f} s"
+        # what the stalled subscriber missed shows as seq gaps (its client counts them `lost`)
+        seqs, eos = _read(stalled, time.monotonic() + 10, 0)
+        assert seqs and len(seqs) < count and seqs == sorted(seqs), seqs
     finally:
         stalled.close(linger=0)
         ctx.term()
