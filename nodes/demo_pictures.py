@@ -119,18 +119,19 @@ def read_frame(session: Path, t_ns: int) -> Any:
     return None
 
 
-def key_frame_times(detected: dict[str, list[dict[str, Any]]], detection_times: list[int]) -> list[int]:
-    """Frame times to show: the first starts of face events, else evenly through the run."""
+def key_frame_times(detected: dict[str, list[dict[str, Any]]], detections: dict[int, dict[str, Any]]) -> list[int]:
+    """Frame times to show: the first starts of face events; without any, frames evenly
+    through the run, those with faces first."""
     times: list[int] = []
     for etype in KEY_FRAME_TYPES:
         for interval in detected.get(etype, []):
-            if interval["start_ns"] not in times and interval["start_ns"] in detection_times:
+            if interval["start_ns"] not in times and interval["start_ns"] in detections:
                 times.append(interval["start_ns"])
-    times = sorted(times[:KEY_FRAMES])
-    if not times and detection_times:
-        step = max(len(detection_times) // (KEY_FRAMES + 1), 1)
-        times = detection_times[step::step][:KEY_FRAMES]
-    return times
+    if times:
+        return sorted(times[:KEY_FRAMES])
+    pool = sorted(t for t, d in detections.items() if d["faces"]) or sorted(detections)
+    step = max(len(pool) // (KEY_FRAMES + 1), 1)
+    return pool[step::step][:KEY_FRAMES] or pool[:1]
 
 
 def build(*, session: Path, events: list[dict[str, Any]], labels: list[dict[str, Any]] | None,
@@ -201,7 +202,7 @@ def _summary_section(page: HtmlReport, summary: dict[str, Any]) -> None:
 def _key_frames(page: HtmlReport, session: Path, detected: dict[str, list[dict[str, Any]]],
                 perception: dict[str, list[dict[str, Any]]], speaking_on: float) -> None:
     by_time = {d["t_ns"]: d for d in perception["detections"]}
-    times = key_frame_times(detected, sorted(by_time))
+    times = key_frame_times(detected, by_time)
     if not times:
         return
     page.heading("Key frames")
