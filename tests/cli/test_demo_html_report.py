@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -26,46 +25,10 @@ import pytest
 from sensorfuse.engine import manifest as mf
 from sensorfuse.nodes import demo, report_plots
 from sensorfuse.replay import sample
+from sfhelpers import parse_report_html as parse
 
 pytestmark = pytest.mark.timeout(240)
 CHROMIUM = shutil.which("chromium")
-
-
-class _Page(HTMLParser):
-    """The report's images (attributes) and score-table cells (type → column → text)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[dict[str, str]] = []
-        self.cells: dict[str, dict[str, str]] = {}
-        self.body: dict[str, str] = {}
-        self._row: str | None = None
-        self._col: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "img":
-            self.images.append(a)
-        elif tag == "tr":
-            self._row = a.get("data-type")
-        elif tag == "td" and self._row:
-            self._col = a.get("data-col")
-        elif tag == "body":
-            self.body = a
-
-    def handle_data(self, data: str) -> None:
-        if self._row and self._col:
-            self.cells.setdefault(self._row, {})[self._col] = data
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td":
-            self._col = None
-
-
-def parse(text: str) -> _Page:
-    page = _Page()
-    page.feed(text)
-    return page
 
 
 @pytest.fixture(scope="module")
