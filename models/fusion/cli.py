@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sensorfuse.engine import fingerprint
+from sensorfuse.engine import fingerprint, progressbar
 from sensorfuse.engine.errors import SensorfuseError
 from sensorfuse.engine.perception.fusion import STRATEGIES, FusionHead, manifest_path_for
 from sensorfuse.models import corpus, trained_dir
@@ -63,7 +63,7 @@ def _evaluate(out_dir: Path, strategies: list[str], heldout: Any) -> dict[str, A
     from sensorfuse.models.fusion import evaluate
 
     results = {}
-    for strategy in strategies:
+    for strategy in progressbar.bar(strategies, desc="evaluate", unit="head"):
         head = FusionHead(manifest_path_for(out_dir, strategy))
         results[strategy] = evaluate.evaluate_all(head.run, heldout)
     default = max(results, key=lambda s: (evaluate.mean_f1(results[s]), -strategies.index(s)))
