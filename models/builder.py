@@ -31,17 +31,20 @@ import msgspec
 import numpy as np
 
 from sensorfuse.engine import manifest as mf
+from sensorfuse.engine import progressbar
 from sensorfuse.models.sources import PackagedFile
 
 
 class Progress:
-    """One line per step on stderr, with elapsed time, so a 1-minute build is not silent."""
+    """One line per step on stderr, with elapsed time, so a 1-minute build is not silent;
+    on a terminal also a bar over the entries (`sensorfuse.engine.progressbar`)."""
 
     def __init__(self, total: int, stream: TextIO | None = None) -> None:
         self.total = total
         self.index = 0
         self.stream = stream if stream is not None else sys.stderr
         self._started = time.monotonic()
+        self.bar = progressbar.bar(total=total, desc="models build", unit="model", file=self.stream)
 
     def start(self, name: str) -> None:
         """A new entry begins."""
@@ -56,9 +59,13 @@ class Progress:
     def done(self, message: str) -> None:
         """The current entry is finished."""
         self._write(f"      {message} in {time.monotonic() - self._started:.1f}s")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
 
     def _write(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
+        progressbar.say(line, file=self.stream)
 
 
 @dataclass
@@ -165,7 +172,8 @@ def build(entries: Sequence[PackEntry], cache: Path, *, only: Sequence[str] | No
     progress = Progress(len(selected), stream)
     keys: dict[str, str] = {}
     results = []
-    with _exclusive(cache), tempfile.TemporaryDirectory(prefix=".build-", dir=cache) as work_dir:
+    with _exclusive(cache), tempfile.TemporaryDirectory(prefix=".build-", dir=cache) as work_dir, \
+            contextlib.closing(progress):
         for entry in selected:
             key = build_key(entry, [keys[d] for d in entry.depends])
             keys[entry.name] = key

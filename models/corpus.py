@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from sensorfuse.engine import manifest as mf
+from sensorfuse.engine import progressbar
 from sensorfuse.replay import sample
 
 TRAIN_SEEDS = 30
@@ -60,7 +61,7 @@ def _one(arrays_of: SessionArrays, duration_s: float, compressed: bool, seed: in
 
 
 def build(seeds: list[int], key_dir: Path, arrays_of: SessionArrays, *, duration_s: float, workers: int = 2,
-          compressed: bool = True, log: Any = print) -> dict[int, dict[str, np.ndarray]]:
+          compressed: bool = True, log: Any = progressbar.say) -> dict[int, dict[str, np.ndarray]]:
     """`arrays_of(session path)` of every seed, computed (in `workers` processes; `arrays_of`
     must pickle) or read from `key_dir`."""
     key_dir.mkdir(parents=True, exist_ok=True)
@@ -69,13 +70,16 @@ def build(seeds: list[int], key_dir: Path, arrays_of: SessionArrays, *, duration
         log(f"computing {len(todo)} sessions ({duration_s:g} s each) in {key_dir}")
         job = functools.partial(_one, arrays_of, duration_s, compressed)
         paths = [str(key_dir / f"seed-{s}.npz") for s in todo]
-        if workers > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for done in pool.map(job, todo, paths):
-                    log(f"  {Path(done).name}")
-        else:
-            for seed, path in zip(todo, paths):
-                log(f"  {Path(job(seed, path)).name}")
+        with progressbar.bar(total=len(todo), desc="sessions", unit="session") as bar:
+            if workers > 1 and len(todo) > 1:
+                with ProcessPoolExecutor(workers) as pool:
+                    for done in pool.map(job, todo, paths):
+                        log(f"  {Path(done).name}")
+                        bar.update(1)
+            else:
+                for seed, path in zip(todo, paths):
+                    log(f"  {Path(job(seed, path)).name}")
+                    bar.update(1)
     out = {}
     for s in seeds:
         with np.load(key_dir / f"seed-{s}.npz") as data:

@@ -15,8 +15,9 @@
 ``mic0/audio16k``; ``text/in`` is optional): `sensorfuse sample` and `sensorfuse log
 import` logs carry them, and sample logs carry labels too — a log without labels is run
 but not scored. ``--out DIR`` puts the outputs (``demo-events.jsonl``, ``demo-frames.jsonl``,
-``demo-perception.mcap``, ``demo-report.json``) in DIR (default: the user cache); outputs
-already in DIR are replaced only with ``--force``.
+``demo-perception.mcap``, ``demo-report.json``, and ``demo-report.html``: the run as pictures,
+`sensorfuse.nodes.demo_pictures`) in DIR (default: the user cache); outputs already in DIR
+are replaced only with ``--force``.
 
 The fusion head ships with the package (models/fusion/data), so no training is needed.
 """
@@ -52,6 +53,7 @@ REQUIRED_STREAMS = ("cam0/frame", "mic0/audio16k")
 OPTIONAL_STREAMS = ("text/in",)
 OUTPUTS = {"events": "demo-events.jsonl", "frames": "demo-frames.jsonl", "recorder": "demo-perception.mcap"}
 REPORT = "demo-report.json"
+HTML_REPORT = "demo-report.html"  # the same run as pictures (nodes/demo_pictures.py)
 
 
 def demo_graph(session: Path, out_dir: Path, *, rate: str | float = "max", cache: Path | None = None,
@@ -202,6 +204,20 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
+def write_html_report(session: Path, out_dir: Path, summary: dict[str, Any]) -> Path:
+    """`HTML_REPORT` in `out_dir`: timelines, score traces and key frames of the run."""
+    from sensorfuse.nodes import demo_pictures
+
+    labels = None
+    if summary["scores"] is not None:
+        frames = [f["t_ns"] for f in _jsonl(out_dir / OUTPUTS["frames"])]
+        labels = demo_report.replayed_truth(read_truth(session)[0], max(frames, default=0) if summary["cut_short"]
+                                            else None)
+    return demo_pictures.write(out_dir / HTML_REPORT, session=session, labels=labels,
+                               events=[e["record"] for e in _jsonl(out_dir / OUTPUTS["events"])],
+                               perception_log=out_dir / OUTPUTS["recorder"], summary=summary)
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     lat = summary["latency_ms"]
     g = summary["gauges"]
@@ -230,14 +246,14 @@ def _out_dir(args: argparse.Namespace) -> Path:
         out_dir = Path(args.out).absolute()
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"demo --out: {args.out} is not a directory")
-        existing = [n for n in (*OUTPUTS.values(), REPORT) if (out_dir / n).exists()]
+        existing = [n for n in (*OUTPUTS.values(), REPORT, HTML_REPORT) if (out_dir / n).exists()]
         if existing and not args.force:
             raise UsageError(f"demo --out: {args.out} already holds {', '.join(existing)} (--force replaces them)")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"demo --out: cannot create {out_dir}: {exc.strerror or exc}") from None
-    for name in (*OUTPUTS.values(), REPORT):
+    for name in (*OUTPUTS.values(), REPORT, HTML_REPORT):
         (out_dir / name).unlink(missing_ok=True)
     return out_dir
 
@@ -260,6 +276,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     summary = summarize(session, out_dir, run_dir)
     print_summary(summary)
     write_report(summary, out_dir / REPORT)
+    html = write_html_report(session, out_dir, summary)
+    print(f"demo: HTML report with plots in {html}")
     print(f"demo finished in {time.monotonic() - t0:.0f} s (exit {code}); report in {out_dir / REPORT}")
     return code
 

@@ -33,6 +33,9 @@ from sensorfuse.engine.perception.tracking import iou
 SLACK_NS = 500_000_000
 MIN_REPLAYED_NS = 500_000_000
 SOUND_TYPES = ("sound.alarm", "sound.tone", "sound.noise")
+#: the interval label each event type is scored against (``sound``: of the event's kind)
+TRUTH_LABELS = {"speaker.active": "speaker_visible", "speech.offscreen": "offscreen_speech",
+                "face.appeared": "face_visible", **{t: "sound" for t in SOUND_TYPES}}
 EVENT_TYPES = ("face.appeared", "speaker.active", "speech.offscreen", "query.match", *SOUND_TYPES)
 
 
@@ -58,6 +61,15 @@ class Score:
         return float(np.mean(np.abs(self.timing_errors_ms))) if self.timing_errors_ms else None
 
 
+def truth_for(etype: str, labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The label records an event type is scored against (``query.match``: the queries
+    something in view or earshot matches; scored once per query time)."""
+    if etype == "query.match":
+        return [r for r in labels if r["label"] == "query" and r["matches"]]
+    label = TRUTH_LABELS[etype]
+    return [r for r in labels if r["label"] == label and (label != "sound" or f"sound.{r['sound']}" == etype)]
+
+
 def _box_at(boxes: dict[int, list[dict[str, Any]]], times: list[int], t_ns: int, subject: str) -> list[float] | None:
     if not times:
         return None
@@ -75,11 +87,8 @@ def score_events(events: Iterable[dict[str, Any]], labels: list[dict[str, Any]],
     times = sorted(boxes)
     starts = [e for e in events if e.get("phase") == "start"]
     out: dict[str, Score] = {}
-    intervals = {"speaker.active": "speaker_visible", "speech.offscreen": "offscreen_speech",
-                 "face.appeared": "face_visible", **{t: "sound" for t in SOUND_TYPES}}
-    for etype, label in intervals.items():
-        truths = [r for r in labels if r["label"] == label
-                  and (label != "sound" or f"sound.{r['sound']}" == etype)]
+    for etype in TRUTH_LABELS:
+        truths = truth_for(etype, labels)
         evs = [e for e in starts if e["type"] == etype]
         found: set[int] = set()
         correct, errors = 0, []
@@ -98,8 +107,7 @@ def score_events(events: Iterable[dict[str, Any]], labels: list[dict[str, Any]],
                 found.add(i)
                 break
         out[etype] = Score(etype, len(evs), correct, len(truths), len(found), errors)
-    queries = {r["start_ns"]: r for r in labels if r["label"] == "query"}
-    positives = {t for t, r in queries.items() if r["matches"]}
+    positives = {r["start_ns"] for r in truth_for("query.match", labels)}
     evs = [e for e in starts if e["type"] == "query.match"]
     correct, found_q, errors = 0, set(), []
     for e in evs:
@@ -133,15 +141,23 @@ def latency_ms(events: list[dict[str, Any]], frame_pub: dict[int, int]) -> list[
             if e.get("t_pub_ns") and e.get("t_ns") in frame_pub]
 
 
-def table(scores: dict[str, Score]) -> str:
-    lines = [f"{'event':<18} {'events':>6} {'right':>6} {'truth':>6} {'found':>6} {'precision':>9} {'recall':>7}"
-             f" {'timing err ms':>13}"]
+TABLE_HEADER = ("event", "events", "right", "truth", "found", "precision", "recall", "timing err ms")
+
+
+def table_rows(scores: dict[str, Score]) -> list[list[Any]]:
+    """One row per event type, cells as `TABLE_HEADER` names them ("-": no events to be
+    right about / nothing in the session to find / no timing)."""
+    rows = []
     for etype in EVENT_TYPES:
         s = scores[etype]
-        timing = f"{s.mean_timing_ms:.0f}" if s.mean_timing_ms is not None else "-"
-        # "-": no events to be right about / nothing in the session to find
-        precision = f"{s.precision:.2f}" if s.events else "-"
-        recall = f"{s.recall:.2f}" if s.truths else "-"
-        lines.append(f"{etype:<18} {s.events:>6} {s.correct:>6} {s.truths:>6} {s.found:>6} {precision:>9}"
-                     f" {recall:>7} {timing:>13}")
+        rows.append([etype, s.events, s.correct, s.truths, s.found, f"{s.precision:.2f}" if s.events else "-",
+                     f"{s.recall:.2f}" if s.truths else "-",
+                     f"{s.mean_timing_ms:.0f}" if s.mean_timing_ms is not None else "-"])
+    return rows
+
+
+def table(scores: dict[str, Score]) -> str:
+    widths = (-18, 6, 6, 6, 6, 9, 7, 13)  # negative: left-aligned
+    lines = [" ".join(f"{cell:<{-w}}" if w < 0 else f"{cell:>{w}}" for cell, w in zip(row, widths))
+             for row in [list(TABLE_HEADER), *table_rows(scores)]]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sensorfuse.engine import progressbar
 from sensorfuse.engine.errors import SensorfuseError, UsageError
 
 EXAMPLES = {
@@ -372,8 +373,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     size = _sample_size(args)
     files.check_output(args.output, force=args.force)  # before the work, not after
     try:
-        summary = generate(args.output, seed=args.seed, duration_s=args.duration, size=size, fps=args.fps,
-                           force=args.force)
+        with progressbar.bar(total=args.duration, desc="sample", unit="s") as bar:
+            summary = generate(args.output, seed=args.seed, duration_s=args.duration, size=size, fps=args.fps,
+                               force=args.force, on_progress=lambda t_s: progressbar.reach(bar, round(t_s, 1)))
     except OSError as exc:
         raise SensorfuseError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     streams = ", ".join(f"{k} {v}" for k, v in summary["streams"].items())
@@ -405,7 +407,9 @@ def cmd_log_export(args: argparse.Namespace) -> int:
         check_window(args.file, args.start, args.end, (last_ns - first_ns) / 1e9)
     try:
         with files.atomic_dir(args.to, force=args.force) as tmp:
-            written, problems = logtools.export(args.file, tmp, args.streams, start_s=args.start, end_s=args.end)
+            with progressbar.bar(desc="export", unit="msg") as bar:
+                written, problems = logtools.export(args.file, tmp, args.streams, start_s=args.start, end_s=args.end,
+                                                    on_progress=lambda n, total: progressbar.reach(bar, n, total))
             if not any(written.values()):
                 d = logtools.info(args.file)
                 # the reader's last problem is where reading ended: the most telling
@@ -436,8 +440,10 @@ def cmd_log_import(args: argparse.Namespace) -> int:
             raise UsageError(f"no such file: {f}")
     files.check_output(args.output, force=args.force)
     try:
-        counts = logtools.import_session(args.output, video=args.video, wav=args.wav, text=args.text,
-                                         session=args.session, jpeg_quality=args.jpeg, force=args.force)
+        with progressbar.bar(desc="import", unit="frame") as bar:
+            counts = logtools.import_session(args.output, video=args.video, wav=args.wav, text=args.text,
+                                             session=args.session, jpeg_quality=args.jpeg, force=args.force,
+                                             on_progress=lambda n, total: progressbar.reach(bar, n, total))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:

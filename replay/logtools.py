@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,11 +111,13 @@ def _slug(topic: str) -> str:
 
 
 def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], streams: list[str] | None = None, *,
-           start_s: float | None = None, end_s: float | None = None) -> tuple[dict[str, int], list[str]]:
+           start_s: float | None = None, end_s: float | None = None,
+           on_progress: Callable[[int, int | None], None] | None = None) -> tuple[dict[str, int], list[str]]:
     """Frames → PNG per message, audio → one WAV per stream (gaps zero-filled by sample0),
     records and text → JSONL, for messages from `start_s` to before `end_s` (seconds from
     the log's first message). Returns files written per stream and the reader's problems
-    (damage met on the way: what was written is the readable part)."""
+    (damage met on the way: what was written is the readable part). `on_progress(messages
+    read, messages in the log or None when its summary does not say)`."""
     import cv2
     import soundfile as sf
 
@@ -128,7 +131,11 @@ def export(path: str | os.PathLike[str], out_dir: str | os.PathLike[str], stream
             first_ns = reader.time_range()[0] if start_s is not None or end_s is not None else 0
             start_ns = None if start_s is None else first_ns + int(start_s * 1e9)
             end_ns = None if end_s is None else first_ns + int(end_s * 1e9)
-            for m in reader.iter_messages(streams, start_ns=start_ns, end_ns=end_ns):
+            stats = reader.summary.statistics if reader.summary is not None else None
+            total = stats.message_count if stats is not None else None
+            for i, m in enumerate(reader.iter_messages(streams, start_ns=start_ns, end_ns=end_ns), 1):
+                if on_progress is not None:
+                    on_progress(i, total)
                 try:
                     h, _, payload = m.decode()
                 except ValueError:
@@ -181,13 +188,14 @@ MIN_WAV_RATE = 8000
 
 def import_session(out: str | os.PathLike[str], *, video: str | None = None, wav: str | None = None,
                    text: str | None = None, session: str = "imported", jpeg_quality: int | None = None,
-                   force: bool = True) -> dict[str, int]:
+                   force: bool = True, on_progress: Callable[[int, int | None], None] | None = None) -> dict[str, int]:
     """Build a session log from files. Timestamps come from the files: video frame times
     from the container (CAP_PROP_POS_MSEC), audio from sample positions, text lines from a
     leading ``SECONDS`` field (``12.5<TAB>is there a cat?``); nothing is invented.
     `jpeg_quality` (1-100) stores frames as JPEG, as the recorder's `jpeg` option does.
     Inputs are checked before `out` is written (ValueError naming the file and what is
-    wrong); `out` appears only when complete (`files.atomic_output`; `force`: replace it)."""
+    wrong); `out` appears only when complete (`files.atomic_output`; `force`: replace it).
+    `on_progress(frames read, frames in the video or None)`, per video frame."""
     import cv2
     from scipy.signal import resample_poly
 
@@ -226,10 +234,15 @@ def import_session(out: str | os.PathLike[str], *, video: str | None = None, wav
             items.sort(key=lambda it: it[0])
             pending = iter(items)
             nxt = next(pending, None)
+            frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap is not None else 0
+            frames_read = 0
             while cap is not None:
                 ok, frame = cap.read()
                 if not ok:
                     break
+                frames_read += 1
+                if on_progress is not None:
+                    on_progress(frames_read, frame_count if frame_count > 0 else None)
                 t_ns = int(round(cap.get(cv2.CAP_PROP_POS_MSEC) * 1e6))
                 while nxt is not None and nxt[0] <= t_ns:
                     log.write(nxt[1], wire.encode_header(nxt[1]), nxt[2])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,10 +245,11 @@ class _Session:
 
 def generate(path: str | os.PathLike[str], *, seed: int = 0, duration_s: float = 20.0, size: tuple[int, int] = (320, 240),
              fps: float = 15.0, device_rate: int = 48_000, jpeg_quality: int = 90,
-             force: bool = True) -> dict[str, Any]:
+             force: bool = True, on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Write a sample session; returns a summary (counts per stream, split, label counts).
     The file appears only when complete (`files.atomic_output`); with ``force=False`` an
-    existing `path` is refused (`UsageError`)."""
+    existing `path` is refused (`UsageError`). `on_progress(seconds)`: how much of the
+    session is written, called per message."""
     from sensorfuse.replay.sample_labels import intervals
 
     sess = _Session(seed, duration_s, size, fps, device_rate)
@@ -298,6 +299,8 @@ def generate(path: str | os.PathLike[str], *, seed: int = 0, duration_s: float =
         for _, _, (h, payload, jpeg) in heapq.merge(frame_msgs(), audio_msgs(), text_msgs(),
                                                     key=lambda item: (item[0], item[1])):
             log.write(h, wire.encode_header(h), payload, jpeg=jpeg)
+            if on_progress is not None:
+                on_progress((h.t_ns - T0_NS) / 1e9)
         labels = intervals(sess, frame_truth)
         for rec in labels:
             h = header("labels", wire.KIND_RECORD, rec["start_ns"], "sample")

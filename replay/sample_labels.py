@@ -21,7 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def _runs(flags: list[bool], times: list[int], period_ns: int) -> list[tuple[int, int]]:
+def runs(flags: list[bool], times: list[int], period_ns: int) -> list[tuple[int, int]]:
+    """Intervals where `flags` holds: from its first time to the next time after its last
+    (the last run ends one `period_ns` after the last time)."""
     out = []
     start = None
     for flag, t in zip(flags, times):
@@ -46,7 +48,7 @@ def intervals(sess: Any, frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
             subjects[b["subject"]] = (b["kind"], b["sprite"])
     for subject, (kind, sprite_name) in sorted(subjects.items()):
         flags = [any(b["subject"] == subject for b in f["boxes"]) for f in frames]
-        for s, e in _runs(flags, times, period_ns):
+        for s, e in runs(flags, times, period_ns):
             records.append({"label": f"{kind}_visible", "subject": subject, "sprite": sprite_name,
                             "start_ns": s, "end_ns": e})
     speech_frames = [False] * len(frames)
@@ -65,10 +67,10 @@ def intervals(sess: Any, frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     visible_speaker = [any(b["speaking"] for b in f["boxes"]) for f in frames]
     for subject in sorted(s for s, (k, _) in subjects.items() if k == "face"):
         flags = [any(b["speaking"] and b["subject"] == subject for b in f["boxes"]) for f in frames]
-        for s, e in _runs(flags, times, period_ns):
+        for s, e in runs(flags, times, period_ns):
             records.append({"label": "speaker_visible", "subject": subject, "start_ns": s, "end_ns": e})
     offscreen = [sp and not vis for sp, vis in zip(speech_frames, visible_speaker)]
-    for s, e in _runs(offscreen, times, period_ns):
+    for s, e in runs(offscreen, times, period_ns):
         speaker = sess._speaker_at((s - sess.t_ns(0)) / 1e9)
         records.append({"label": "offscreen_speech", "speaker": speaker, "start_ns": s, "end_ns": e})
     for t, line, target in sess.texts:

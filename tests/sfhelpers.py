@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,41 @@ def recorded_records(path: Path) -> Iterator[tuple[str, Any]]:
             header, _, payload = message.decode()
             if header.kind == wire.KIND_RECORD:
                 yield header.stream, wire.decode_record(payload)
+
+
+class ReportPage(HTMLParser):
+    """An HTML report's images (attributes), table cells (row ``data-type`` → ``data-col`` →
+    text) and ``<body>`` attributes (nodes/report_html.py marks them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict[str, str]] = []
+        self.cells: dict[str, dict[str, str]] = {}
+        self.body: dict[str, str] = {}
+        self._row: str | None = None
+        self._col: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "img":
+            self.images.append(a)
+        elif tag == "tr":
+            self._row = a.get("data-type")
+        elif tag == "td" and self._row:
+            self._col = a.get("data-col")
+        elif tag == "body":
+            self.body = a
+
+    def handle_data(self, data: str) -> None:
+        if self._row and self._col:
+            self.cells.setdefault(self._row, {})[self._col] = data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._col = None
+
+
+def parse_report_html(text: str) -> ReportPage:
+    page = ReportPage()
+    page.feed(text)
+    return page

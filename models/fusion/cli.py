@@ -10,7 +10,9 @@ never over earlier heads without `--force`, and says how to point a graph at it.
 
 eval: the heads in `--heads` (default: the shipped ones) on held-out sessions; the table
 marks the strategy `head: default` loads from that directory (its `fusion_default.json`),
-and the best strategy on these sessions is named beside it.
+and the best strategy on these sessions is named beside it. It also writes an HTML report
+with plots (`--report`, default ``eval-report.html`` in the fusion work directory) and
+prints its path.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sensorfuse.engine import fingerprint
+from sensorfuse.engine import fingerprint, progressbar
 from sensorfuse.engine.errors import SensorfuseError
 from sensorfuse.engine.perception.fusion import STRATEGIES, FusionHead, manifest_path_for
 from sensorfuse.models import corpus, trained_dir
 
 DATA_DIR = Path(__file__).with_name("data")
 DEFAULT_FILE = "fusion_default.json"
+REPORT_FILE = "eval-report.html"  # `fusion eval`'s pictures (models/fusion/report.py), in work_dir() by default
 
 
 def work_dir() -> Path:
@@ -60,7 +63,7 @@ def _evaluate(out_dir: Path, strategies: list[str], heldout: Any) -> dict[str, A
     from sensorfuse.models.fusion import evaluate
 
     results = {}
-    for strategy in strategies:
+    for strategy in progressbar.bar(strategies, desc="evaluate", unit="head"):
         head = FusionHead(manifest_path_for(out_dir, strategy))
         results[strategy] = evaluate.evaluate_all(head.run, heldout)
     default = max(results, key=lambda s: (evaluate.mean_f1(results[s]), -strategies.index(s)))
@@ -115,6 +118,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"best strategy on these sessions: {report['default']} (mean F1 {report['mean_f1']}); "
           + (f"`head: default` loads {loaded} ({heads / DEFAULT_FILE})" if loaded else
              f"no {DEFAULT_FILE} in {heads}: `head: default` cannot load from it"))
+    report_path = Path(args.report) if args.report else work_dir() / REPORT_FILE
+    from sensorfuse.models.fusion import report as html_report
+
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    html_report.write(report_path, report, heads, loaded or report["default"], heldout)
+    print(f"HTML report with plots in {report_path}")
     if args.json:
         # what produced these numbers: versions, CPU kernels, the models this process ran
         Path(args.json).write_text(json.dumps({**report, "fingerprint": fingerprint.fingerprint()}, indent=1,
@@ -146,4 +155,6 @@ def register(subparsers: Any) -> None:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--heads", default=str(DATA_DIR), help="directory with fusion_*.manifest.json")
     e.add_argument("--json", help="also write the results here")
+    e.add_argument("--report", metavar="FILE.html",
+                   help=f"the HTML report with plots (default: {REPORT_FILE} in ~/.cache/sensorfuse/fusion)")
     e.set_defaults(func=_cmd_eval)

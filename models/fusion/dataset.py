@@ -22,6 +22,7 @@ import numpy as np
 
 from sensorfuse.engine import graph as graph_mod
 from sensorfuse.engine import manifest as mf
+from sensorfuse.engine import progressbar
 from sensorfuse.engine.perception import Encoders, Perception, TickInput, label_embeddings, tick_from_record
 from sensorfuse.engine.perception import encoders
 from sensorfuse.engine.perception import features as perception_features
@@ -169,7 +170,7 @@ def feature_key(cache: Path | None, duration_s: float) -> str:
 
 
 def build(seeds: list[int], *, duration_s: float, cache: Path | None, work_dir: Path,
-          workers: int = 2, log: Any = print) -> dict[int, dict[str, np.ndarray]]:
+          workers: int = 2, log: Any = progressbar.say) -> dict[int, dict[str, np.ndarray]]:
     """Features of every seed, computed (in `workers` processes) or read from the cache."""
     key_dir = work_dir / f"fusion-features-{feature_key(cache, duration_s)}"
     arrays_of = functools.partial(session_features, cache=cache)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from sensorfuse.engine import manifest as mf
+from sensorfuse.engine import progressbar
 from sensorfuse.engine.perception.features import FEATURES, LIP_FEATURES, MODALITY_INPUTS
 from sensorfuse.engine.perception.fusion import FEATURE_VERSION, OUTPUTS, manifest_path_for
 from sensorfuse.models.fusion.heads import INPUT_NAMES, STRATEGY_CLASSES, FusionBase
@@ -91,14 +92,14 @@ def loss_fn(model: FusionBase, inputs: dict[str, np.ndarray], labels: dict[str, 
 
 
 def train(strategy: str, data: dict[str, np.ndarray], cfg: TrainConfig = TrainConfig(),
-          log: Any = print) -> FusionBase:
+          log: Any = progressbar.say) -> FusionBase:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = STRATEGY_CLASSES[strategy]()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
     n = data["t_ns"].shape[0]
-    for epoch in range(cfg.epochs):
+    for epoch in progressbar.bar(range(cfg.epochs), desc=f"train {strategy}", unit="epoch"):
         order = rng.permutation(n)
         total = 0.0
         for i in range(0, n, cfg.batch):

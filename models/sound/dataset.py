@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from sensorfuse.engine import progressbar
 from sensorfuse.engine.perception.sound import (BACKGROUND, FEATURES, HOP_SAMPLES, LOG_FLOOR, N_FRAMES, SAMPLE_RATE,
                                      SOUND_CLASSES, WINDOW_SAMPLES, log_mel)
 from sensorfuse.engine.testing import NodeHarness
@@ -120,7 +121,7 @@ def feature_key(duration_s: float) -> str:
 
 
 def build(seeds: list[int], *, duration_s: float, work_dir: Path, workers: int = 2,
-          log: Any = print) -> dict[int, dict[str, np.ndarray]]:
+          log: Any = progressbar.say) -> dict[int, dict[str, np.ndarray]]:
     """Arrays of every seed, computed (in `workers` processes) or read from the cache."""
     key_dir = work_dir / f"sound-features-{feature_key(duration_s)}"
     return corpus.build(seeds, key_dir, session_arrays, duration_s=duration_s, workers=workers, log=log)

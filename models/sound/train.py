@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from sensorfuse.engine import manifest as mf
+from sensorfuse.engine import progressbar
 from sensorfuse.engine.perception.sound import FEATURES, INPUT_NAME, N_FRAMES, N_MELS, OUTPUT_NAME, SOUND_CLASSES
 from sensorfuse.models.sound import MANIFEST_FILE, MODEL_NAME, dataset
 from sensorfuse.models.sound.model import SoundNet
@@ -57,7 +58,7 @@ def class_weights(labels: np.ndarray) -> np.ndarray:
 
 
 def train(sessions: dict[int, dict[str, np.ndarray]], cfg: TrainConfig = TrainConfig(),
-          log: Any = print) -> SoundNet:
+          log: Any = progressbar.say) -> SoundNet:
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
@@ -76,7 +77,7 @@ def _train(sessions: dict[int, dict[str, np.ndarray]], cfg: TrainConfig, log: An
     weights = torch.from_numpy(class_weights(first_labels))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
-    for epoch in range(cfg.epochs):
+    for epoch in progressbar.bar(range(cfg.epochs), desc="train sound", unit="epoch"):
         model.train()
         feats, labels = epoch_windows(sessions, cfg.stride_frames, rng)
         feats = dataset.with_gain(feats, rng.uniform(-cfg.gain_db, cfg.gain_db, size=(feats.shape[0], 1, 1)))

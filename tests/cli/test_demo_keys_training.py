@@ -80,7 +80,7 @@ def test_demo_on_your_own_log_writes_into_out_and_scores_the_replayed_span(
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     out_dir = tmp_path / "out"
-    assert sorted(p.name for p in out_dir.iterdir()) == sorted([*demo.OUTPUTS.values(), demo.REPORT])
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted([*demo.OUTPUTS.values(), demo.REPORT, demo.HTML_REPORT])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "nothing written into the current directory"
     report = json.loads((out_dir / demo.REPORT).read_text())
     frames = [json.loads(line)["t_ns"] for line in (out_dir / "demo-frames.jsonl").read_text().splitlines()]
