@@ -40,6 +40,8 @@ class NodeHarness:
         self._in_seq: dict[str, int] = {}
         self._out_seq: dict[str, int] = {}
         self.published: list[wire.Message] = []
+        #: (stream, t_ns) of every `Out.watermark` (an idle: not a message, uses up no seq)
+        self.watermarks: list[tuple[str, int]] = []
         if start:
             self.node.start()
 
@@ -61,6 +63,9 @@ class NodeHarness:
                 raise KeyError(f"{type(self.node).__name__} has no output port {out.port!r}")
             # A "*" output port publishes on the stream of the same name unless mapped.
             stream = self.streams.get(out.port, out.port)
+            if out.kind == wire.KIND_IDLE:
+                self.watermarks.append((stream, out.t_ns))
+                continue
             rh = out.replay_header
             if rh is not None:  # as the runtime does: the recorded stamps, not ours
                 seq, t_ns, src, session = rh.seq, rh.t_ns, rh.src, rh.session
