@@ -149,12 +149,12 @@ class NodeRunner:
 
     def heartbeat(self, force: bool = False, busy: dict[str, Any] | None = None) -> None:
         now = time.monotonic()
+        self.send_idles()  # on their own period, which may be shorter than the heartbeats'
         if not force and now - self._last_hb < self.heartbeat_interval:
             return
         for p in self.publishers.values():
             missing = self.np["subscribers"][p.stream] - p.graph_consumers()
             p.counters.consumers_missing = max(0, missing) if self.running else 0
-        self.send_idles()
         metrics = self.counters.snapshot(now - self._last_hb_snapshot)
         self._last_hb = self._last_hb_snapshot = now
         msg: dict[str, Any] = {"type": "heartbeat", "metrics": metrics}
@@ -309,7 +309,7 @@ class NodeRunner:
         for sub in self.subscribers:
             poller.register(sub.sock, zmq.POLLIN)
         while not self.stopping:
-            timeout_ms = self.heartbeat_interval * 1000
+            timeout_ms = min(self.heartbeat_interval, self.idle_s) * 1000
             if is_source:
                 due = node.next_due_ns
                 wait_ns = 0 if due is None else due - self.clock.now_ns()
