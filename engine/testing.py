@@ -105,6 +105,10 @@ class NodeHarness:
             msgs.extend(got)
         raise RuntimeError(f"source did not finish within {limit} produce calls")
 
+    def watermark(self, port: str, seq: int, t_ns: int) -> list[wire.Message]:
+        """Deliver an input's watermark (its producer's `idle`) on `port`."""
+        return self._publish(self.node.watermark(port, seq, t_ns))
+
     def end(self, port: str) -> list[wire.Message]:
         """Deliver end-of-stream on `port`."""
         return self._publish(self.node.end(port))

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from sensorfuse.engine.align import Aligner, AlignerConfig, StreamPolicy, Tick
+from sensorfuse.engine.node import Out
+from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.nodes.aligner import AlignerNode
 from tests.sensors.align_helpers import MS, tick_key
 
 pytestmark = pytest.mark.timeout(30)
@@ -119,3 +123,17 @@ def test_same_inputs_and_watermarks_give_the_same_ticks_and_true_watermarks_chan
         tick_key(t, content_only=True) for t in everything_at_the_end]
     assert sum(t.emitted_by == "watermark" for t in once) > 200
     assert not any(s == "late" for t in once for s in t.status.values())
+
+
+def test_the_aligner_node_emits_the_ticks_a_watermark_releases() -> None:
+    params = {"trigger": "frame", "lateness_ms": 2000,
+              "streams": {"frame": {"policy": "nearest", "slop_ms": 10, "embed": False},
+                          "text": {"policy": "latest", "ttl_ms": 5000}}}
+    h = NodeHarness(AlignerNode, params, streams={"ticks": "align/ticks", "frame": "cam0/frame", "text": "text/in"})
+    h.send("text", Out.text("text", "hello", 0))
+    for k in range(1, 4):
+        assert h.send("frame", Out.tensor("frame", np.zeros((2, 2), np.uint8), k * FRAME_NS)) == []
+    assert h.watermark("unwired", 0, 10**12) == []
+    ticks = [m.record for m in h.watermark("text", 1, 2 * FRAME_NS)]
+    assert [(t["t_ns"], t["emitted_by"], t["members"]["text"]["text"]) for t in ticks] == [
+        (FRAME_NS, "watermark", "hello"), (2 * FRAME_NS, "watermark", "hello")]
