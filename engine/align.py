@@ -16,7 +16,9 @@ any replay speed.
   or before `t`, no older than ``ttl_ns``).
 - A stream's watermark is the capture time up to which it is complete: its messages are
   taken in `seq` order, so a message that overtakes a missing one is held until the gap
-  fills or is declared lost (the stream has moved ``reorder_ns`` past it).
+  fills or is declared lost (the stream has moved ``reorder_ns`` past it). A producer's
+  promise (`advance`, from an `idle` message) moves it further while the stream is quiet;
+  it never moves the frontier, so lateness stays a matter of data.
 - Every refused input is counted by (stream, reason); reasons are `DROP_REASONS`.
 """
 
@@ -122,6 +124,7 @@ class _Stream:
     last_t: int | None = None
     max_seen_t: int | None = None
     first_t: int | None = None  # capture time of the first message taken in seq order
+    promised_t: int | None = None  # the producer's watermark (`Aligner.advance`) past last_t
     ended: bool = False
     held: dict[int, _Held] = field(default_factory=dict)
     lost: list[tuple[int, int]] = field(default_factory=list)  # seq ranges declared lost
@@ -133,14 +136,17 @@ class _Stream:
     def watermark(self) -> int | None:
         if self.audio is not None:
             return self.audio.end_ns()
-        return self.last_t
+        if self.promised_t is None or self.last_t is None:
+            return self.last_t if self.promised_t is None else self.promised_t
+        return max(self.last_t, self.promised_t)
 
     def complete_for(self, t_ns: int) -> bool:
         if self.ended:
             return True
         if self.audio is not None:
             return self.audio.covers(t_ns)
-        return self.last_t is not None and self.last_t >= t_ns + self.lookahead_ns
+        wm = self.watermark()
+        return wm is not None and wm >= t_ns + self.lookahead_ns
 
 
 def _check_time(t_ns: Any) -> str | None:
@@ -229,6 +235,24 @@ class Aligner:
         self._expire_gap(st)
         return self._emit_ready()
 
+    def advance(self, stream: str, seq: int, t_ns: Any) -> list[Tick]:
+        """The producer promises that no message of `stream` from `seq` on (the next one it
+        will send) has a capture time below `t_ns` (an `idle` message's watermark). When
+        nothing is missing before `seq`, the stream counts as complete up to `t_ns`: ticks
+        waiting only on it are emitted (``watermark``). Behind a gap, on a stale promise
+        (data has come since) or on a ``window`` stream (audio is dense: its samples are its
+        watermark) nothing changes. Returns the ticks now final."""
+        st = self._streams[stream]
+        if st.ended or st.audio is not None or _check_time(t_ns) is not None:
+            return []
+        if st.next_seq is not None and (seq != st.next_seq or st.held):
+            return []
+        t = int(t_ns)
+        if st.promised_t is not None and t <= st.promised_t:
+            return []
+        st.promised_t = t
+        return self._emit_ready()
+
     def end_stream(self, stream: str) -> list[Tick]:
         """The stream's producer has finished: ticks stop waiting for it."""
         st = self._streams[stream]
@@ -258,6 +282,7 @@ class Aligner:
     def _restart(self, st: _Stream, seq: int) -> None:
         self._declare_lost(st)
         st.next_seq = seq
+        st.promised_t = None  # the old producer's promise
         st.lost.clear()
 
     def _take(self, st: _Stream, seq: int, msg: _Held) -> None:

@@ -94,6 +94,14 @@ class Out:
         return cls(port, wire.KIND_BYTES, text.encode("utf-8"), t_ns, encoding="utf-8", meta=meta)
 
     @classmethod
+    def watermark(cls, port: str, t_ns: int) -> Out:
+        """An `idle` on `port` now, carrying the watermark `t_ns` (no later message of the
+        stream has a capture time below it), in line with the data: for a source that
+        knows its stream ahead (the replay player), so consumers need not wait for the
+        runtime's idle period. It uses up no seq."""
+        return cls(port, wire.KIND_IDLE, None, t_ns)
+
+    @classmethod
     def passthrough(cls, port: str, msg: wire.Message) -> Out:
         """Republish a received message's content and capture time on another port."""
         h = msg.header
@@ -225,6 +233,20 @@ class Node:
 
     def end(self, port: str) -> Iterable[Out]:
         """The producer of `port`'s stream has finished (end-of-stream); others may go on."""
+        return ()
+
+    def watermark_ns(self, port: str) -> int | None:
+        """Output side: the watermark of `port`'s stream for the `idle` the runtime sends while
+        it is quiet, a promise that no later message on it (what the node has not yet
+        returned) has a capture time below this. None: the capture time of its last message
+        (true for a stream stamped in time order). Called between the node's own calls, never
+        while what it returned is still being published."""
+        return None
+
+    def watermark(self, port: str, seq: int, t_ns: int) -> Iterable[Out]:
+        """Input side: `port`'s producer promises that no message from `seq` on (the next
+        one it will send) has a capture time below `t_ns`; delivered after every message of
+        `port` received before it has been stepped (docs/time.md, "Watermarks")."""
         return ()
 
     def snapshot(self, port: str) -> Iterable[Out]:

@@ -73,6 +73,8 @@ class NodeRunner:
         self.subscribers: list[Subscriber] = []
         self.out_seq: dict[str, int] = {}
         self.last_t_ns: dict[str, int] = {}
+        #: inside `publish`: the node's `watermark_ns` may not count what is still unsent
+        self._publishing = False
         #: stream -> (src, session) of the last message: a replayed stream's end keeps them
         self.last_origin: dict[str, tuple[str, str]] = {}
         self._unsubs_at_eos: dict[str, int] = {}
@@ -147,12 +149,12 @@ class NodeRunner:
 
     def heartbeat(self, force: bool = False, busy: dict[str, Any] | None = None) -> None:
         now = time.monotonic()
+        self.send_idles()  # on their own period, which may be shorter than the heartbeats'
         if not force and now - self._last_hb < self.heartbeat_interval:
             return
         for p in self.publishers.values():
             missing = self.np["subscribers"][p.stream] - p.graph_consumers()
             p.counters.consumers_missing = max(0, missing) if self.running else 0
-        self.send_idles()
         metrics = self.counters.snapshot(now - self._last_hb_snapshot)
         self._last_hb = self._last_hb_snapshot = now
         msg: dict[str, Any] = {"type": "heartbeat", "metrics": metrics}
@@ -178,18 +180,23 @@ class NodeRunner:
 
     def send_idles(self) -> None:
         """An `idle` on every output that has sent nothing for `idle_s` (docs/protocol.md):
-        its seq is the next data message's, its t_ns the stream's watermark."""
+        its seq is the next data message's, its t_ns the stream's watermark (the node's
+        `watermark_ns`, except while what the node returned is still being published)."""
         if not self.running:
             return
         now = time.monotonic()
-        for pub in self.publishers.values():
+        for port, pub in self.publishers.items():
             if now - pub.last_send < self.idle_s:
                 continue
-            src, session = self.last_origin.get(pub.stream, (self.name, self.session))
-            pub.send_idle(wire.encode_message(
-                pub.stream, wire.KIND_IDLE, None, seq=self.out_seq.get(pub.stream, 0),
-                t_ns=self.last_t_ns.get(pub.stream, 0), t_pub_ns=self.clock.now_ns(), src=src, session=session,
-                meta={"idle_ms": round(self.idle_s * 1000)}))
+            promised = None if self._publishing or self.node is None else self.node.watermark_ns(port)
+            pub.send_idle(self._idle_frames(pub, promised))
+
+    def _idle_frames(self, pub: Publisher, t_ns: int | None) -> list[Any]:
+        src, session = self.last_origin.get(pub.stream, (self.name, self.session))
+        return wire.encode_message(
+            pub.stream, wire.KIND_IDLE, None, seq=self.out_seq.get(pub.stream, 0),
+            t_ns=self.last_t_ns.get(pub.stream, 0) if t_ns is None else t_ns, t_pub_ns=self.clock.now_ns(),
+            src=src, session=session, meta={"idle_ms": round(self.idle_s * 1000)})
 
     def keepalive(self, why: str, left_s: float) -> None:
         """Heartbeats during a node's long wait (`NodeContext.wait`), saying for how long
@@ -201,13 +208,26 @@ class NodeRunner:
 
     # -- data ----------------------------------------------------------------------------
     def publish(self, outs: Iterable[Out] | None) -> None:
-        for out in outs or ():
-            pub = self.publishers.get(out.port)
-            if pub is None:
-                declared = type(self.node).outputs
-                if out.port in declared or "*" in declared:
-                    continue  # declared but not wired in this graph: nobody listens
-                raise KeyError(f"node {self.name!r} published on undeclared port {out.port!r}")
+        self._publishing = True
+        try:
+            for out in outs or ():
+                if not self._publish_one(out):
+                    return
+        finally:
+            self._publishing = False
+
+    def _publish_one(self, out: Out) -> bool:
+        """Send one of the node's messages; False when STOP came while it waited."""
+        pub = self.publishers.get(out.port)
+        if pub is None:
+            declared = type(self.node).outputs
+            if out.port in declared or "*" in declared:
+                return True  # declared but not wired in this graph: nobody listens
+            raise KeyError(f"node {self.name!r} published on undeclared port {out.port!r}")
+        data = out.kind != wire.KIND_IDLE
+        if not data:  # `Out.watermark`: an idle in line with the data, using up no seq
+            frames = self._idle_frames(pub, out.t_ns)
+        else:
             rh = out.replay_header
             if rh is not None:
                 seq, t_ns, src, session = rh.seq, rh.t_ns, rh.src, rh.session
@@ -221,12 +241,13 @@ class NodeRunner:
                 session=session, layout=out.layout, encoding=out.encoding, rate=out.rate, sample0=out.sample0,
                 meta=out.meta,
             )
-            while not pub.send(frames, block_until=time.monotonic() + self.heartbeat_interval):
-                # Back-pressure from a lock-step consumer: keep heartbeats and STOP flowing.
-                self.heartbeat()
-                self._service_control()
-                if self.stopping:
-                    return
+        while not pub.send(frames, block_until=time.monotonic() + self.heartbeat_interval, data=data):
+            # Back-pressure from a lock-step consumer: keep heartbeats and STOP flowing.
+            self.heartbeat()
+            self._service_control()
+            if self.stopping:
+                return False
+        return True
 
     def send_eos(self) -> None:
         self.running = False
@@ -288,7 +309,7 @@ class NodeRunner:
         for sub in self.subscribers:
             poller.register(sub.sock, zmq.POLLIN)
         while not self.stopping:
-            timeout_ms = self.heartbeat_interval * 1000
+            timeout_ms = min(self.heartbeat_interval, self.idle_s) * 1000
             if is_source:
                 due = node.next_due_ns
                 wait_ns = 0 if due is None else due - self.clock.now_ns()
@@ -301,6 +322,7 @@ class NodeRunner:
             for sub in self.subscribers:
                 sub.drain()
             self._step_inputs(node)
+            self._deliver_watermarks(node)
             if is_source and (node.next_due_ns is None or self.clock.now_ns() >= node.next_due_ns):
                 outs = node.produce(self.clock.now_ns())
                 if outs is None:
@@ -331,6 +353,15 @@ class NodeRunner:
                 continue
             self.publish(node.step(sub.port, msg))
             sub.drain()
+
+    def _deliver_watermarks(self, node: Node) -> None:
+        """Hand the node the watermark of an input's last `idle` once nothing of that input
+        is queued any more: then it comes after all the data sent before it."""
+        for sub in self.subscribers:
+            if sub.watermark is not None and not sub.pending and not self.stopping:
+                seq, t_ns = sub.watermark
+                sub.watermark = None
+                self.publish(node.watermark(sub.port, seq, t_ns))
 
     def drain_remaining(self) -> None:
         """On STOP: handle what is already queued (no new reads), then finish."""

@@ -40,6 +40,8 @@ class NodeHarness:
         self._in_seq: dict[str, int] = {}
         self._out_seq: dict[str, int] = {}
         self.published: list[wire.Message] = []
+        #: (stream, t_ns) of every `Out.watermark` (an idle: not a message, uses up no seq)
+        self.watermarks: list[tuple[str, int]] = []
         if start:
             self.node.start()
 
@@ -61,6 +63,9 @@ class NodeHarness:
                 raise KeyError(f"{type(self.node).__name__} has no output port {out.port!r}")
             # A "*" output port publishes on the stream of the same name unless mapped.
             stream = self.streams.get(out.port, out.port)
+            if out.kind == wire.KIND_IDLE:
+                self.watermarks.append((stream, out.t_ns))
+                continue
             rh = out.replay_header
             if rh is not None:  # as the runtime does: the recorded stamps, not ours
                 seq, t_ns, src, session = rh.seq, rh.t_ns, rh.src, rh.session
@@ -99,6 +104,10 @@ class NodeHarness:
                 return msgs
             msgs.extend(got)
         raise RuntimeError(f"source did not finish within {limit} produce calls")
+
+    def watermark(self, port: str, seq: int, t_ns: int) -> list[wire.Message]:
+        """Deliver an input's watermark (its producer's `idle`) on `port`."""
+        return self._publish(self.node.watermark(port, seq, t_ns))
 
     def end(self, port: str) -> list[wire.Message]:
         """Deliver end-of-stream on `port`."""

@@ -275,6 +275,9 @@ class Subscriber:
         self.policy = policy
         self.capacity = 1 if policy == "latest" else max(1, queue)
         self.pending: deque[wire.Message] = deque()
+        #: (seq, t_ns) of the last `idle` not yet followed by data: the runtime hands it to
+        #: the node (`Node.watermark`) once the queue is empty
+        self.watermark: tuple[int, int] | None = None
         self.ended = False
         self.counters = counters
         self.stats = counters.streams[stream]
@@ -319,6 +322,7 @@ class Subscriber:
             return
         if msg.header.kind == wire.KIND_IDLE:
             self.stats.on_idle(msg.header.seq, t_recv)
+            self.watermark = (msg.header.seq, msg.header.t_ns)
             return
         is_eos = msg.header.kind == wire.KIND_EOS
         if is_eos and self.stats.ended:
@@ -333,6 +337,7 @@ class Subscriber:
         if self.policy != "block" and len(self.pending) >= self.capacity:
             self._evict_oldest_data()
         self.pending.append(msg)
+        self.watermark = None  # data after an idle says more than its watermark
 
     def _evict_oldest_data(self) -> None:
         for i, queued in enumerate(self.pending):

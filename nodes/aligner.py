@@ -19,7 +19,9 @@ Ports
 
 Rates
     One tick per message of ``trigger`` or ``rate_hz`` ticks a second of event time.
-    Latency: a tick waits for every required stream up to ``lateness_ms`` of event time.
+    Latency: a tick waits for every required stream up to ``lateness_ms`` of event time;
+    a quiet required stream's ``idle`` watermark (graph ``supervisor.idle_s``) releases
+    it sooner.
 
 Failure behaviour
     Refused inputs are counted by stream and reason (late, over_capacity, duplicate_seq,
@@ -143,6 +145,13 @@ class AlignerNode(Node):
         else:
             ticks = self.aligner.add(port, h.seq, h.t_ns, msg)
         return [self._out(t) for t in ticks]
+
+    def watermark(self, port: str, seq: int, t_ns: int) -> Iterable[Out]:
+        # A quiet producer's promise (its `idle`): a required sparse stream (text) stops
+        # holding ticks back without waiting for the lateness bound.
+        if port not in self.aligner.streams:
+            return []
+        return [self._out(t) for t in self.aligner.advance(port, seq, t_ns)]
 
     def end(self, port: str) -> Iterable[Out]:
         # A finished producer: ticks stop waiting for it instead of for the lateness bound.

@@ -16,6 +16,13 @@ Sources (``source``)
                message per text (docs/text-ingest.md). Binding beyond loopback needs
                CurveZMQ keys (``keys``: a directory made by `sensorfuse keys generate DIR`).
 
+Watermark
+    While the stream is quiet its ``idle`` messages promise that no later text is stamped
+    before: for ``zmq`` and ``stdin`` the time of the last look that found nothing waiting
+    (texts are stamped when taken, so a later one is stamped later); for ``file`` just
+    before the timestamped line waiting for its time. An aligner that requires the text
+    stream then stops waiting for it (docs/time.md, "Watermarks").
+
 Failure behaviour
     Invalid UTF-8, empty (or whitespace-only) texts and texts over ``max_bytes`` are
     refused and counted (reasons ``invalid_utf8``, ``empty``, ``too_long``; a file
@@ -112,6 +119,10 @@ class TextNode(Node):
         self.lines: queue.Queue[tuple[int, bytes | None, str | None]] = queue.Queue(p.queue)
         self.pending: tuple[int, str] | None = None  # file: a timestamped line waiting for its time
         self.last_media_ns = -1
+        #: zmq/stdin: session time of the last look that found no text waiting
+        self.quiet_ns: int | None = None
+        #: held while the stdin reader stamps a line and queues it (see `_stdin_quiet_ns`)
+        self.stamping = threading.Lock()
         self.ended = False
         self.next_due_ns = None
         if p.source == "file":
@@ -152,7 +163,8 @@ class TextNode(Node):
             except TextTooLong as exc:
                 self.lines.put((self.ctx.clock.now_ns(), None, f"too_long:{exc.size}"))
                 continue
-            self.lines.put((self.ctx.clock.now_ns(), line, None if line is not None else "eof"))
+            with self.stamping:  # stamp and queue as one step: see `_stdin_quiet_ns`
+                self.lines.put((self.ctx.clock.now_ns(), line, None if line is not None else "eof"))
             if line is None:
                 return
 
@@ -167,6 +179,23 @@ class TextNode(Node):
             self.file.close()
             self.file = None
 
+    # -- watermark -------------------------------------------------------------------------
+    def watermark_ns(self, port: str) -> int | None:
+        if self.params.source == "file":
+            return None if self.pending is None else self.media.stamp(self.pending[0]) - 1
+        return self.quiet_ns
+
+    def _stdin_quiet_ns(self) -> int | None:
+        """Now, if no line is waiting: the reader stamps and queues a line under
+        `stamping`, so one stamped before now is in the queue already."""
+        if not self.stamping.acquire(blocking=False):
+            return None  # a line is being queued (or the queue is full): no promise now
+        try:
+            now = self.ctx.clock.now_ns()
+            return now if self.lines.empty() else None
+        finally:
+            self.stamping.release()
+
     # -- producing -------------------------------------------------------------------------
     def produce(self, now_ns: int) -> Iterable[Out] | None:
         if self.params.source == "file":
@@ -179,9 +208,11 @@ class TextNode(Node):
         assert self.sock is not None
         outs: list[Out] = []
         for _ in range(64):
+            looked_ns = self.ctx.clock.now_ns()  # a text taken after this is stamped after it
             try:
                 parts = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
+                self.quiet_ns = looked_ns
                 break
             arrived = self.ctx.clock.now_ns()
             if len(parts) != 1:
@@ -208,6 +239,9 @@ class TextNode(Node):
                 continue
             assert line is not None
             outs += self._accept(line, arrived)
+        looked_ns = self._stdin_quiet_ns()
+        if looked_ns is not None:
+            self.quiet_ns = looked_ns
         self.next_due_ns = now_ns + 5_000_000
         return outs
 

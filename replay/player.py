@@ -14,6 +14,16 @@ through the MCAP chunk index; ``streams`` selects topics; ``loop`` replays forev
 shifting each pass by the log's span + ``loop_gap_s`` so time and ``seq`` keep rising
 (``sample0`` moves with time; each pass starts with a discontinuity).
 
+Watermarks: the log says when a quiet stream will speak next, so the player promises it.
+Before handing out a message at log time ``L``, every wired stream that has carried
+nothing (data or watermark) for ``watermark_ms`` of log time gets an ``idle`` in line with
+the data (`Out.watermark`) saying ``L - 1``: no later message of it is captured before.
+The same ``L - 1`` (``L`` the next message still to go, shifted on a ``loop`` pass) is the
+``watermark_ns`` of the runtime's own idles. In log time, so the same at every rate: an
+aligner requiring a sparse stream (text) emits the same ticks at rate 1 and at max, by
+watermark, never by lateness. Only for logs whose capture times are their log times
+(everything sensorfuse records); otherwise no promise.
+
 Progress: gauges ``replay_position_s`` (recorded capture time of the newest published message,
 seconds from the log's first message, within the current ``loop`` pass),
 ``replay_published`` (messages handed over; ``replay_published:STREAM`` per stream,
@@ -76,6 +86,8 @@ class PlayerNode(Node):
         streams: Annotated[list[str], msgspec.Meta(min_length=1)] | None = None
         #: messages handed over per `produce` call at most (keeps the runtime responsive)
         batch: PositiveInt = 32
+        #: a stream quiet this long in log time gets a watermark in line (0: never)
+        watermark_ms: NonNegativeFloat = 200.0
 
         def __post_init__(self) -> None:
             if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
@@ -105,6 +117,11 @@ class PlayerNode(Node):
         self._pending: LogMessage | None = None
         self._iter = self._messages()
         self.next_due_ns = None
+        self._watermark_every_ns = round(p.watermark_ms * 1e6)
+        #: port -> log time (shifted) of its last message or watermark
+        self._marked: dict[str, int] = {}
+        #: False once a message's capture time is not its log time: then nothing is promised
+        self._promises_hold = True
 
     def stop(self) -> None:
         reader = getattr(self, "reader", None)
@@ -122,14 +139,17 @@ class PlayerNode(Node):
             if msg is None:
                 return outs if outs else None
             # paced on the time the message goes out with: a looped pass is shifted forward
-            due = self._due_ns(msg.log_time + self._pass_shift_ns(), now_ns)
+            log_ns = msg.log_time + self._pass_shift_ns()
+            due = self._due_ns(log_ns, now_ns)
             if due > now_ns:
                 self.next_due_ns = due
                 return outs
             self._pending = None
             out = self._decode(msg)
             if out is not None:
+                outs += self._watermarks_before(log_ns, out.port)
                 outs.append(out)
+                self._marked[out.port] = log_ns
         self.next_due_ns = None if self.params.rate == "max" else now_ns
         return outs
 
@@ -139,6 +159,27 @@ class PlayerNode(Node):
         if self._anchor_wall_ns is None or self._anchor_log_ns is None:
             self._anchor_wall_ns, self._anchor_log_ns = now_ns, log_ns
         return self._anchor_wall_ns + int((log_ns - self._anchor_log_ns) / float(self.params.rate))
+
+    # --- watermarks -------------------------------------------------------------------
+
+    def watermark_ns(self, port: str) -> int | None:
+        msg = self._peek() if self._promises_hold else None
+        return None if msg is None else msg.log_time + self._pass_shift_ns() - 1
+
+    def _watermarks_before(self, log_ns: int, sender: str) -> list[Out]:
+        """In-line watermarks for the other wired streams quiet for `watermark_ms` before the
+        message of `sender` at `log_ns`."""
+        if not self._watermark_every_ns or not self._promises_hold:
+            return []
+        outs = []
+        for port in self.ctx.outputs:
+            last = self._marked.setdefault(port, log_ns)
+            if port == sender:
+                continue
+            if log_ns - 1 - last >= self._watermark_every_ns:
+                outs.append(Out.watermark(port, log_ns - 1))
+                self._marked[port] = log_ns - 1
+        return outs
 
     def _peek(self) -> LogMessage | None:
         if self._pending is None:
@@ -163,6 +204,10 @@ class PlayerNode(Node):
             return None
         if header.kind == wire.KIND_EOS:
             return None  # the runtime sends its own end-of-stream when the log is done
+        if header.t_ns != msg.log_time and self._promises_hold:
+            self._promises_hold = False
+            self.ctx.log.warning("%s: %s at log time %d has capture time %d: no watermarks from this log",
+                                 self.params.path, msg.topic, msg.log_time, header.t_ns)
         self.published[header.stream] = self.published.get(header.stream, 0) + 1
         self._report_position(header.stream, header.t_ns)  # before the loop shift: the position in the log
         if self._pass:

@@ -100,6 +100,32 @@ def test_loop_continues_time_and_seq(recorded: Path) -> None:
     assert times[12] - times[11] >= 1_000_000_000  # the pass boundary is a visible gap
 
 
+def test_watermarks_never_pass_a_message_still_to_come(recorded: Path) -> None:
+    """In-line watermarks (a stream quiet for `watermark_ms` of log time) and the runtime's
+    idles (`watermark_ns`), across `loop` passes: no later message of the stream is captured
+    before what was promised."""
+    streams = ["cam0/frame", "text/in"]
+    h = NodeHarness(PlayerNode, {"path": str(recorded), "rate": "max", "loop": True, "watermark_ms": 50,
+                                 "streams": streams, "batch": 1})
+    h.ctx.outputs = {s: s for s in streams}  # wired as in a graph
+    seen: list[tuple[str, str, int]] = []  # (what, stream, t_ns) in the order it goes out
+    while sum(what == "msg" for what, _, _ in seen) < 45:  # 15 messages a pass
+        seen += [("idle", s, wm) for s in streams if (wm := h.node.watermark_ns(s)) is not None]
+        for out in h.node.produce(0) or []:
+            if out.kind == wire.KIND_IDLE:
+                seen.append(("inline", out.port, out.t_ns))
+            else:
+                seen.append(("msg", out.port, publish_like_runtime(out).t_ns))
+    h.node.stop()
+    for i, (what, stream, promised) in enumerate(seen):
+        if what != "msg":
+            later = [t for w, s, t in seen[i + 1:] if w == "msg" and s == stream]
+            assert all(t > promised for t in later), (what, stream, promised, later[:3])
+    inline = [(s, t) for w, s, t in seen if w == "inline"]
+    assert {s for s, _ in inline} == set(streams)  # text after its last line, frames across the loop gap
+    assert len([s for s, _ in inline if s == "text/in"]) >= 6
+
+
 def test_missing_or_non_mcap_file_fails_at_start(tmp_path: Path) -> None:
     with pytest.raises(StartupError, match="no such log"):
         _player(tmp_path / "nope.mcap")

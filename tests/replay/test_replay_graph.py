@@ -36,10 +36,11 @@ def _aligner_graph(out: Path) -> dict[str, Any]:
 
     Every required stream, and a lateness bound no backlog can reach, so that no timeout
     fires and the ticks depend on the data alone (DESIGN.md "Time"):
-    - the text stream is sparse (2 lines in 5 s): as a required stream its watermark only
-      moves when a line arrives, so a short lateness bound would release ticks by timeout
-      at every rate; the bound is therefore long and the tick waits for the text watermark
-      (or the stream's end);
+    - the text stream is sparse (2 lines in 5 s, up to 4 s apart), yet required with a
+      lateness bound of 2 s: its watermark moves with the player's watermarks (in line,
+      every 200 ms of log time, the same at every rate) and with the runtime's idles (every
+      0.2 s of wall time, at rate 1 and 4), never past a line still to come, so no tick
+      waits for the bound and none goes before its text;
     - an optional (``required: false``) text stream contributes whatever has arrived when a
       tick goes: at rate 1 a tick before the first line says ``absent``, at rate max, where
       the line is already queued, ``missing``. Required, the member is exact at every rate.
@@ -48,9 +49,10 @@ def _aligner_graph(out: Path) -> dict[str, Any]:
     """
     return {
         "name": "det",
+        "supervisor": {"idle_s": 0.2},
         "nodes": {
             "align": {"kind": "aligner",
-                      "params": {"trigger": "frame", "lateness_ms": 60_000, "max_pending_ticks": 1024,
+                      "params": {"trigger": "frame", "lateness_ms": 2000, "max_pending_ticks": 1024,
                                  "streams": {"frame": {"policy": "nearest", "slop_ms": 20, "embed": False},
                                              "audio": {"policy": "window", "window_ms": 500},
                                              "text": {"policy": "latest", "ttl_ms": 5000}}},

@@ -113,3 +113,38 @@ def test_refuses_a_bind_beyond_loopback_without_keys_and_bad_sources(tmp_path: P
         NodeHarness(TextNode, {"source": "file", "path": str(tmp_path / "nope")}, streams=STREAMS)
     with pytest.raises(StartupError, match="source: expected one of 'file', 'stdin', 'zmq', got 'carrier-pigeon'"):
         NodeHarness(TextNode, {"source": "carrier-pigeon"}, streams=STREAMS)
+
+def test_watermark_promises_only_what_holds_in_each_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # file: just before the timestamped line that waits for its time; nothing once it is out
+    path = tmp_path / "t.txt"
+    path.write_text("0.0\tnow\n0.3\tlater\n")
+    h = NodeHarness(TextNode, {"source": "file", "path": str(path), "clock": "live"}, streams=STREAMS)
+    t0 = 10**12
+    h.produce(now_ns=t0)
+    assert h.node.watermark_ns("text") is None
+    assert h.produce(now_ns=t0) == [] and h.node.watermark_ns("text") == t0 + 300_000_000 - 1
+    # zmq: the last look that found nothing; a text pushed later is stamped after it
+    z = NodeHarness(TextNode, {"source": "zmq", "endpoint": "tcp://127.0.0.1:*"}, streams=STREAMS)
+    try:
+        assert z.node.watermark_ns("text") is None  # not looked yet: no promise
+        assert z.produce(now_ns=z.ctx.clock.now_ns()) == []
+        quiet = z.node.watermark_ns("text")
+        assert quiet is not None and quiet <= z.ctx.clock.now_ns()
+        push_text(z.node.endpoint, "hello")
+        z.node.sock.poll(5000)
+        (msg,) = z.produce(now_ns=z.ctx.clock.now_ns()) or []
+        assert msg.t_ns > quiet and z.node.watermark_ns("text") > msg.t_ns
+    finally:
+        z.close()
+    # stdin: no promise while a line is being stamped and queued
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    s = NodeHarness(TextNode, {"source": "stdin"}, streams=STREAMS, start=False)
+    s.node.start()
+    with s.node.stamping:
+        assert s.node._stdin_quiet_ns() is None
+    lines = s.node.lines
+    with lines.not_empty:  # the reader thread queues eof: something is waiting
+        assert lines.not_empty.wait_for(lambda: len(lines.queue) > 0, timeout=5.0)
+    assert s.node._stdin_quiet_ns() is None
+    s.node.lines.get_nowait()
+    assert s.node._stdin_quiet_ns() is not None
