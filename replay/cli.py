@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sensorfuse.engine import view
 from sensorfuse.engine.errors import SensorfuseError, UsageError
 
 EXAMPLES = {
@@ -22,7 +23,8 @@ EXAMPLES = {
   sensorfuse replay s.mcap --rate max                 # as fast as the graph takes it; ./replay.jsonl
   sensorfuse replay s.mcap --rate 2 --start 5 --end 15 --streams cam0/frame mic0/audio16k
   sensorfuse replay s.mcap --graph demo --out demo-out # a graph (built-in name or YAML) on the log
-  sensorfuse replay s.mcap --rate max --out replayed  # replayed/replay.jsonl""",
+  sensorfuse replay s.mcap --rate max --out replayed  # replayed/replay.jsonl
+  sensorfuse replay s.mcap --view web                 # watch it in the Rerun web viewer (URL printed)""",
     "record": """examples:
   sensorfuse record -o s.mcap --graph live --duration 60 --jpeg cam0/frame   # your camera and microphone
   sensorfuse record -o relay.mcap --graph examples/relay.yaml --streams cam0/frame --force""",
@@ -89,6 +91,7 @@ def register(subparsers: Any) -> None:
                                                 "relative paths land in DIR (default: the current directory). "
                                                 "A name ending in .jsonl: the replayed streams to that file")
     p.add_argument("--run-dir", help="directory for sockets and status")
+    view.add_arguments(p)
     p.set_defaults(func=cmd_replay)
 
     p = _parser(subparsers, "record", "run a graph and record its streams to MCAP")
@@ -195,10 +198,10 @@ def check_window(path: str, start: float | None, end: float | None, duration_s: 
 
 def replay_graph(path: str, *, rate: float | str = 1.0, start: float | None = None, end: float | None = None,
                  loop: bool = False, streams: list[str] | None = None, graph: dict[str, Any] | None = None,
-                 out: str | None = None) -> dict[str, Any]:
+                 out: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The graph `sensorfuse replay` runs: a player node plus `graph` (its nodes that
     produce recorded streams removed) and/or a JSONL sink of every replayed stream
-    written to `out` (a file path)."""
+    written to `out` (a file path); `extra` nodes (the viewer) are added as they are."""
     available = _log_streams(path)
     if not available:
         raise UsageError(f"{path}: no readable message to replay (damaged before its first complete chunk?); "
@@ -218,6 +221,7 @@ def replay_graph(path: str, *, rate: float | str = 1.0, start: float | None = No
             if set((nd.get("outputs") or {}).values()) & set(selected):
                 continue  # a capture node: the log replaces it
             nodes[node_name] = nd
+    nodes.update(extra or {})
     consumed = {(u if isinstance(u, str) else u["stream"]) for nd in nodes.values()
                 for u in (nd.get("inputs") or {}).values()}
     if graph is None or out:
@@ -253,10 +257,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import msgspec
 
     from sensorfuse.engine import graph as graph_mod
-    from sensorfuse.engine.cli import run_graph
-    from sensorfuse.engine.rundir import new_run_dir
     from sensorfuse.replay import logtools
-    from sensorfuse.replay.progress import ProgressWatcher
 
     _open_log(args.file)
     # A YAML path or a built-in graph name, as `run` takes them.
@@ -267,8 +268,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     sink = None if graph is not None else os.path.join(out_dir or ".", REPLAY_JSONL)
     if args.out and _is_jsonl_file(args.out):  # the older form: the replayed streams to that file
         sink = args.out
-    g = replay_graph(args.file, rate=args.rate, start=args.start, end=args.end, loop=args.loop,
-                     streams=args.streams, graph=graph, out=sink)
+    with view.viewing(view.mode(args)) as viewer:
+        extra = None
+        if viewer is not None:  # the log's streams and the graph's outputs, whichever it draws
+            graph_nodes = (graph or {}).get("nodes", {})
+            drawn = {*(args.streams or _log_streams(args.file)),
+                     *(s for nd in graph_nodes.values() for s in (nd.get("outputs") or {}).values())}
+            extra = {viewer.node_name(graph_nodes): viewer.node(drawn, graph)}
+        g = replay_graph(args.file, rate=args.rate, start=args.start, end=args.end, loop=args.loop,
+                         streams=args.streams, graph=graph, out=sink, extra=extra)
+        return _run_replay(args, g, info, out_dir)
+
+
+def _run_replay(args: argparse.Namespace, g: dict[str, Any], info: dict[str, Any], out_dir: str | None) -> int:
+    from sensorfuse.engine.cli import run_graph
+    from sensorfuse.engine.rundir import new_run_dir
+    from sensorfuse.replay.progress import ProgressWatcher
+
     wired = list(g["nodes"]["player"]["outputs"])
     counts = {s["topic"]: s["count"] for s in info["streams"]}
     start_s = args.start or 0.0
