@@ -194,16 +194,16 @@ class ViewSession:
             print(f"viewer: wrote {self.params['save']}", file=sys.stderr, flush=True)
 
 
-def thresholds(graph: dict[str, Any]) -> dict[str, list[float]]:
-    """Event rule -> [on, off]: perceive's defaults, with a perceive node's `rules` over them."""
+def thresholds(graph: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Event rule -> (on, off): perceive's defaults, with a perceive node's `rules` over them."""
     from sensorfuse.nodes.perceive import DEFAULT_RULES
 
-    out = {name: [r.on, r.off] for name, r in DEFAULT_RULES.items()}
+    out = {name: (r.on, r.off) for name, r in DEFAULT_RULES.items()}
     for nd in (graph.get("nodes") or {}).values():
         if nd.get("kind") == "perceive":
             for name, rule in ((nd.get("params") or {}).get("rules") or {}).items():
                 if isinstance(rule, dict) and name in out:
-                    out[name] = [rule.get("on", out[name][0]), rule.get("off", out[name][1])]
+                    out[name] = (rule.get("on", out[name][0]), rule.get("off", out[name][1]))
     return out
 
 

@@ -83,6 +83,25 @@ def blueprint() -> Any:
     )
 
 
+APPLICATION_ID = "sensorfuse"
+
+
+def open_recording(recording_id: str, *, connect: str | None = None, save: str | None = None,
+                   flush_ms: float = 20.0, flush_bytes: int = 1 << 20) -> rr.RecordingStream:
+    """A recording stream sent to a viewer (`connect`, a rerun+http:// URI) or written to an
+    .rrd file (`save`), with the layout of `blueprint`. The SDK batches for at most `flush_ms`
+    (its default 200 ms would delay the live picture) or `flush_bytes`."""
+    import datetime
+
+    batcher = rr.ChunkBatcherConfig(flush_tick=datetime.timedelta(milliseconds=flush_ms), flush_num_bytes=flush_bytes)
+    rec = rr.RecordingStream(APPLICATION_ID, recording_id=recording_id, batcher_config=batcher)
+    if save is not None:
+        rec.save(save, default_blueprint=blueprint())
+    else:
+        rec.connect_grpc(connect, default_blueprint=blueprint())
+    return rec
+
+
 class RerunLog:
     """Logs sensorfuse messages to one Rerun recording stream."""
 

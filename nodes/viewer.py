@@ -35,7 +35,6 @@ Config example::
 
 from __future__ import annotations
 
-import datetime
 import os
 from collections.abc import Iterable
 from typing import Annotated
@@ -47,7 +46,6 @@ from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.node import InputSpec, Node, Out
 from sensorfuse.engine.params import PositiveFloat, PositiveInt, Probability
 
-APPLICATION_ID = "sensorfuse"
 Quality = Annotated[int, msgspec.Meta(ge=1, le=100)]
 
 
@@ -78,23 +76,15 @@ class ViewerNode(Node):
         p = self.params
         if (p.connect is None) == (p.save is None):
             raise StartupError("viewer: set exactly one of `connect` (a rerun+http:// URI) and `save` (an .rrd path)")
-        import rerun as rr
+        if p.save is not None and not os.path.isdir(os.path.dirname(os.path.abspath(p.save))):
+            raise StartupError(f"viewer: save: no directory for {p.save!r}")
+        from sensorfuse.nodes.view_rerun import DrawSettings, RerunLog, open_recording
 
-        from sensorfuse.nodes.view_rerun import DrawSettings, RerunLog, blueprint
-
-        batcher = rr.ChunkBatcherConfig(flush_tick=datetime.timedelta(milliseconds=p.flush_ms),
-                                        flush_num_bytes=p.flush_bytes)
-        self.rec = rr.RecordingStream(APPLICATION_ID, recording_id=p.recording_id or self.ctx.session,
-                                      batcher_config=batcher)
-        if p.save is not None:
-            if not os.path.isdir(os.path.dirname(os.path.abspath(p.save))):
-                raise StartupError(f"viewer: save: no directory for {p.save!r}")
-            self.rec.save(p.save, default_blueprint=blueprint())
-        else:
-            self.rec.connect_grpc(p.connect, default_blueprint=blueprint())
+        self.rec = open_recording(p.recording_id or self.ctx.session, connect=p.connect, save=p.save,
+                                  flush_ms=p.flush_ms, flush_bytes=p.flush_bytes)
         settings = DrawSettings(jpeg_quality=p.jpeg_quality, max_width=p.max_width,
                                 audio_points_per_s=p.audio_points_per_s,
-                                thresholds={k: (float(v[0]), float(v[1])) for k, v in p.thresholds.items()})
+                                thresholds=p.thresholds)
         self.draw = RerunLog(self.rec, settings)
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:

@@ -34,7 +34,9 @@ EXAMPLES = {
     "log": """examples:
   sensorfuse log info s.mcap
   sensorfuse log export s.mcap --to out/ --start 2 --end 4   # PNG frames, WAV audio, JSONL records/text
-  sensorfuse log import --video clip.mp4 --wav clip.wav --text lines.txt --jpeg -o s.mcap""",
+  sensorfuse log import --video clip.mp4 --wav clip.wav --text lines.txt --jpeg -o s.mcap
+  sensorfuse log view s.mcap demo-out/demo-perception.mcap   # the session and what perceive saw in it
+  sensorfuse log view s.mcap --save s.rrd                    # a Rerun recording (open it with `rerun s.rrd`)""",
 }
 
 #: Outputs are never replaced without --force (engine/files.py writes through a temporary).
@@ -141,6 +143,16 @@ def register(subparsers: Any) -> None:
                    help="store frames as JPEG (quality 1-100, default 90) instead of raw")
     q.add_argument("--force", action="store_true", help=FORCE_HELP)
     q.set_defaults(func=cmd_log_import)
+    q = lsub.add_parser("view", help="show logs in the Rerun viewer (native with a display, else web), "
+                                     "or --save a Rerun recording", epilog=EXAMPLES["log"],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("file", nargs="+", help="MCAP logs shown together on one timeline (a session and its "
+                                           "perception recording)")
+    where = q.add_mutually_exclusive_group()
+    where.add_argument("--save", metavar="OUT.rrd", help="write a Rerun recording instead of opening a viewer")
+    where.add_argument("--web", action="store_true", help="serve the web viewer on 127.0.0.1 even with a display")
+    q.add_argument("--force", action="store_true", help=FORCE_HELP)
+    q.set_defaults(func=cmd_log_view)
 
 
 def _open_log(path: str) -> None:
@@ -459,4 +471,26 @@ def cmd_log_import(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise SensorfuseError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     print(f"wrote {args.output}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_log_view(args: argparse.Namespace) -> int:
+    from sensorfuse.engine import files
+
+    for path in args.file:
+        _open_log(path)
+    if args.save:
+        files.check_output(args.save, force=args.force)
+        if os.path.exists(args.save):  # --force
+            os.remove(args.save)
+    from sensorfuse.nodes.view import has_display, session  # the viewer lives above replay's log tools
+    from sensorfuse.nodes.view_log import view_logs
+
+    mode = f"rrd:{args.save}" if args.save else "native" if has_display() and not args.web else "web"
+    with session(mode) as viewer:
+        counts = view_logs(args.file, viewer)
+        if not any(n for s, n in counts.items() if s != "damaged"):
+            raise SensorfuseError(f"nothing in {', '.join(args.file)} could be shown"
+                                  + (f" ({counts['damaged']} messages damaged)" if counts["damaged"] else ""))
+        print(", ".join(f"{s} {n}" for s, n in sorted(counts.items())), file=sys.stderr, flush=True)
     return 0
