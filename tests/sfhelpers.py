@@ -156,3 +156,21 @@ def recorded_records(path: Path) -> Iterator[tuple[str, Any]]:
             header, _, payload = message.decode()
             if header.kind == wire.KIND_RECORD:
                 yield header.stream, wire.decode_record(payload)
+
+
+def rrd_rows(path: Path) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+    """A Rerun recording read back with the SDK: entity path -> [(capture time ns, {column:
+    value})] in time order (the viewer's `capture` timeline; static rows have none)."""
+    import pyarrow as pa
+    from rerun.chunk import RrdReader
+
+    rows: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for chunk in RrdReader(path).stream():
+        batch = chunk.to_record_batch()
+        if "capture" not in batch.schema.names:
+            continue
+        times = batch.column("capture").cast(pa.int64()).to_pylist()
+        columns = {name: batch.column(name).to_pylist() for name in batch.schema.names if ":" in name}
+        for i, t in enumerate(times):
+            rows.setdefault(chunk.entity_path, []).append((t, {k: v[i] for k, v in columns.items()}))
+    return {entity: sorted(r, key=lambda row: row[0]) for entity, r in rows.items()}

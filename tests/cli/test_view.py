@@ -1,0 +1,166 @@
+"""The live view and the log viewer (docs/view.md) through the real command line: what
+`--view rrd:PATH` and `log view --save` write is read back with the Rerun SDK; `--view web`
+serves on loopback only; mistakes are one line, exit 2."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from sfhelpers import REPO, SENSORFUSE, rrd_rows, wait_for
+
+from sensorfuse.engine import wire
+from sensorfuse.nodes import view
+from sensorfuse.replay import sample
+from sensorfuse.replay.mcap_io import LogReader
+
+pytestmark = pytest.mark.timeout(120)
+SEED = 2  # faces in every frame and a text line in the first 2 s
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("view") / "s.mcap"
+    sample.generate(path, seed=SEED, duration_s=2.0, size=(160, 120), fps=10)
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The rerun binary's config (its analytics switched off) in a fresh directory."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    subprocess.run([str(view.rerun_binary()), "analytics", "disable"], env=env, capture_output=True, timeout=30,
+                   check=True)
+    return env
+
+
+def sf(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SENSORFUSE, *args], cwd=cwd, capture_output=True, text=True, timeout=90, check=False,
+                          env=env)
+
+
+def truth_boxes(path: Path) -> dict[int, int]:
+    """Capture time -> number of true boxes of each frame of a sample session."""
+    out = {}
+    with LogReader(path) as reader:
+        for m in reader.iter_messages(["labels/boxes"]):
+            header, _, payload = m.decode()
+            out[header.t_ns] = len(wire.decode_record(payload)["boxes"])
+    return out
+
+
+def drawn_boxes(rows: list[tuple[int, dict[str, Any]]]) -> dict[int, int]:
+    return {t: len(row["Boxes2D:half_sizes"] or []) for t, row in rows}
+
+
+def test_replay_view_rrd_has_frames_with_boxes_at_capture_times(session: Path, tmp_path: Path) -> None:
+    rrd = tmp_path / "x.rrd"
+    done = sf("replay", str(session), "--rate", "4", "--out", str(tmp_path / "out"), "--view", f"rrd:{rrd}")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert f"viewer: wrote {rrd}" in done.stderr
+    rows = rrd_rows(rrd)
+    truth = truth_boxes(session)
+    images = [t for t, _ in rows["/camera/image"]]
+    boxes = drawn_boxes(rows["/camera/truth"])
+    # what the viewer drew sits at the capture times of the log, with the log's boxes
+    assert images and set(images) <= set(truth)
+    assert boxes and all(truth[t] == n for t, n in boxes.items())
+    assert any(boxes.get(t) for t in images), "no frame shown with its face boxes"
+    assert rows["/audio/waveform"] and rows["/text/in"]
+
+
+def test_log_view_save_reads_back_with_every_message(session: Path, tmp_path: Path) -> None:
+    rrd = tmp_path / "log.rrd"
+    done = sf("log", "view", str(session), "--save", str(rrd))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    rows = rrd_rows(rrd)
+    truth = truth_boxes(session)
+    assert [t for t, _ in rows["/camera/image"]] == sorted(truth)  # every frame, at its capture time
+    assert drawn_boxes(rows["/camera/truth"]) == truth
+    assert len(rows["/text/in"]) == 1
+    # 16 kHz audio (not the 48 kHz copy as well), 200 points a second: 2 s -> 400 points
+    assert len(rows["/audio/waveform"]) == 400
+    # an existing output is refused without --force, kept as it was
+    before = rrd.read_bytes()
+    again = sf("log", "view", str(session), "--save", str(rrd))
+    assert again.returncode == 2 and "--force" in again.stderr and rrd.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--view", "bogus"], ["--view", "bogus", "web", "rrd:PATH"]),
+    (["--view", "web", "--view-save", "x.rrd"], ["--view", "--view-save"]),
+    (["--view", "rrd:/no/such/dir/x.rrd"], ["/no/such/dir"]),
+    (["--view", "native"], ["--view native", "display"]),
+])
+def test_view_mistakes_are_one_line(session: Path, tmp_path: Path, args: list[str], names: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    done = sf("replay", str(session), "--out", str(tmp_path / "out"), *args, env=env)
+    assert "Traceback" not in done.stderr and done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sensorfuse: "), done.stderr
+    assert all(n in lines[0] for n in names), lines[0]
+    assert not (tmp_path / "out" / "replay.jsonl").exists()
+
+
+def test_view_existing_recording_is_refused(session: Path, tmp_path: Path) -> None:
+    rrd = tmp_path / "x.rrd"
+    rrd.write_bytes(b"keep")
+    done = sf("run", "examples/relay.yaml", "--duration", "1", "--view-save", str(rrd))
+    assert done.returncode == 2 and str(rrd) in done.stderr and "Traceback" not in done.stderr
+    assert rrd.read_bytes() == b"keep"
+
+
+def test_view_web_serves_on_loopback_only_until_interrupted(session: Path, tmp_path: Path,
+                                                             env: dict[str, str]) -> None:
+    proc = subprocess.Popen([*SENSORFUSE, "replay", str(session), "--rate", "2", "--out", str(tmp_path / "out"),
+                             "--view", "web"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        lines: list[str] = []
+
+        def line_with(text: str) -> str | None:
+            line = proc.stderr.readline()
+            lines.append(line)
+            assert line or proc.poll() is None, "".join(lines)
+            return line if text in line else None
+
+        url = wait_for(lambda: line_with("viewer: open "), 60, "the viewer URL").split("viewer: open ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:") and "url=rerun%2Bhttp%3A%2F%2F127.0.0.1%3A" in url
+        with urllib.request.urlopen(url, timeout=10) as page:
+            assert page.status == 200
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        listening = [c.laddr for p in family for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN]
+        assert len(listening) >= 2 and {a.ip for a in listening} == {"127.0.0.1"}, listening
+        wait_for(lambda: line_with("still serving"), 60, "the end of the replay")
+        servers = [p for p in family if p.pid != proc.pid and p.is_running()]
+        assert servers, "no rerun server process"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, "".join(lines) + proc.stderr.read()
+        psutil.wait_procs(servers, timeout=10)
+        assert not [p for p in servers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_viewer_wiring_prefers_model_audio_and_takes_perceive_thresholds(tmp_path: Path) -> None:
+    session_ = view.ViewSession("rrd", str(tmp_path / "w.rrd"))
+    graph = {"nodes": {"perceive": {"kind": "perceive", "params": {"rules": {"query.match": {"on": 0.7, "off": 0.3}}},
+                                    "outputs": {"events": "perceive/events", "detections": "perceive/detections"}},
+                       "viewer": {"kind": "relay"}}}
+    g = session_.add_to(graph, ["cam0/frame", "mic0/audio", "mic0/audio16k", "text/in", "labels/boxes", "labels",
+                                "perceive/events", "perceive/detections"])
+    node = g["nodes"]["_viewer"]
+    assert node["inputs"] == {"frame": "cam0/frame", "audio": "mic0/audio16k", "text": "text/in",
+                              "truth": "labels/boxes", "events": "perceive/events",
+                              "detections": "perceive/detections"}
+    assert node["params"]["save"] == str(tmp_path / "w.rrd")
+    assert node["params"]["thresholds"]["query.match"] == (0.7, 0.3)
+    assert node["params"]["thresholds"]["speaker.active"] == (0.6, 0.4)
