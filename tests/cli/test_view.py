@@ -11,17 +11,22 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import psutil
 import pytest
+from devtools import Chromium
 from sfhelpers import REPO, SENSORFUSE, rrd_rows, wait_for
 
 from sensorfuse.engine import wire
 from sensorfuse.nodes import view
+from sensorfuse.nodes.view_rerun import TRUTH_COLOR
 from sensorfuse.replay import sample
 from sensorfuse.replay.mcap_io import LogReader
 
 pytestmark = pytest.mark.timeout(120)
 SEED = 2  # faces in every frame and a text line in the first 2 s
+TRUTH_BGR = TRUTH_COLOR[::-1]
 
 
 @pytest.fixture(scope="module")
@@ -116,38 +121,85 @@ def test_view_existing_recording_is_refused(session: Path, tmp_path: Path) -> No
     assert rrd.read_bytes() == b"keep"
 
 
-def test_view_web_serves_on_loopback_only_until_interrupted(session: Path, tmp_path: Path,
-                                                             env: dict[str, str]) -> None:
-    proc = subprocess.Popen([*SENSORFUSE, "replay", str(session), "--rate", "2", "--out", str(tmp_path / "out"),
-                             "--view", "web"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        lines: list[str] = []
+class WebView:
+    """`sensorfuse replay SESSION --view web` in a subprocess, its stderr read line by line."""
 
-        def line_with(text: str) -> str | None:
-            line = proc.stderr.readline()
-            lines.append(line)
-            assert line or proc.poll() is None, "".join(lines)
+    def __init__(self, session: Path, out: Path, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([*SENSORFUSE, "replay", str(session), "--rate", "2", "--out", str(out),
+                                      "--view", "web"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.lines: list[str] = []
+
+    def wait_line(self, text: str, timeout: float = 60) -> str:
+        def line_with() -> str | None:
+            line = self.proc.stderr.readline()
+            self.lines.append(line)
+            assert line or self.proc.poll() is None, "".join(self.lines)
             return line if text in line else None
 
-        url = wait_for(lambda: line_with("viewer: open "), 60, "the viewer URL").split("viewer: open ", 1)[1].strip()
+        return wait_for(line_with, timeout, repr(text))
+
+    def url(self) -> str:
+        return self.wait_line("viewer: open ").split("viewer: open ", 1)[1].strip()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def test_view_web_serves_on_loopback_only_until_interrupted(session: Path, tmp_path: Path,
+                                                             env: dict[str, str]) -> None:
+    web = WebView(session, tmp_path / "out", env)
+    try:
+        url = web.url()
         assert url.startswith("http://127.0.0.1:") and "url=rerun%2Bhttp%3A%2F%2F127.0.0.1%3A" in url
         with urllib.request.urlopen(url, timeout=10) as page:
             assert page.status == 200
-        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        family = [psutil.Process(web.proc.pid), *psutil.Process(web.proc.pid).children(recursive=True)]
         listening = [c.laddr for p in family for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN]
         assert len(listening) >= 2 and {a.ip for a in listening} == {"127.0.0.1"}, listening
-        wait_for(lambda: line_with("still serving"), 60, "the end of the replay")
-        servers = [p for p in family if p.pid != proc.pid and p.is_running()]
+        web.wait_line("still serving")
+        servers = [p for p in family if p.pid != web.proc.pid and p.is_running()]
         assert servers, "no rerun server process"
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0, "".join(lines) + proc.stderr.read()
+        web.proc.send_signal(signal.SIGINT)
+        assert web.proc.wait(timeout=30) == 0, "".join(web.lines) + web.proc.stderr.read()
         psutil.wait_procs(servers, timeout=10)
         assert not [p for p in servers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        web.kill()
+
+
+def test_web_viewer_in_headless_chromium_shows_the_frame_with_its_face_box(
+        tmp_path: Path, env: dict[str, str], request: pytest.FixtureRequest) -> None:
+    """The page the printed URL serves, rendered by headless Chromium in software (WebGL):
+    the camera frame is drawn, and a face box on it (the sample's true boxes, yellow)."""
+    session_ = tmp_path / "s.mcap"
+    sample.generate(session_, seed=SEED, duration_s=2.0, size=(320, 240), fps=10)
+    web = WebView(session_, tmp_path / "out", env)
+    chrome = None
+    try:
+        url = web.url()
+        web.wait_line("still serving")  # JPEG frames show once the stream has stopped (shared/VIEW.md)
+        chrome = Chromium()
+        chrome.open(url + "&renderer=webgl")
+        cache = getattr(request.config, "cache", None)  # the screenshot stays as an artifact
+        shot = (cache.mkdir("view-screenshot") if cache is not None else tmp_path) / "view-web.png"
+
+        def frame_with_box() -> bool:
+            png = chrome.screenshot()
+            shot.write_bytes(png)
+            image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).astype(int)
+            camera = image[60:420, :760]  # the blueprint's camera view, top left
+            box = np.all(np.abs(camera - TRUTH_BGR) < 40, axis=2).sum()
+            shown = (np.abs(camera - 255).sum(axis=2) > 60).mean()  # not the white of an empty view
+            return bool(box > 100 and shown > 0.3)
+
+        wait_for(frame_with_box, 90, f"the camera frame with a face box in {shot}", interval=1.0)
+    finally:
+        if chrome is not None:
+            chrome.close()
+        web.kill()
 
 
 def test_viewer_wiring_prefers_model_audio_and_takes_perceive_thresholds(tmp_path: Path) -> None:
