@@ -22,15 +22,18 @@ Entities (docs/view.md):
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import rerun as rr
 
 from sensorfuse.engine import wire
+
+if TYPE_CHECKING:
+    import rerun as rr
 
 TIMELINE = "capture"
 #: Speaking faces are drawn red, others green (RGB).
@@ -84,6 +87,8 @@ def blueprint() -> Any:
 
 
 APPLICATION_ID = "sensorfuse"
+# rerun is imported where it is used: it is an optional extra (`sensorfuse[view]`), and every
+# node module imports without it.
 
 
 def open_recording(recording_id: str, *, connect: str | None = None, save: str | None = None,
@@ -91,7 +96,7 @@ def open_recording(recording_id: str, *, connect: str | None = None, save: str |
     """A recording stream sent to a viewer (`connect`, a rerun+http:// URI) or written to an
     .rrd file (`save`), with the layout of `blueprint`. The SDK batches for at most `flush_ms`
     (its default 200 ms would delay the live picture) or `flush_bytes`."""
-    import datetime
+    import rerun as rr
 
     batcher = rr.ChunkBatcherConfig(flush_tick=datetime.timedelta(milliseconds=flush_ms), flush_num_bytes=flush_bytes)
     rec = rr.RecordingStream(APPLICATION_ID, recording_id=recording_id, batcher_config=batcher)
@@ -110,10 +115,11 @@ class RerunLog:
         self.settings = settings
         #: frame stream's scale factor (logged width / frame width), for boxes drawn on it
         self.scale = 1.0
-        self.thresholds_logged: set[str] = set()
 
     def log(self, msg: wire.Message) -> bool:
         """Log one message by its stream's last component; False for a stream the viewer does not draw."""
+        import rerun as rr
+
         h = msg.header
         if h.kind == wire.KIND_EOS or h.meta.get("snapshot"):
             return False
@@ -132,6 +138,8 @@ class RerunLog:
         return True
 
     def record(self, stream: str, suffix: str, rec: dict[str, Any], t_ns: int) -> bool:
+        import rerun as rr
+
         if suffix == "detections":
             self.faces(rec.get("faces") or [])
         elif stream == "labels/boxes":
@@ -151,6 +159,8 @@ class RerunLog:
         return True
 
     def frame(self, image: np.ndarray) -> None:
+        import rerun as rr
+
         h, w = image.shape[:2]
         self.scale = min(1.0, self.settings.max_width / w) if w else 1.0
         if self.scale < 1.0:
@@ -160,6 +170,8 @@ class RerunLog:
             self.rec.log("camera/image", rr.EncodedImage(contents=jpeg.tobytes(), media_type="image/jpeg"))
 
     def faces(self, faces: list[dict[str, Any]]) -> None:
+        import rerun as rr
+
         s = self.scale
         boxes = np.array([f["box"] for f in faces], dtype=np.float32).reshape(-1, 4) * s
         speaking = [float(f.get("speaking") or 0.0) >= SPEAKING_AT for f in faces]
@@ -173,6 +185,8 @@ class RerunLog:
 
     def truth(self, boxes: list[Any]) -> None:
         """A sample session's true boxes: {subject, kind, box, speaking, ...} (replay/sample.py)."""
+        import rerun as rr
+
         arr = np.array([b["box"] for b in boxes], dtype=np.float32).reshape(-1, 4)
         labels = [f"{b.get('kind', '')} {b.get('subject', '')}{' speaking' if b.get('speaking') else ''}"
                   for b in boxes]
@@ -182,6 +196,8 @@ class RerunLog:
     def audio(self, t_ns: int, samples: np.ndarray, rate: int) -> None:
         """The block decimated to peaks (the sample of largest magnitude per bucket), stamped
         sample-exactly from the block's capture time."""
+        import rerun as rr
+
         mono = np.asarray(samples, dtype=np.float32).reshape(len(samples), -1)[:, 0]
         step = max(1, rate // max(1, self.settings.audio_points_per_s))
         n = len(mono) // step
@@ -194,6 +210,8 @@ class RerunLog:
                               columns=rr.Scalars.columns(scalars=peaks.astype(np.float64)))
 
     def event(self, ev: dict[str, Any]) -> None:
+        import rerun as rr
+
         type_, phase = ev["type"], ev["phase"]
         key = str(ev.get("key", "")).replace("/", "_")
         score = float(ev.get("score") or 0.0)
