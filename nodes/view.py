@@ -65,6 +65,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the server's child process: SIGTERM when its parent dies (Linux; elsewhere the
+    server is stopped on every exit path but SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def check_mode(mode: str) -> tuple[str, str | None]:
     """(kind, path) of a --view value; a usage error names what is accepted."""
     if mode in ("web", "native"):
@@ -107,9 +117,11 @@ class ViewSession:
 
     def _start(self, argv: list[str], port: int) -> None:
         self.server_log = tempfile.TemporaryFile()
-        # its own session: a Ctrl-C meant for the graph does not stop the viewer under the user
+        # its own session: a Ctrl-C meant for the graph does not stop the viewer under the user;
+        # a web server still dies with this process however it ends (SIGKILL included)
         self.server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.server_log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+                                       stderr=subprocess.STDOUT, start_new_session=True,
+                                       preexec_fn=_die_with_parent if self.kind == "web" else None)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.server.poll() is not None:

@@ -143,9 +143,14 @@ class WebView:
         return self.wait_line("viewer: open ").split("viewer: open ", 1)[1].strip()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        """SIGKILL: the rerun server (in a session of its own) goes with it."""
+        if self.proc.poll() is not None:
+            return
+        servers = psutil.Process(self.proc.pid).children(recursive=True)
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        gone, alive = psutil.wait_procs(servers, timeout=10)
+        assert not alive, f"left running: {alive}"
 
 
 def test_view_web_serves_on_loopback_only_until_interrupted(session: Path, tmp_path: Path,
