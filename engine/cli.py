@@ -19,7 +19,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sensorfuse.engine import __version__
+from sensorfuse.engine import __version__, view
 from sensorfuse.engine.errors import SensorfuseError, UsageError
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ EXAMPLES = {
   sensorfuse run --camera 0 --mic default      # live graph on your sensors
   sensorfuse sample -o s.mcap --duration 10    # a labelled session, then the built-in demo graph on it
   sensorfuse run demo --set player.path=s.mcap --duration 30   # (writes demo-*.jsonl/.mcap here)
+  sensorfuse run demo --set player.path=s.mcap --view web      # and watch it in the Rerun web viewer
   sensorfuse run examples/relay.yaml --set producer.rate_hz=60 --run-dir /tmp/sf-run""",
     "status": """examples:
   sensorfuse status              # the newest run, live, until it ends (exit 1 if it failed)
@@ -142,7 +143,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
             sets.append(f"mic.device={args.mic}" if args.mic != "default" else "mic.device=null")
     if graph is None:
         raise UsageError("run needs a GRAPH (YAML path or built-in name) or --camera/--mic for the live graph")
-    return run_graph(graph, sets=sets, duration=args.duration, run_dir=args.run_dir, host=args.host)
+    view_mode = view.mode(args)
+    if view_mode is not None:
+        import msgspec
+
+        from sensorfuse.engine import graph as graph_mod
+
+        graph = msgspec.to_builtins(graph_mod.load_decl(graph))  # checked before a viewer starts
+    with view.viewing(view_mode) as viewer:
+        if viewer is not None:
+            graph = viewer.add_to(graph)
+        return run_graph(graph, sets=sets, duration=args.duration, run_dir=args.run_dir, host=args.host)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -227,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--run-dir", help="directory for sockets and status (default: a new one under /tmp)")
     p.add_argument("--host", default="local", help="start only the nodes placed on this host (multi-host graphs)")
+    view.add_arguments(p)
     p.set_defaults(func=_cmd_run)
 
     p = _sub(sub, "status", "show node states, restarts, rates, drops and latency of a run until it ends")

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from sensorfuse.engine import manifest as mf
+from sensorfuse.engine import view
 from sensorfuse.engine.cli import run_graph
 from sensorfuse.engine.errors import SensorfuseError, UsageError
 from sensorfuse.engine.perception.encoders import FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL
@@ -259,6 +260,11 @@ def _out_dir(args: argparse.Namespace) -> Path:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    with view.viewing(view.mode(args)) as viewer:  # a web viewer serves on after the summary
+        return _run_demo(args, viewer)
+
+
+def _run_demo(args: argparse.Namespace, viewer: Any) -> int:
     t0 = time.monotonic()
     streams = session_streams(Path(args.session)) if args.session else list((*REQUIRED_STREAMS, *OPTIONAL_STREAMS))
     out_dir = _out_dir(args)
@@ -272,7 +278,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.head:
         sets.append(f"perceive.head={args.head}")
     print(f"demo: {session.name} at rate {args.rate} (events scroll below; outputs in {out_dir})", flush=True)
-    code = run_graph("demo", sets=sets, duration=args.duration, run_dir=str(run_dir), summary=False)  # ours below
+    graph: Any = "demo" if viewer is None else viewer.add_to(demo_graph(session, out_dir))
+    code = run_graph(graph, sets=sets, duration=args.duration, run_dir=str(run_dir), summary=False)  # ours below
     summary = summarize(session, out_dir, run_dir)
     print_summary(summary)
     write_report(summary, out_dir / REPORT)
@@ -299,4 +306,5 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", metavar="DIR",
                    help="directory for the events JSONL, the recording and the report (default: the user cache)")
     p.add_argument("--force", action="store_true", help="replace earlier demo outputs in --out DIR")
+    view.add_arguments(p)
     p.set_defaults(func=_cmd_demo)

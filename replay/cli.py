@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sensorfuse.engine import progressbar
+from sensorfuse.engine import progressbar, view
 from sensorfuse.engine.errors import SensorfuseError, UsageError
 
 EXAMPLES = {
@@ -23,7 +23,8 @@ EXAMPLES = {
   sensorfuse replay s.mcap --rate max                 # as fast as the graph takes it; ./replay.jsonl
   sensorfuse replay s.mcap --rate 2 --start 5 --end 15 --streams cam0/frame mic0/audio16k
   sensorfuse replay s.mcap --graph demo --out demo-out # a graph (built-in name or YAML) on the log
-  sensorfuse replay s.mcap --rate max --out replayed  # replayed/replay.jsonl""",
+  sensorfuse replay s.mcap --rate max --out replayed  # replayed/replay.jsonl
+  sensorfuse replay s.mcap --view web                 # watch it in the Rerun web viewer (URL printed)""",
     "record": """examples:
   sensorfuse record -o s.mcap --graph live --duration 60 --jpeg cam0/frame   # your camera and microphone
   sensorfuse record -o relay.mcap --graph examples/relay.yaml --streams cam0/frame --force""",
@@ -33,7 +34,9 @@ EXAMPLES = {
     "log": """examples:
   sensorfuse log info s.mcap
   sensorfuse log export s.mcap --to out/ --start 2 --end 4   # PNG frames, WAV audio, JSONL records/text
-  sensorfuse log import --video clip.mp4 --wav clip.wav --text lines.txt --jpeg -o s.mcap""",
+  sensorfuse log import --video clip.mp4 --wav clip.wav --text lines.txt --jpeg -o s.mcap
+  sensorfuse log view s.mcap demo-out/demo-perception.mcap   # the session and what perceive saw in it
+  sensorfuse log view s.mcap --save s.rrd                    # a Rerun recording (open it with `rerun s.rrd`)""",
 }
 
 #: Outputs are never replaced without --force (engine/files.py writes through a temporary).
@@ -90,6 +93,7 @@ def register(subparsers: Any) -> None:
                                                 "relative paths land in DIR (default: the current directory). "
                                                 "A name ending in .jsonl: the replayed streams to that file")
     p.add_argument("--run-dir", help="directory for sockets and status")
+    view.add_arguments(p)
     p.set_defaults(func=cmd_replay)
 
     p = _parser(subparsers, "record", "run a graph and record its streams to MCAP")
@@ -139,6 +143,16 @@ def register(subparsers: Any) -> None:
                    help="store frames as JPEG (quality 1-100, default 90) instead of raw")
     q.add_argument("--force", action="store_true", help=FORCE_HELP)
     q.set_defaults(func=cmd_log_import)
+    q = lsub.add_parser("view", help="show logs in the Rerun viewer (native with a display, else web), "
+                                     "or --save a Rerun recording", epilog=EXAMPLES["log"],
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("file", nargs="+", help="MCAP logs shown together on one timeline (a session and its "
+                                           "perception recording)")
+    where = q.add_mutually_exclusive_group()
+    where.add_argument("--save", metavar="OUT.rrd", help="write a Rerun recording instead of opening a viewer")
+    where.add_argument("--web", action="store_true", help="serve the web viewer on 127.0.0.1 even with a display")
+    q.add_argument("--force", action="store_true", help=FORCE_HELP)
+    q.set_defaults(func=cmd_log_view)
 
 
 def _open_log(path: str) -> None:
@@ -196,10 +210,10 @@ def check_window(path: str, start: float | None, end: float | None, duration_s: 
 
 def replay_graph(path: str, *, rate: float | str = 1.0, start: float | None = None, end: float | None = None,
                  loop: bool = False, streams: list[str] | None = None, graph: dict[str, Any] | None = None,
-                 out: str | None = None) -> dict[str, Any]:
+                 out: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The graph `sensorfuse replay` runs: a player node plus `graph` (its nodes that
     produce recorded streams removed) and/or a JSONL sink of every replayed stream
-    written to `out` (a file path)."""
+    written to `out` (a file path); `extra` nodes (the viewer) are added as they are."""
     available = _log_streams(path)
     if not available:
         raise UsageError(f"{path}: no readable message to replay (damaged before its first complete chunk?); "
@@ -219,6 +233,7 @@ def replay_graph(path: str, *, rate: float | str = 1.0, start: float | None = No
             if set((nd.get("outputs") or {}).values()) & set(selected):
                 continue  # a capture node: the log replaces it
             nodes[node_name] = nd
+    nodes.update(extra or {})
     consumed = {(u if isinstance(u, str) else u["stream"]) for nd in nodes.values()
                 for u in (nd.get("inputs") or {}).values()}
     if graph is None or out:
@@ -254,10 +269,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import msgspec
 
     from sensorfuse.engine import graph as graph_mod
-    from sensorfuse.engine.cli import run_graph
-    from sensorfuse.engine.rundir import new_run_dir
     from sensorfuse.replay import logtools
-    from sensorfuse.replay.progress import ProgressWatcher
 
     _open_log(args.file)
     # A YAML path or a built-in graph name, as `run` takes them.
@@ -268,8 +280,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     sink = None if graph is not None else os.path.join(out_dir or ".", REPLAY_JSONL)
     if args.out and _is_jsonl_file(args.out):  # the older form: the replayed streams to that file
         sink = args.out
-    g = replay_graph(args.file, rate=args.rate, start=args.start, end=args.end, loop=args.loop,
-                     streams=args.streams, graph=graph, out=sink)
+    with view.viewing(view.mode(args)) as viewer:
+        extra = None
+        if viewer is not None:  # the log's streams and the graph's outputs, whichever it draws
+            graph_nodes = (graph or {}).get("nodes", {})
+            drawn = {*(args.streams or _log_streams(args.file)),
+                     *(s for nd in graph_nodes.values() for s in (nd.get("outputs") or {}).values())}
+            extra = {viewer.node_name(graph_nodes): viewer.node(drawn, graph)}
+        g = replay_graph(args.file, rate=args.rate, start=args.start, end=args.end, loop=args.loop,
+                         streams=args.streams, graph=graph, out=sink, extra=extra)
+        return _run_replay(args, g, info, out_dir)
+
+
+def _run_replay(args: argparse.Namespace, g: dict[str, Any], info: dict[str, Any], out_dir: str | None) -> int:
+    from sensorfuse.engine.cli import run_graph
+    from sensorfuse.engine.rundir import new_run_dir
+    from sensorfuse.replay.progress import ProgressWatcher
+
     wired = list(g["nodes"]["player"]["outputs"])
     counts = {s["topic"]: s["count"] for s in info["streams"]}
     start_s = args.start or 0.0
@@ -449,4 +476,26 @@ def cmd_log_import(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise SensorfuseError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     print(f"wrote {args.output}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_log_view(args: argparse.Namespace) -> int:
+    from sensorfuse.engine import files
+
+    for path in args.file:
+        _open_log(path)
+    if args.save:
+        files.check_output(args.save, force=args.force)
+        if os.path.exists(args.save):  # --force
+            os.remove(args.save)
+    from sensorfuse.nodes.view import has_display, session  # the viewer lives above replay's log tools
+    from sensorfuse.nodes.view_log import view_logs
+
+    mode = f"rrd:{args.save}" if args.save else "native" if has_display() and not args.web else "web"
+    with session(mode) as viewer:
+        counts = view_logs(args.file, viewer)
+        if not any(n for s, n in counts.items() if s != "damaged"):
+            raise SensorfuseError(f"nothing in {', '.join(args.file)} could be shown"
+                                  + (f" ({counts['damaged']} messages damaged)" if counts["damaged"] else ""))
+        print(", ".join(f"{s} {n}" for s, n in sorted(counts.items())), file=sys.stderr, flush=True)
     return 0

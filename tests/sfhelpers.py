@@ -195,3 +195,21 @@ def parse_report_html(text: str) -> ReportPage:
     page = ReportPage()
     page.feed(text)
     return page
+
+
+def rrd_rows(path: Path) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+    """A Rerun recording read back with the SDK: entity path -> [(capture time ns, {column:
+    value})] in time order (the viewer's `capture` timeline; static rows have none)."""
+    import pyarrow as pa
+    from rerun.chunk import RrdReader
+
+    rows: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for chunk in RrdReader(path).stream():
+        batch = chunk.to_record_batch()
+        if "capture" not in batch.schema.names:
+            continue
+        times = batch.column("capture").cast(pa.int64()).to_pylist()
+        columns = {name: batch.column(name).to_pylist() for name in batch.schema.names if ":" in name}
+        for i, t in enumerate(times):
+            rows.setdefault(chunk.entity_path, []).append((t, {k: v[i] for k, v in columns.items()}))
+    return {entity: sorted(r, key=lambda row: row[0]) for entity, r in rows.items()}

@@ -1,0 +1,33 @@
+"""`sensorfuse log view` on what the demo graph wrote: the session's inputs and the demo's
+perception recording in one Rerun recording, read back with the Rerun SDK (docs/view.md)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sfhelpers import REPO, SENSORFUSE, rrd_rows
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def test_log_view_shows_the_demo_session_with_its_perception(demo_run: dict[str, Any], demo_session: Path,
+                                                              tmp_path: Path) -> None:
+    rrd = tmp_path / "demo.rrd"
+    done = subprocess.run([*SENSORFUSE, "log", "view", str(demo_session), str(demo_run["out"] / "perception.mcap"),
+                           "--save", str(rrd)], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    rows = rrd_rows(rrd)
+    frames = sorted(f["t_ns"] for f in demo_run["frames"])
+    assert [t for t, _ in rows["/camera/image"]] == frames
+    # a detections record per frame, at the frame's capture time, with the faces perceive found
+    faces = rows["/camera/faces"]
+    assert [t for t, _ in faces] == frames and any(row["Boxes2D:half_sizes"] for _, row in faces)
+    labels = [label for _, row in faces for label in row["Boxes2D:labels"] or []]
+    assert labels and all(label.startswith("#") for label in labels)
+    assert len(rows["/audio/waveform"]) >= 200 * 19 and len(rows["/audio/vad"]) == len(frames)
+    assert len(rows["/events/log"]) == len(demo_run["events"])
+    types = {e["record"]["type"] for e in demo_run["events"]}
+    assert {p.split("/")[3] for p in rows if p.startswith("/events/score/")} == types
