@@ -59,6 +59,8 @@ METRICS_INTERVAL_S = 0.5
 #: After a node failed before the graph started, how long the others may take to fail
 #: too (so one run names every broken node) before the start is given up.
 START_FAILURE_GRACE_S = 1.0
+#: How long a node that exited 0 without its `done` having arrived is given for that message.
+DONE_GRACE_S = 0.5
 
 
 @dataclass
@@ -295,6 +297,8 @@ class Supervisor:
                 continue
             st.exit_codes.append(code)
             self._handle_control()
+            if code == EXIT_OK and st.state != "finishing" and not self.stop_requested:
+                self._await_done(st)
             if code == EXIT_OK and st.state == "finishing":
                 st.state = "done"
                 log.info("%s finished", st.name)
@@ -308,6 +312,15 @@ class Supervisor:
                 log.log(level, "%s cannot start: %s (not restarted)", st.name, st.last_error or "startup error")
             else:
                 self._schedule_restart(st, f"exited with code {code}" + (f": {st.last_error}" if st.last_error else ""))
+
+    def _await_done(self, st: Any, grace_s: float = DONE_GRACE_S) -> None:
+        """A node that exited 0 sent its `done` just before: the message can still be on its
+        way through ZeroMQ when the exit is seen. Wait briefly for it, rather than taking a
+        clean end for a crash and restarting the node."""
+        deadline = time.monotonic() + grace_s
+        while st.state != "finishing" and time.monotonic() < deadline:
+            if self.router.poll(10, zmq.POLLIN):
+                self._handle_control()
 
     def _check_liveness(self) -> None:
         now = time.monotonic()
