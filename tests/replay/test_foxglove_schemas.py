@@ -189,3 +189,15 @@ def test_events_recorded_as_sensorfuse_message_before_still_replay_exactly(tmp_p
         (m,) = list(reader.iter_messages())
     assert m.schema == "sensorfuse.Message"
     assert m.decode() == (original.header, header_bytes, payload)
+
+
+@pytest.mark.parametrize("event", [{}, {"type": 5, "phase": None, "score": "high", "modalities": 3,
+                                         "subject": "x", "duration_ns": "long"}, [1, 2]])
+def test_events_off_the_schema_are_recorded_and_replay_exactly(event: object) -> None:
+    """A hostile or older producer's record on an events stream never breaks the recorder."""
+    m = wire.build_message("perceive/events", wire.KIND_RECORD, event, seq=0, t_ns=1, t_pub_ns=2, src="x",
+                           session=SESSION)
+    header_bytes = bytes(wire.encode_header(m.header))
+    enc = schemas.encode(m.header, header_bytes, payload_bytes(m))
+    assert enc.schema == ("foxglove.Log" if isinstance(event, dict) else "sensorfuse.Message")
+    assert schemas.decode(enc.schema, enc.data) == (m.header, header_bytes, payload_bytes(m))
