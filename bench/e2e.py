@@ -1,7 +1,7 @@
 """End-to-end benchmark: the demo graph at --rate max and 1× vs a bare single-process loop.
 
     .venv/bin/python bench/e2e.py [--session S.mcap] [--json OUT] [--rates max,1] [--repeat N]
-                                  [--profile DIR]
+                                  [--profile DIR] [--view]
 
 - graph: `engine/graphs/demo.yaml` as real processes (player → aligner → perceive →
   sinks + recorder), plus a JSONL sink on `perceive/detections` to time every frame.
@@ -14,6 +14,10 @@
   share" = 1 − graph fps / bare fps at --rate max. With rate 1 a second bare loop hands
   the ticks over at their capture times (`bare_paced`): its per-tick time is the "model
   time" the 1× latency is compared with (`latency_p99_over_model_p99_ms`).
+- `--view`: each graph rate also runs with the viewer node added exactly as `sensorfuse
+  demo --view rrd:PATH` adds it (`ViewSession.add_to`, nodes/view.py), writing a Rerun
+  recording in the run's scratch directory; rows `graph_rate_R_view`, interleaved with
+  the plain runs, and the same targets computed for them (`..._view` keys).
 Numbers depend on the machine's load; the table in docs/benchmarks.md says where it ran.
 """
 
@@ -36,7 +40,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-from sensorfuse.engine import fingerprint
+from sensorfuse.engine import fingerprint, view
 from sensorfuse.engine.perception import Encoders, FusionHead, Perception, label_embeddings
 from sensorfuse.engine.perception.features import warm_up
 from sensorfuse.models.fusion import dataset
@@ -48,8 +52,12 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
 
 
-def run_graph(session: Path, rate: str, work: Path, profile: Path | None = None) -> dict[str, Any]:
+def run_graph(session: Path, rate: str, work: Path, profile: Path | None = None, *,
+              with_view: bool = False) -> dict[str, Any]:
     decl = demo.demo_graph(session, work, rate=rate if rate == "max" else float(rate))
+    if with_view:  # an rrd session runs no server: the viewer node writes the file, the session only names it
+        with view.viewing(f"rrd:{work / 'view.rrd'}") as viewer:
+            decl = viewer.add_to(decl)
     nodes = decl["nodes"]
     nodes["detections"] = {"kind": "jsonl", "params": {"path": str(work / "detections.jsonl")},
                            "inputs": {"d": {"stream": "perceive/detections", "policy": "block", "queue": 64}}}
@@ -68,6 +76,8 @@ def run_graph(session: Path, rate: str, work: Path, profile: Path | None = None)
         cpu = CpuSampler(proc)
         _, stderr = proc.communicate()
         cpu.join()
+        status_path = Path(run_dir) / "status.json"
+        status = json.loads(status_path.read_text()) if status_path.is_file() else {}
     if proc.returncode != 0:
         raise RuntimeError(f"graph failed ({proc.returncode}): {stderr[-2000:]}")
     frames = {f["seq"]: f["t_pub_ns"] for f in _jsonl(work / "frames.jsonl")}
@@ -81,9 +91,17 @@ def run_graph(session: Path, rate: str, work: Path, profile: Path | None = None)
     event_lat = demo_report.latency_ms(events, frames_by_t)
     t0_ns, t1_ns = min(frames.values()), max(d["t_pub_ns"] for d in dets)
     span_s = (t1_ns - t0_ns) / 1e9
-    return {"rate": rate, "frames": len(dets), "fps": round(len(dets) / span_s, 1),
-            "frame_latency_ms": _pcts(frame_lat), "event_latency_ms": _pcts(event_lat), "events": len(events),
-            "cpu_ms_per_frame": cpu.per_frame_ms(t0_ns, t1_ns, len(dets))}
+    out = {"rate": rate, "frames": len(dets), "fps": round(len(dets) / span_s, 1),
+           "frame_latency_ms": _pcts(frame_lat), "event_latency_ms": _pcts(event_lat), "events": len(events),
+           "cpu_ms_per_frame": cpu.per_frame_ms(t0_ns, t1_ns, len(dets))}
+    if with_view:
+        rrd = work / "view.rrd"
+        out["view_rrd_bytes"] = rrd.stat().st_size if rrd.is_file() else 0
+        # what the viewer took and what its `latest` / drop_oldest inputs dropped, per stream
+        streams = ((status.get("nodes") or {}).get("viewer") or {}).get("streams") or {}
+        out["viewer_received_dropped"] = {s: [v["received"], sum(v["dropped"].values())]
+                                          for s, v in sorted(streams.items())}
+    return out
 
 
 class CpuSampler(threading.Thread):
@@ -209,11 +227,15 @@ def main() -> int:
                         help="run the bare loop and each graph rate N times, interleaved; report the median "
                              "fps run (the machine is shared: one run can be off by 30 %%)")
     parser.add_argument("--profile", help="py-spy every graph process into DIR (slows the graph; no timings)")
+    parser.add_argument("--view", action="store_true",
+                        help="also run each rate with the viewer node of `demo --view rrd:PATH` (rows *_view)")
     args = parser.parse_args()
     demo.ensure_pack()
     session = Path(args.session) if args.session else demo.ensure_session()
     rates = [r.strip() for r in args.rates.split(",") if r.strip()]
-    runs: dict[str, list[dict[str, Any]]] = {"bare": [], **{f"graph_rate_{r}": [] for r in rates}}
+    variants = [("", False), *([("_view", True)] if args.view else [])]
+    runs: dict[str, list[dict[str, Any]]] = {"bare": []}
+    runs.update({f"graph_rate_{r}{v}": [] for r in rates for v, _ in variants})
     if "1" in rates:
         runs["bare_paced"] = []
     for _ in range(max(1, args.repeat)):
@@ -221,21 +243,25 @@ def main() -> int:
         if "1" in rates:
             runs["bare_paced"].append(bare_loop(session, paced=True))
         for rate in rates:
-            with tempfile.TemporaryDirectory() as work:
-                profile = Path(args.profile) if args.profile else None
-                runs[f"graph_rate_{rate}"].append(run_graph(session, rate, Path(work), profile))
+            for suffix, with_view in variants:
+                with tempfile.TemporaryDirectory() as work:
+                    profile = Path(args.profile) if args.profile else None
+                    runs[f"graph_rate_{rate}{suffix}"].append(
+                        run_graph(session, rate, Path(work), profile, with_view=with_view))
     results: dict[str, Any] = {"session": session.name}
     for key, values in runs.items():
         results[key] = sorted(values, key=lambda r: r["fps"])[len(values) // 2]
         if len(values) > 1:
             results[key]["fps_runs"] = [r["fps"] for r in values]
-    if "graph_rate_1" in results:  # the latency target: p99 ≤ model time p99 + 15 ms
-        graph_p99 = results["graph_rate_1"]["frame_latency_ms"]["p99"]
-        results["latency_p99_over_model_p99_ms"] = round(graph_p99 - results["bare_paced"]["model_ms"]["p99"], 1)
-    if "graph_rate_max" in results:
-        bare, graph_max = results["bare"], results["graph_rate_max"]
-        results["throughput_vs_bare"] = round(graph_max["fps"] / bare["fps"], 3)
-        results["engine_share"] = round(1 - graph_max["fps"] / bare["fps"], 3)
+    for suffix, _ in variants:
+        if f"graph_rate_1{suffix}" in results:  # the latency target: p99 ≤ model time p99 + 15 ms
+            graph_p99 = results[f"graph_rate_1{suffix}"]["frame_latency_ms"]["p99"]
+            results[f"latency_p99_over_model_p99_ms{suffix}"] = round(
+                graph_p99 - results["bare_paced"]["model_ms"]["p99"], 1)
+        if f"graph_rate_max{suffix}" in results:
+            bare, graph_max = results["bare"], results[f"graph_rate_max{suffix}"]
+            results[f"throughput_vs_bare{suffix}"] = round(graph_max["fps"] / bare["fps"], 3)
+            results[f"engine_share{suffix}"] = round(1 - graph_max["fps"] / bare["fps"], 3)
     print(json.dumps(results, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps({**results, "fingerprint": fingerprint.fingerprint()}, indent=1) + "\n")

@@ -201,3 +201,20 @@ class EventTracker:
             oldest = next(k for k, s in self._keys.items() if not s.active) if any(
                 not s.active for s in self._keys.values()) else next(iter(self._keys))
             del self._keys[oldest]
+
+
+def format_event(ev: dict[str, Any]) -> str:
+    """One readable line for an event record (docs/protocol.md, "Events"): the console
+    sink's line and the recorder's Foxglove log line. A record off the schema (a missing
+    or odd field, as in a hostile log) still gives a line."""
+    subject = ev.get("subject")
+    query = subject.get("query") if isinstance(subject, dict) else None
+    what = f"query {query!r}" if query else str(ev.get("key", ""))
+    modalities = ev.get("modalities")
+    mods = "+".join(map(str, modalities)) if isinstance(modalities, (list, tuple)) and modalities else "-"
+    score = ev.get("score", 0.0)
+    score_text = f"{score:.2f}" if isinstance(score, (int, float)) else repr(score)
+    duration_ns = ev.get("duration_ns")
+    ended = ev.get("phase") == "end" and isinstance(duration_ns, (int, float))
+    extra = f" lasted {duration_ns / 1e9:.2f} s" if ended else ""
+    return f"{ev.get('type', '')!s:<17} {ev.get('phase', '')!s:<6} {what:<24} score {score_text}  [{mods}]{extra}"

@@ -31,6 +31,7 @@ from typing import Any, TextIO
 import msgspec
 
 from sensorfuse.engine import wire
+from sensorfuse.engine.events import format_event
 from sensorfuse.engine.node import InputSpec, Node, Out
 
 
@@ -119,15 +120,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj).hex()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def format_event(ev: dict[str, Any]) -> str:
-    """One readable line for an event record (docs/protocol.md, "Events")."""
-    subject = ev.get("subject") or {}
-    what = subject.get("query") and f"query {subject['query']!r}" or ev.get("key", "")
-    mods = "+".join(ev.get("modalities") or []) or "-"
-    extra = f" lasted {ev['duration_ns'] / 1e9:.2f} s" if ev.get("phase") == "end" and "duration_ns" in ev else ""
-    return f"{ev['type']:<17} {ev['phase']:<6} {what:<24} score {ev.get('score', 0.0):.2f}  [{mods}]{extra}"
 
 
 class ConsoleSink(Node):

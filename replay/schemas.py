@@ -8,14 +8,21 @@ reader can decode it without sensorfuse code:
 | tensor uint8 [H,W,3] / [H,W] / [H,W,1] | `foxglove.RawImage` | `data` (exact bytes) |
 | bytes, encoding jpeg / png | `foxglove.CompressedImage` | `data` |
 | bytes, valid UTF-8 text | `foxglove.Log` | `message` |
+| record on a `*/events` stream | `foxglove.Log` | `message` = the event's line; exact msgpack in `sensorfuse_payload`, JSON in `sensorfuse_json` |
 | audio | `foxglove.RawAudio` | `data` = pcm-s16 for viewers; exact samples in `sensorfuse_payload` |
-| record on a `*/detections` stream | `foxglove.ImageAnnotations` | boxes drawn as `points`; exact msgpack in `sensorfuse_payload` |
+| record on a `*/detections` or `*/boxes` stream | `foxglove.ImageAnnotations` | boxes drawn as `points`; exact msgpack in `sensorfuse_payload` |
 | anything else (records, other tensors, eos) | `sensorfuse.Message` | `payload`; records also as `json` for humans |
+
+The `foxglove.*` schemas declare the official field numbers, names and types
+(foxglove-schemas-protobuf; tests/replay/test_foxglove_schemas.py compares them), so
+Foxglove's panels recognise them by name. Logs written before events became
+`foxglove.Log` hold them as `sensorfuse.Message`; `decode` reads both.
 
 Each schema carries field 100, `sensorfuse.Header sensorfuse`: the readable envelope
 fields plus `wire`, the msgpack header exactly as on the wire, which replay decodes.
 Field 101, `sensorfuse_payload`, holds the exact payload where the Foxglove field
-cannot (float audio, detection records). Extra fields are legal protobuf: Foxglove's
+cannot (float audio, detection and event records); field 102, `sensorfuse_json`, an
+event record as JSON. Extra fields are legal protobuf: Foxglove's
 panels read the fields they know and ignore the rest.
 
 MCAP message fields: `log_time` = capture time `t_ns` (so seek and the index work in
@@ -31,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from sensorfuse.engine import wire
+from sensorfuse.engine.events import format_event
 from sensorfuse.replay import proto
 from sensorfuse.replay.proto import EnumDef, FieldDef, FileDef, MessageDef
 
@@ -39,10 +47,15 @@ MESSAGE_ENCODING = "protobuf"
 
 HEADER_FIELD = 100
 PAYLOAD_FIELD = 101
+JSON_FIELD = 102
+#: foxglove.Log levels an event phase is logged at: updates below starts and ends, so
+#: the Log panel's minimum level hides them
+_LOG_DEBUG, _LOG_INFO = 1, 2
 
 _TS = ".google.protobuf.Timestamp"
 _SF_HEADER = FieldDef("sensorfuse", HEADER_FIELD, proto.T_MESSAGE, ".sensorfuse.Header")
 _SF_PAYLOAD = FieldDef("sensorfuse_payload", PAYLOAD_FIELD, proto.T_BYTES)
+_SF_JSON = FieldDef("sensorfuse_json", JSON_FIELD, proto.T_STRING)
 
 
 def _pool() -> proto.DescriptorPool:
@@ -91,6 +104,7 @@ def _pool() -> proto.DescriptorPool:
             FieldDef("timestamp", 1, proto.T_MESSAGE, _TS), FieldDef("level", 2, proto.T_ENUM, ".foxglove.Log.Level"),
             FieldDef("message", 3, proto.T_STRING), FieldDef("name", 4, proto.T_STRING),
             FieldDef("file", 5, proto.T_STRING), FieldDef("line", 6, proto.T_FIXED32), _SF_HEADER,
+            _SF_PAYLOAD, _SF_JSON,
         ), (EnumDef("Level", (("UNKNOWN", 0), ("DEBUG", 1), ("INFO", 2), ("WARNING", 3), ("ERROR", 4),
                               ("FATAL", 5))),)),
     ), deps))
@@ -122,11 +136,13 @@ def _pool() -> proto.DescriptorPool:
     ), ("google/protobuf/timestamp.proto", "foxglove/Color.proto", "foxglove/Point2.proto")))
     pool.add(FileDef("foxglove/ImageAnnotations.proto", "foxglove", (
         MessageDef("ImageAnnotations", (
+            FieldDef("timestamp", 5, proto.T_MESSAGE, _TS),
             FieldDef("points", 2, proto.T_MESSAGE, ".foxglove.PointsAnnotation", repeated=True),
             FieldDef("texts", 3, proto.T_MESSAGE, ".foxglove.TextAnnotation", repeated=True),
             _SF_HEADER, _SF_PAYLOAD,
         )),
-    ), ("sensorfuse/Header.proto", "foxglove/PointsAnnotation.proto", "foxglove/TextAnnotation.proto")))
+    ), ("google/protobuf/timestamp.proto", "sensorfuse/Header.proto", "foxglove/PointsAnnotation.proto",
+        "foxglove/TextAnnotation.proto")))
     return pool
 
 
@@ -140,6 +156,9 @@ SCHEMAS: dict[str, tuple[str, int]] = {
     "foxglove.Log": ("foxglove/Log.proto", 3),
     "foxglove.ImageAnnotations": ("foxglove/ImageAnnotations.proto", 0),
 }
+#: record streams (by last path component) drawn as `foxglove.ImageAnnotations`, with their
+#: outline colour (r, g, b): perceive's detections green, a sample session's true boxes amber
+ANNOTATION_COLORS = {"detections": (0.1, 1.0, 0.2), "boxes": (1.0, 0.75, 0.0)}
 _IMAGE_ENCODINGS = {"HWC/bgr8": "bgr8", "HWC/rgb8": "rgb8", "HW/mono8": "mono8", "HWC/mono8": "mono8"}
 
 
@@ -189,21 +208,30 @@ def encode(h: wire.Header, header_bytes: bytes, payload: bytes | memoryview, *, 
         msg = (proto.Builder().message(1, ts).bytes_(2, _pcm_s16(samples)).string(3, "pcm-s16")
                .fixed32(4, h.rate or 0).fixed32(5, h.shape[1]).message(HEADER_FIELD, sf).bytes_(PAYLOAD_FIELD, payload))
         return Encoded("foxglove.RawAudio", msg.build())
-    if h.kind == wire.KIND_RECORD and h.stream.rsplit("/", 1)[-1] == "detections":
+    if h.kind == wire.KIND_RECORD and h.stream.rsplit("/", 1)[-1] in ANNOTATION_COLORS:
         record = wire.decode_record(payload)
+        red, green, blue = ANNOTATION_COLORS[h.stream.rsplit("/", 1)[-1]]
         msg = proto.Builder()
         for box, label in _boxes(record):
             x0, y0, x1, y1 = box
             points = proto.Builder().message(1, ts).uint(2, 2)
             for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1)):
                 points.message(3, proto.Builder().double(1, x).double(2, y))
-            points.message(4, proto.Builder().double(1, 0.1).double(2, 1.0).double(3, 0.2).double(4, 1.0))
+            points.message(4, proto.Builder().double(1, red).double(2, green).double(3, blue).double(4, 1.0))
             msg.message(2, points.double(7, 2.0))
             if label:
                 msg.message(3, proto.Builder().message(1, ts).message(2, proto.Builder().double(1, x0).double(2, y0))
                             .string(3, label).double(4, 14.0))
-        msg.message(HEADER_FIELD, sf).bytes_(PAYLOAD_FIELD, payload)
+        msg.message(5, ts).message(HEADER_FIELD, sf).bytes_(PAYLOAD_FIELD, payload)
         return Encoded("foxglove.ImageAnnotations", msg.build())
+    if h.kind == wire.KIND_RECORD and h.stream.rsplit("/", 1)[-1] == "events":
+        event = _record_or_none(payload)
+        if isinstance(event, dict):
+            level = _LOG_DEBUG if event.get("phase") == "update" else _LOG_INFO
+            msg = (proto.Builder().message(1, ts).uint(2, level).string(3, format_event(event))
+                   .string(4, str(event.get("type") or h.stream)).message(HEADER_FIELD, sf)
+                   .bytes_(PAYLOAD_FIELD, payload).string(JSON_FIELD, _json_of(payload)))
+            return Encoded("foxglove.Log", msg.build())
     msg = proto.Builder().bytes_(1, payload)
     if h.kind == wire.KIND_RECORD:
         msg.string(2, _json_of(payload))
@@ -267,6 +295,13 @@ def _pcm_s16(samples: np.ndarray) -> bytes:
     return samples.astype("<i2").tobytes()
 
 
+def _record_or_none(payload: bytes | memoryview) -> Any:
+    try:
+        return wire.decode_record(payload)
+    except ValueError:  # msgspec.DecodeError subclasses ValueError
+        return None
+
+
 def _json_of(payload: bytes | memoryview) -> str:
     try:
         return json.dumps(wire.decode_record(payload), default=repr, ensure_ascii=False)
@@ -289,6 +324,6 @@ def _boxes(record: Any) -> list[tuple[tuple[float, float, float, float], str]]:
             continue
         box = item.get("box", item.get("bbox"))
         if isinstance(box, (list, tuple)) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box):
-            label = item.get("label", item.get("track_id", ""))
+            label = item.get("label", item.get("track_id", item.get("subject", "")))
             out.append(((float(box[0]), float(box[1]), float(box[2]), float(box[3])), str(label)))
     return out

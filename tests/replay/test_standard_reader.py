@@ -4,6 +4,7 @@ no sensorfuse code is used on the reading side."""
 from __future__ import annotations
 
 import collections
+import json
 from pathlib import Path
 
 import msgspec
@@ -46,6 +47,9 @@ def test_standard_reader_sees_streams_counts_payloads_and_crcs(recorded: Path, s
                 assert decoded.sensorfuse_payload == raw
                 assert decoded.sample_rate == h.rate and decoded.format == "pcm-s16"
                 assert len(decoded.data) == 2 * h.shape[0] * h.shape[1]
+            elif schema == "foxglove.Log" and topic == "perceive/events":  # a line per event, exact record beside
+                assert decoded.sensorfuse_payload == raw and decoded.name == "speaking"
+                assert json.loads(decoded.sensorfuse_json)["nested"] == {"seqs": [1, 2, 3]}
             elif schema == "foxglove.Log":
                 assert decoded.message.encode("utf-8") == raw
             elif schema == "foxglove.ImageAnnotations":
