@@ -124,7 +124,8 @@ def _json_default(obj: Any) -> Any:
 def format_event(ev: dict[str, Any]) -> str:
     """One readable line for an event record (docs/protocol.md, "Events")."""
     subject = ev.get("subject") or {}
-    what = subject.get("query") and f"query {subject['query']!r}" or ev.get("key", "")
+    what = (subject.get("query") and f"query {subject['query']!r}"
+            or subject.get("text") and f"said {subject['text']!r}" or ev.get("key", ""))
     mods = "+".join(ev.get("modalities") or []) or "-"
     extra = f" lasted {ev['duration_ns'] / 1e9:.2f} s" if ev.get("phase") == "end" and "duration_ns" in ev else ""
     return f"{ev['type']:<17} {ev['phase']:<6} {what:<24} score {ev.get('score', 0.0):.2f}  [{mods}]{extra}"
