@@ -55,7 +55,8 @@ lock:
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q $(UV_PIN)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra cpu $(LOCK_ARGS) -o requirements/cpu.lock
-	$(VENV)/bin/uv pip compile pyproject.toml --extra gpu $(LOCK_ARGS) -o requirements/gpu.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra gpu $(LOCK_ARGS) --overrides requirements/gpu-overrides.txt \
+		-o requirements/gpu.lock
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

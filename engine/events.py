@@ -209,7 +209,8 @@ def format_event(ev: dict[str, Any]) -> str:
     or odd field, as in a hostile log) still gives a line."""
     subject = ev.get("subject")
     query = subject.get("query") if isinstance(subject, dict) else None
-    what = f"query {query!r}" if query else str(ev.get("key", ""))
+    said = subject.get("text") if isinstance(subject, dict) else None
+    what = f"query {query!r}" if query else f"said {said!r}" if said else str(ev.get("key", ""))
     modalities = ev.get("modalities")
     mods = "+".join(map(str, modalities)) if isinstance(modalities, (list, tuple)) and modalities else "-"
     score = ev.get("score", 0.0)
