@@ -71,8 +71,6 @@ def demo_graph(session: Path, out_dir: Path, *, rate: str | float = "max", cache
     nodes = decl["nodes"]
     nodes["player"]["params"].update(path=str(session), rate=rate)
     nodes["perceive"]["params"] = {"head": head, **({"cache": str(Path(cache).absolute())} if cache else {})}
-    if cache:
-        nodes["transcribe"]["params"] = {"cache": str(Path(cache).absolute())}
     for name, file in (("events", "events.jsonl"), ("frames", "frames.jsonl"), ("recorder", "perception.mcap")):
         nodes[name]["params"]["path"] = str(Path(out_dir) / file)
     if quiet:
