@@ -29,5 +29,14 @@ def test_log_view_shows_the_demo_session_with_its_perception(demo_run: dict[str,
     assert labels and all(label.startswith("#") for label in labels)
     assert len(rows["/audio/waveform"]) >= 200 * 19 and len(rows["/audio/vad"]) == len(frames)
     assert len(rows["/events/log"]) == len(demo_run["events"])
-    types = {e["record"]["type"] for e in demo_run["events"]}
-    assert {p.split("/")[3] for p in rows if p.startswith("/events/score/")} == types
+    # every tick's scores as the event rules saw them, with the rules' thresholds as lines
+    ticks = [t for t, _ in rows["/scores/speech.offscreen/offscreen"]]
+    assert ticks == frames  # a point per tick (the demo ticks on every frame)
+    for rule in ("face", "speaker.active", "speech.offscreen", "query.match", "sound"):
+        assert [t for t, _ in rows[f"/scores/{rule}/threshold/on"]] == frames
+    assert len(rows["/scores/sound/alarm"]) == len(frames)
+    speaking = [p for p in rows if p.startswith("/scores/speaker.active/track:")]
+    assert speaking and sum(len(rows[p]) for p in speaking) == sum(
+        len(row["Boxes2D:half_sizes"] or []) for _, row in faces)  # a score per face seen
+    queries = {e["record"]["subject"]["query"] for e in demo_run["events"] if e["record"]["type"] == "query.match"}
+    assert queries and all(any(q in p for p in rows if p.startswith("/scores/query.match/")) for q in queries)
