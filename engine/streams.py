@@ -43,6 +43,8 @@ STREAM_TYPES: dict[str, StreamType] = {
                    "aligned tick: {t_ns, members, mask, late_ns, ...} (docs/time.md)"),
         StreamType("detections", wire.KIND_RECORD, None, 30.0, "drop_oldest", 32, "faces with boxes, keypoints, track ids"),
         StreamType("events", wire.KIND_RECORD, None, None, "drop_oldest", 256, "fused events (docs/protocol.md)"),
+        StreamType("scores", wire.KIND_RECORD, None, 30.0, "drop_oldest", 32,
+                   "per tick, the scores the event rules see, with their thresholds (docs/protocol.md)"),
     )
 }
 

@@ -19,6 +19,9 @@ Ports
                       time, on the last 0.5 s of audio): ``{tick, t_ns, probabilities:
                       {speech, alarm, tone, noise, background}}`` (docs/sound.md)
     events      (out) fused events, docs/protocol.md ("Events")
+    scores      (out) per tick, what the event rules were given: ``{tick, t_ns, scores: {rule:
+                      {key: score}}, queries: {key: text}, thresholds: {rule: {on, off}}}``
+                      (docs/protocol.md); built only when the port is wired
 
 Every output's record schema ships in `sensorfuse.engine.schemas` (docs/protocol.md,
 "Record streams").
@@ -50,7 +53,8 @@ Config example::
       params: {head: default, scene_period_ms: 333, sound: default}  # head: early | late | attention | PATH
       inputs: {ticks: {stream: align/ticks, policy: block}, frame: {stream: cam0/frame, policy: block}}
       outputs: {detections: perceive/detections, scene: perceive/scene,
-                speech: perceive/speech, sound: perceive/sound, events: perceive/events}
+                speech: perceive/speech, sound: perceive/sound, events: perceive/events,
+                scores: perceive/scores}
 """
 
 from __future__ import annotations
@@ -172,6 +176,7 @@ class PerceiveNode(Node):
         "speech": OutputSpec(kind="record", doc="speech activity per tick"),
         "sound": OutputSpec(kind="record", doc="sound-event class probabilities (docs/sound.md)"),
         "events": OutputSpec(kind="record", doc="fused events (docs/protocol.md)"),
+        "scores": OutputSpec(kind="record", doc="per tick, the scores the event rules see, with thresholds"),
     }
 
     @classmethod
@@ -211,6 +216,9 @@ class PerceiveNode(Node):
         self.ports = Ports(p.frame_port, p.audio_port, p.text_port)
         rules = {**DEFAULT_RULES, **p.rules}
         self.trackers = {name: EventTracker(r.rule(name)) for name, r in rules.items()}
+        #: the `scores` record is built only for a graph that listens to it
+        self.scores_wired = "scores" in self.ctx.outputs
+        self.thresholds = {name: {"on": r.on, "off": r.off} for name, r in rules.items()}
         self.last_t: int | None = None
         #: event_id -> (record of its last phase, t_ns) for every open event (`snapshot`)
         self.open_events: dict[str, tuple[dict[str, Any], int]] = {}
@@ -274,7 +282,11 @@ class PerceiveNode(Node):
         self.ctx.gauge("frames", float(self.perception.frames))
         self.ctx.gauge("audio_blocks", float(self.perception.audio_blocks))
         self.ctx.gauge("ticks", float(feats.index + 1))
-        return [*self._outputs(feats, scores), *self._events(feats, scores)]
+        obs = self._observations(feats, scores)
+        outs = self._outputs(feats, scores)
+        if self.scores_wired:
+            outs.append(self._scores_out(feats, obs))
+        return [*outs, *self._events(feats.t_ns, obs)]
 
     def finish(self) -> Iterable[Out]:
         outs = self._run(self.join.end_frames())
@@ -314,7 +326,8 @@ class PerceiveNode(Node):
             outs.append(Out.record("sound", {"tick": feats.index, "t_ns": t, "probabilities": feats.sound_probs}, t))
         return outs
 
-    def _events(self, feats: TickFeatures, scores: dict[str, Any]) -> list[Out]:
+    def _observations(self, feats: TickFeatures, scores: dict[str, Any]) -> dict[str, dict[str, Observation]]:
+        """What each event rule is given this tick: rule -> key -> observation."""
         present = feats.present
         sensors = tuple(m for m in ("vision", "audio") if present[m])
 
@@ -352,11 +365,22 @@ class PerceiveNode(Node):
             obs["query.match"][key] = Observation(
                 float(scores["relevance"][0, 0]), modalities, used(modalities),
                 {"query": feats.text, "text_seq": text_ref.seq if text_ref else None})
+        return obs
+
+    def _events(self, t_ns: int, obs: dict[str, dict[str, Observation]]) -> list[Out]:
         outs = []
         for name, tracker in self.trackers.items():
-            for event in tracker.step(feats.t_ns, obs[name]):
-                outs.append(self._event_out(event, feats.t_ns))
+            for event in tracker.step(t_ns, obs[name]):
+                outs.append(self._event_out(event, t_ns))
         return outs
+
+    def _scores_out(self, feats: TickFeatures, obs: dict[str, dict[str, Observation]]) -> Out:
+        """The tick's scores as the event rules see them, keyed like the events (`key`)."""
+        queries = {key: o.subject["query"] for key, o in obs["query.match"].items()}
+        return Out.record("scores", {
+            "tick": feats.index, "t_ns": feats.t_ns,
+            "scores": {name: {key: o.score for key, o in by_key.items()} for name, by_key in obs.items()},
+            "queries": queries, "thresholds": self.thresholds}, feats.t_ns)
 
     def _event_out(self, event: Any, t_ns: int) -> Out:
         """One event phase to publish; the events open after it are kept for `snapshot`."""

@@ -41,7 +41,7 @@ START_TIMEOUT_S = 15.0
 #: viewer port -> (stream suffixes it takes, in order of preference)
 PORT_STREAMS: dict[str, tuple[str, ...]] = {
     "frame": ("frame",), "audio": ("audio16k", "audio"), "detections": ("detections",), "speech": ("speech",),
-    "sound": ("sound",), "scene": ("scene",), "events": ("events",), "text": ("in",),
+    "sound": ("sound",), "scene": ("scene",), "events": ("events",), "scores": ("scores",), "text": ("in",),
 }
 #: a sample session's ground-truth boxes (replay/sample.py)
 TRUTH_STREAM = "labels/boxes"
@@ -136,7 +136,7 @@ class ViewSession:
         self.close()
         raise SensorfuseError(f"the rerun viewer did not listen on {LOOPBACK}:{port} within {START_TIMEOUT_S:g} s")
 
-    def node(self, streams: Iterable[str], graph: dict[str, Any] | None = None) -> dict[str, Any]:
+    def node(self, streams: Iterable[str]) -> dict[str, Any]:
         """The viewer node's declaration, wired to those of `streams` it draws."""
         available = set(streams)
         inputs: dict[str, Any] = {}
@@ -151,14 +151,14 @@ class ViewSession:
         if not inputs:
             raise UsageError(f"--view: the graph has no stream the viewer draws (frames, audio, perceive outputs, "
                              f"text); it has {', '.join(sorted(available)) or 'none'}")
-        return {"kind": "viewer", "params": {**self.params, "thresholds": thresholds(graph or {})}, "inputs": inputs}
+        return {"kind": "viewer", "params": dict(self.params), "inputs": inputs}
 
     def add_to(self, graph: dict[str, Any], streams: Iterable[str] | None = None) -> dict[str, Any]:
         """`graph` with a viewer node wired to the streams its nodes produce (or `streams`)."""
         nodes = graph["nodes"]
         if streams is None:
             streams = {s for nd in nodes.values() for s in (nd.get("outputs") or {}).values()}
-        return {**graph, "nodes": {**nodes, self.node_name(nodes): self.node(streams, graph)}}
+        return {**graph, "nodes": {**nodes, self.node_name(nodes): self.node(streams)}}
 
     @staticmethod
     def node_name(nodes: dict[str, Any]) -> str:
@@ -204,19 +204,6 @@ class ViewSession:
             self.server_log.close()
         if self.kind == "rrd" and os.path.isfile(self.params["save"]):
             print(f"viewer: wrote {self.params['save']}", file=sys.stderr, flush=True)
-
-
-def thresholds(graph: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """Event rule -> (on, off): perceive's defaults, with a perceive node's `rules` over them."""
-    from sensorfuse.nodes.perceive import DEFAULT_RULES
-
-    out = {name: (r.on, r.off) for name, r in DEFAULT_RULES.items()}
-    for nd in (graph.get("nodes") or {}).values():
-        if nd.get("kind") == "perceive":
-            for name, rule in ((nd.get("params") or {}).get("rules") or {}).items():
-                if isinstance(rule, dict) and name in out:
-                    out[name] = (rule.get("on", out[name][0]), rule.get("off", out[name][1]))
-    return out
 
 
 @contextlib.contextmanager

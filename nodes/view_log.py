@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 from sensorfuse.engine import wire
-from sensorfuse.nodes.view import ViewSession, thresholds
+from sensorfuse.nodes.view import ViewSession
 from sensorfuse.nodes.view_rerun import DrawSettings, RerunLog, open_recording
 from sensorfuse.replay.mcap_io import LogMessage, LogReader
 
@@ -41,7 +41,7 @@ def view_logs(paths: list[str], view: ViewSession) -> Counter[str]:
     drawn = set(view.node(set().union(*map(_topics, paths)))["inputs"].values())
     recording_id = "log-" + "+".join(os.path.basename(p) for p in paths)
     rec = open_recording(recording_id, **view.params)
-    draw = RerunLog(rec, DrawSettings(thresholds=thresholds({})))
+    draw = RerunLog(rec, DrawSettings())
     try:
         for m in _messages(paths, drawn):
             try:

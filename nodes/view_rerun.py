@@ -13,17 +13,17 @@ Entities (docs/view.md):
     audio/waveform          the 16 kHz audio, decimated to `audio_points_per_s` (peak per bucket)
     audio/vad               perceive/speech probability
     sound/<class>           perceive/sound class probabilities
-    events/score/<type>     fused event scores at each phase, with events/threshold/<type>/{on,off}
+    scores/<rule>/<key>     perceive/scores: every tick's score an event rule sees, by event key
+                            (query.match: by the query's text), with scores/<rule>/threshold/{on,off}
     events/active/<type>/<key>  1 from an event's start to its end, 0 outside: the timeline
     events/log              one line per event phase
-    text/in                 text lines (queries); their matches are events/score/query.match
+    text/in                 text lines (queries); their match scores are scores/query.match/<text>
     scene                   the scene encoder's top labels
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,17 +49,10 @@ class DrawSettings:
     jpeg_quality: int = 80
     max_width: int = 640
     audio_points_per_s: int = 200
-    #: event type -> (on, off) thresholds of its rule (perceive's `rules`)
-    thresholds: Mapping[str, tuple[float, float]] | None = None
 
 
-def rule_name(event_type: str) -> str:
-    """The perceive rule behind an event type: face.appeared/face.left -> face, sound.alarm -> sound."""
-    if event_type.startswith("face."):
-        return "face"
-    if event_type.startswith("sound."):
-        return "sound"
-    return event_type
+#: perceive's event rules (`perceive/scores`), a score plot each
+SCORE_RULES = ("speaker.active", "speech.offscreen", "query.match", "sound", "face")
 
 
 def blueprint() -> Any:
@@ -71,8 +64,8 @@ def blueprint() -> Any:
             rrb.Vertical(
                 rrb.Spatial2DView(origin="camera", name="camera"),
                 rrb.TimeSeriesView(origin="audio", name="audio"),
-                rrb.TimeSeriesView(origin="events", name="event scores", contents=["events/score/**",
-                                                                                   "events/threshold/**"]),
+                rrb.Tabs(*(rrb.TimeSeriesView(origin=f"scores/{rule}", name=rule) for rule in SCORE_RULES),
+                         name="event scores"),
                 row_shares=[3, 1, 1],
             ),
             rrb.Vertical(
@@ -151,6 +144,8 @@ class RerunLog:
                 self.rec.log(f"sound/{name}", rr.Scalars(float(p)))
         elif suffix == "events" and "phase" in rec:
             self.event(rec)
+        elif suffix == "scores":
+            self.scores(rec)
         elif suffix == "scene":
             labels = ", ".join(f"{n} {p:.2f}" for n, p in rec.get("labels") or [])
             self.rec.log("scene", rr.TextLog(labels))
@@ -209,18 +204,26 @@ class RerunLog:
         self.rec.send_columns("audio/waveform", indexes=[rr.TimeColumn(TIMELINE, duration=times.astype("timedelta64[ns]"))],
                               columns=rr.Scalars.columns(scalars=peaks.astype(np.float64)))
 
+    def scores(self, rec: dict[str, Any]) -> None:
+        """One tick of perceive/scores: a line per event key (a query's by its text) and the
+        rule's on/off thresholds as lines beside them."""
+        import rerun as rr
+
+        queries = rec.get("queries") or {}
+        for rule, by_key in (rec.get("scores") or {}).items():
+            for key, score in by_key.items():
+                name = queries.get(key, key) if rule == "query.match" else key
+                self.rec.log(f"scores/{rule}/{rr.escape_entity_path_part(str(name))}", rr.Scalars(float(score)))
+        for rule, th in (rec.get("thresholds") or {}).items():
+            self.rec.log(f"scores/{rule}/threshold/on", rr.Scalars(float(th["on"])))
+            self.rec.log(f"scores/{rule}/threshold/off", rr.Scalars(float(th["off"])))
+
     def event(self, ev: dict[str, Any]) -> None:
         import rerun as rr
 
         type_, phase = ev["type"], ev["phase"]
         key = str(ev.get("key", "")).replace("/", "_")
         score = float(ev.get("score") or 0.0)
-        self.rec.log(f"events/score/{type_}", rr.Scalars(score))
-        thresholds = (self.settings.thresholds or {}).get(rule_name(type_))
-        if thresholds is not None:
-            on, off = thresholds
-            self.rec.log(f"events/threshold/{type_}/on", rr.Scalars(float(on)))
-            self.rec.log(f"events/threshold/{type_}/off", rr.Scalars(float(off)))
         # face.appeared / face.left are one event: its lane is named after the rule (face)
         lane_path = f"events/active/{'face' if type_.startswith('face.') else type_}/{key}"
         if phase == "start":

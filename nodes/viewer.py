@@ -7,7 +7,8 @@ Ports (all optional; `--view` wires those the graph has, nodes/view.py)
     speech      (in, drop_oldest)  perceive/speech: VAD probability
     sound       (in, drop_oldest)  perceive/sound: sound-class probabilities
     scene       (in, drop_oldest)  perceive/scene: top scene labels
-    events      (in, drop_oldest)  perceive/events: scores, thresholds, start/end lanes, a log line
+    scores      (in, drop_oldest)  perceive/scores: each tick's event scores with their on/off thresholds
+    events      (in, drop_oldest)  perceive/events: start/end lanes, a log line
     text        (in, drop_oldest)  text/in: the query lines
     truth       (in, drop_oldest)  labels/boxes of a sample session: the true boxes
 
@@ -44,7 +45,7 @@ import msgspec
 from sensorfuse.engine import wire
 from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.node import InputSpec, Node, Out
-from sensorfuse.engine.params import PositiveFloat, PositiveInt, Probability
+from sensorfuse.engine.params import PositiveFloat, PositiveInt
 
 Quality = Annotated[int, msgspec.Meta(ge=1, le=100)]
 
@@ -60,15 +61,13 @@ class ViewerNode(Node):
         audio_points_per_s: PositiveInt = 200
         flush_ms: PositiveFloat = 20.0
         flush_bytes: PositiveInt = 1 << 20
-        #: event rule -> [on, off] (perceive's `rules`), drawn beside the event scores
-        thresholds: dict[str, tuple[Probability, Probability]] = {}
 
     inputs = {
         "frame": InputSpec(kind=wire.KIND_TENSOR, policy="latest", queue=1, required=False),
         "audio": InputSpec(kind=wire.KIND_AUDIO, policy="drop_oldest", queue=16, required=False),
         **{port: InputSpec(kind=wire.KIND_RECORD, policy="drop_oldest", queue=queue, required=False)
            for port, queue in (("detections", 4), ("speech", 16), ("sound", 8), ("scene", 4), ("events", 256),
-                               ("truth", 4))},
+                               ("scores", 16), ("truth", 4))},
         "text": InputSpec(kind=wire.KIND_BYTES, policy="drop_oldest", queue=16, required=False),
     }
 
@@ -83,8 +82,7 @@ class ViewerNode(Node):
         self.rec = open_recording(p.recording_id or self.ctx.session, connect=p.connect, save=p.save,
                                   flush_ms=p.flush_ms, flush_bytes=p.flush_bytes)
         settings = DrawSettings(jpeg_quality=p.jpeg_quality, max_width=p.max_width,
-                                audio_points_per_s=p.audio_points_per_s,
-                                thresholds=p.thresholds)
+                                audio_points_per_s=p.audio_points_per_s)
         self.draw = RerunLog(self.rec, settings)
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:

@@ -286,7 +286,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             graph_nodes = (graph or {}).get("nodes", {})
             drawn = {*(args.streams or _log_streams(args.file)),
                      *(s for nd in graph_nodes.values() for s in (nd.get("outputs") or {}).values())}
-            extra = {viewer.node_name(graph_nodes): viewer.node(drawn, graph)}
+            extra = {viewer.node_name(graph_nodes): viewer.node(drawn)}
         g = replay_graph(args.file, rate=args.rate, start=args.start, end=args.end, loop=args.loop,
                          streams=args.streams, graph=graph, out=sink, extra=extra)
         return _run_replay(args, g, info, out_dir)

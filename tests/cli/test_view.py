@@ -207,17 +207,16 @@ def test_web_viewer_in_headless_chromium_shows_the_frame_with_its_face_box(
         web.kill()
 
 
-def test_viewer_wiring_prefers_model_audio_and_takes_perceive_thresholds(tmp_path: Path) -> None:
+def test_viewer_wiring_prefers_model_audio_and_takes_the_scores(tmp_path: Path) -> None:
     session_ = view.ViewSession("rrd", str(tmp_path / "w.rrd"))
-    graph = {"nodes": {"perceive": {"kind": "perceive", "params": {"rules": {"query.match": {"on": 0.7, "off": 0.3}}},
-                                    "outputs": {"events": "perceive/events", "detections": "perceive/detections"}},
+    graph = {"nodes": {"perceive": {"kind": "perceive",
+                                    "outputs": {"events": "perceive/events", "detections": "perceive/detections",
+                                                "scores": "perceive/scores"}},
                        "viewer": {"kind": "relay"}}}
     g = session_.add_to(graph, ["cam0/frame", "mic0/audio", "mic0/audio16k", "text/in", "labels/boxes", "labels",
-                                "perceive/events", "perceive/detections"])
+                                "perceive/events", "perceive/detections", "perceive/scores"])
     node = g["nodes"]["_viewer"]
     assert node["inputs"] == {"frame": "cam0/frame", "audio": "mic0/audio16k", "text": "text/in",
                               "truth": "labels/boxes", "events": "perceive/events",
-                              "detections": "perceive/detections"}
-    assert node["params"]["save"] == str(tmp_path / "w.rrd")
-    assert node["params"]["thresholds"]["query.match"] == (0.7, 0.3)
-    assert node["params"]["thresholds"]["speaker.active"] == (0.6, 0.4)
+                              "detections": "perceive/detections", "scores": "perceive/scores"}
+    assert node["params"] == {"save": str(tmp_path / "w.rrd")}  # thresholds come with the scores

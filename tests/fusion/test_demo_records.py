@@ -19,6 +19,7 @@ from sfhelpers import REPO, record_errors, recorded_records
 pytestmark = pytest.mark.timeout(240)
 #: what the demo's recording holds (the demo_run fixture adds the ticks)
 RECORDED = {"perceive/detections", "perceive/scene", "perceive/speech", "perceive/sound", "perceive/events",
+            "perceive/scores",
             "align/ticks"}
 
 
@@ -29,6 +30,7 @@ def test_every_recorded_record_matches_its_schema(demo_run: dict[str, Any]) -> N
         counts[stream] += 1
         errors += record_errors(stream, record)[:3]
     assert set(counts) == RECORDED and counts["align/ticks"] == len(demo_run["frames"]), counts
+    assert counts["perceive/scores"] == counts["align/ticks"], counts  # one record per tick
     assert errors == []
 
 

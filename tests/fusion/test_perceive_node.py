@@ -21,7 +21,7 @@ from sfhelpers import record_errors
 pytestmark = pytest.mark.timeout(120)
 STREAMS = {"ticks": "align/ticks", "frame": "cam0/frame", "detections": "perceive/detections",
            "scene": "perceive/scene", "speech": "perceive/speech", "sound": "perceive/sound",
-           "events": "perceive/events"}
+           "events": "perceive/events", "scores": "perceive/scores"}
 
 
 def harness(model_cache: Path, *, unwired: tuple[str, ...] = (), **params: Any) -> NodeHarness:
@@ -195,3 +195,46 @@ def test_sound_classes_and_a_refused_audio_window(model_cache: Path, short_ticks
 def test_scene_delay_must_be_below_its_period(model_cache: Path) -> None:
     with pytest.raises(StartupError, match="scene delay"):
         harness(model_cache, scene_period_ms=333, scene_delay_ms=400)
+
+
+def test_scores_per_tick_are_what_the_event_rules_see(model_cache: Path, short_ticks: list[dict[str, Any]]) -> None:
+    h = harness(model_cache, rules={"query.match": {"on": 0.7, "off": 0.3}})
+    msgs = feed(h, short_ticks)
+    scores = by_stream(msgs, "perceive/scores")
+    assert [s["tick"] for s in scores] == [t["tick"] for t in short_ticks]
+    assert [s["t_ns"] for s in scores] == [t["t_ns"] for t in short_ticks]
+    assert scores[0]["thresholds"]["query.match"] == {"on": 0.7, "off": 0.3}
+    assert scores[0]["thresholds"]["speaker.active"] == {"on": 0.6, "off": 0.4}
+    # the speaking score of each face is the one its detection carries (rounded there)
+    detections = {d["tick"]: d for d in by_stream(msgs, "perceive/detections")}
+    compared = 0
+    for s in scores:
+        for face in detections[s["tick"]]["faces"]:
+            key = f"track:{face['track_id']}"
+            assert s["scores"]["face"][key] == face["score"]
+            if key in s["scores"]["speaker.active"]:
+                assert round(s["scores"]["speaker.active"][key], 4) == face["speaking"]
+                compared += 1
+    assert compared
+    # an event's key is scored in the tick it starts, at or above the rule's `on`
+    by_tick = {s["t_ns"]: s for s in scores}
+    fused = ("speaker.active", "speech.offscreen", "query.match")
+    started = [e for e in by_stream(msgs, "perceive/events") if e["phase"] == "start" and e["type"] in fused]
+    assert started
+    for e in started:
+        s = by_tick[e["start_ns"]]
+        assert s["scores"][e["type"]][e["key"]] >= s["thresholds"][e["type"]]["on"]
+    # a query's text beside its score
+    assert any(s["queries"] for s in scores)
+    assert all(s["queries"].keys() == s["scores"]["query.match"].keys() for s in scores)
+
+
+def test_scores_are_not_built_when_nobody_listens(model_cache: Path, short_ticks: list[dict[str, Any]]) -> None:
+    wired = feed(harness(model_cache), short_ticks[:30])
+    h = NodeHarness(PerceiveNode, {"cache": str(model_cache)}, name="perceive", streams=STREAMS, start=False)
+    del h.ctx.outputs["scores"]
+    h.node.start()
+    msgs = feed(h, short_ticks[:30])
+    assert by_stream(msgs, "perceive/scores") == []
+    # the other outputs are the same with or without it
+    assert [m.record for m in msgs] == [m.record for m in wired if m.header.stream != "perceive/scores"]

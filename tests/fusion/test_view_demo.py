@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rerun as rr
 from sfhelpers import REPO, SENSORFUSE, rrd_rows
 
 pytestmark = pytest.mark.timeout(240)
@@ -28,6 +29,16 @@ def test_log_view_shows_the_demo_session_with_its_perception(demo_run: dict[str,
     labels = [label for _, row in faces for label in row["Boxes2D:labels"] or []]
     assert labels and all(label.startswith("#") for label in labels)
     assert len(rows["/audio/waveform"]) >= 200 * 19 and len(rows["/audio/vad"]) == len(frames)
-    assert len(rows["/events/log"]) == len(demo_run["events"])
-    types = {e["record"]["type"] for e in demo_run["events"]}
-    assert {p.split("/")[3] for p in rows if p.startswith("/events/score/")} == types
+    perceived = [e for e in demo_run["events"] if e["stream"] == "perceive/events"]  # not speech/events
+    assert len(rows["/events/log"]) == len(perceived)
+    # every tick's scores as the event rules saw them, with the rules' thresholds as lines
+    ticks = [t for t, _ in rows["/scores/speech.offscreen/offscreen"]]
+    assert ticks == frames  # a point per tick (the demo ticks on every frame)
+    for rule in ("face", "speaker.active", "speech.offscreen", "query.match", "sound"):
+        assert [t for t, _ in rows[f"/scores/{rule}/threshold/on"]] == frames
+    assert len(rows["/scores/sound/alarm"]) == len(frames)
+    speaking = [p for p in rows if p.startswith("/scores/speaker.active/track\\:")]  # entity path escapes `:`
+    assert speaking and sum(len(rows[p]) for p in speaking) == sum(
+        len(row["Boxes2D:half_sizes"] or []) for _, row in faces)  # a score per face seen
+    queries = {e["record"]["subject"]["query"] for e in perceived if e["record"]["type"] == "query.match"}
+    assert queries and all(f"/scores/query.match/{rr.escape_entity_path_part(q)}" in rows for q in queries)
