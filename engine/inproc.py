@@ -313,15 +313,15 @@ class Feed:
         self.stream = pub.stream
         self._pub = pub
         self._consumers = consumers
-        self._session = session
-        self._src = src
+        self._headers = wire.StreamStamper(pub.stream, src=src, session=session)
         self._running = running
         self._startup_timeout_s = startup_timeout_s
-        self._clock = Clock()
         self._connected = False
-        self.seq = 0
-        self._last_t_ns = 0
-        self._sample0 = 0
+
+    @property
+    def seq(self) -> int:
+        """The next data message's seq."""
+        return self._headers.seq
 
     def frame(self, image: np.ndarray, *, t_ns: int | None = None, layout: str = "HWC/bgr8") -> None:
         """An image (H x W x 3 uint8 BGR by default, as the camera node publishes)."""
@@ -336,8 +336,7 @@ class Feed:
         counts the samples sent before."""
         samples = np.asarray(samples)
         samples = samples.reshape(-1, 1) if samples.ndim == 1 else samples
-        self.send(Out.audio("", samples, t_ns, rate=rate, sample0=self._sample0))
-        self._sample0 += len(samples)
+        self.send(Out.audio("", samples, t_ns, rate=rate, sample0=0))  # sample0: the stamper's
 
     def text(self, text: str, *, t_ns: int | None = None) -> None:
         self.send(Out.text("", text, self._stamp(t_ns)))
@@ -347,25 +346,26 @@ class Feed:
 
     def end(self) -> None:
         """End of stream: the nodes reading it finish once they have handled everything."""
-        self.send(Out("", wire.KIND_EOS, None, self._last_t_ns))
+        self._transmit(self._headers.marker(wire.KIND_EOS), data=False)
 
     def send(self, out: Out) -> None:
-        """One message built like a node's output (`sensorfuse.engine.node.Out`; its port is ignored)."""
+        """One message built like a node's output (`sensorfuse.engine.node.Out`; its port is
+        ignored, `seq`, `sample0`, `src`, `session` are this stream's)."""
+        if out.kind in wire.MARKER_KINDS:
+            self._transmit(self._headers.marker(out.kind, meta=out.meta), data=False)
+            return
+        fields = {"layout": out.layout, "encoding": out.encoding, "rate": out.rate, "meta": out.meta}
+        self._transmit(self._headers.data(out.kind, out.data, out.t_ns, **fields), data=True)
+
+    def _transmit(self, frames: list[Any], *, data: bool) -> None:
         self._wait_connected()
-        frames = wire.encode_message(self.stream, out.kind, out.data, seq=self.seq, t_ns=out.t_ns,
-                                     t_pub_ns=self._clock.now_ns(), src=self._src, session=self._session,
-                                     layout=out.layout, encoding=out.encoding, rate=out.rate, sample0=out.sample0,
-                                     meta=out.meta)
-        is_data = out.kind != wire.KIND_EOS
-        while not self._pub.send(frames, block_until=time.monotonic() + _POLL_MS / 1000, data=is_data):
+        while not self._pub.send(frames, block_until=time.monotonic() + _POLL_MS / 1000, data=data):
             if not self._running():
                 raise SensorfuseError(f"graph ended: nothing reads {self.stream!r} any more")
-        if is_data:
-            self.seq += 1
-            self._last_t_ns = out.t_ns
 
-    def _stamp(self, t_ns: int | None) -> int:
-        return self._clock.now_ns() if t_ns is None else int(t_ns)
+    @staticmethod
+    def _stamp(t_ns: int | None) -> int:
+        return Clock.now_ns() if t_ns is None else int(t_ns)
 
     def _wait_connected(self) -> None:
         deadline = time.monotonic() + self._startup_timeout_s

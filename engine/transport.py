@@ -314,6 +314,9 @@ class Subscriber:
         t_recv = time.monotonic_ns()
         try:
             msg = wire.decode_message(parts, t_recv)
+        except wire.UnknownKind:
+            self.stats.dropped["unknown_kind"] += 1  # a newer kind: skipped, as the protocol says
+            return
         except wire.ProtocolError as exc:
             self.stats.malformed[exc.reason] += 1
             return

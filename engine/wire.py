@@ -9,6 +9,7 @@ docs/protocol.md is the normative description; keep the two in step.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,6 +76,14 @@ class UnsupportedVersion(ProtocolError):
         )
 
 
+class UnknownKind(ProtocolError):
+    """A well-formed message of a kind this build does not know (a newer publisher's):
+    receivers skip it (docs/protocol.md, "Versioning"), it is not malformed."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__("unknown_kind", f"header field 'kind' is {kind!r}, not one this build knows")
+
+
 # msgspec raises UnicodeDecodeError (a ValueError) for invalid UTF-8 inside msgpack strings.
 _DECODE_ERRORS = (msgspec.MsgspecError, ValueError)
 _encoder = msgspec.msgpack.Encoder()
@@ -109,10 +118,10 @@ def decode_header(buf: Any) -> Header:
         raise ProtocolError("bad_header", str(exc)) from None
     if header.proto != PROTOCOL_VERSION:
         raise UnsupportedVersion(header.proto)
-    if header.kind not in KINDS:
-        raise ProtocolError("bad_header", f"header field 'kind' is {header.kind!r}")
     if header.seq < 0:
         raise ProtocolError("bad_header", f"header field 'seq' is negative ({header.seq})")
+    if header.kind not in KINDS:
+        raise UnknownKind(header.kind)
     return header
 
 
@@ -281,6 +290,38 @@ def encode_message(
         meta=meta or {}, dtype=implied.get("dtype"), shape=implied.get("shape"),
     )
     return [stream.encode("utf-8"), encode_header(header), *payload]
+
+
+class StreamStamper:
+    """The header state of one outgoing stream, for publishers outside a node's runtime
+    (`sensorfuse.client.Publisher`, `sensorfuse.run`'s feeds): `seq` +1 per data message
+    from 0, `sample0` counted across audio blocks, `t_pub_ns` on the engine's clock
+    (CLOCK_MONOTONIC), and the end of stream and `idle` markers built from that state."""
+
+    def __init__(self, stream: str, *, src: str = "", session: str = "") -> None:
+        self.stream = stream
+        self.src = src
+        self.session = session
+        self.seq = 0  # the next data message's
+        self.sample0 = 0  # the next audio block's first sample
+        self.last_t_ns = 0  # capture time of the last data message
+
+    def data(self, kind: str, data: Any, t_ns: int, **fields: Any) -> list[Any]:
+        """The frames of the next data message (`fields` as `encode_message` takes them; an
+        audio block gets `sample0`). Advances the state: call once per message sent."""
+        if kind == KIND_AUDIO:
+            fields["sample0"] = self.sample0
+            self.sample0 += int(np.shape(data)[0])
+        frames = encode_message(self.stream, kind, data, seq=self.seq, t_ns=t_ns, t_pub_ns=time.monotonic_ns(),
+                                src=self.src, session=self.session, **fields)
+        self.seq += 1
+        self.last_t_ns = t_ns
+        return frames
+
+    def marker(self, kind: str, **fields: Any) -> list[Any]:
+        """An `eos` or `idle` (docs/protocol.md): the next data seq, the last capture time."""
+        return encode_message(self.stream, kind, None, seq=self.seq, t_ns=self.last_t_ns,
+                              t_pub_ns=time.monotonic_ns(), src=self.src, session=self.session, **fields)
 
 
 def build_message(stream: str, kind: str, data: Any, *, seq: int, t_ns: int, **fields: Any) -> Message:

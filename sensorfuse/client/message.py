@@ -1,16 +1,12 @@
 """Received messages as the client hands them out, and the client's own errors.
 
-Decoding and validation are the engine's (`sensorfuse.engine.wire.decode_message`); a
-header of a kind this build does not know yet (a newer publisher's) is read here rather
-than refused, so the subscriber can handle `idle` and ignore the rest.
+Decoding and validation are the engine's (`sensorfuse.engine.wire.decode_message`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-
-import msgspec
 
 from sensorfuse.engine import wire
 from sensorfuse.engine.errors import SensorfuseError
@@ -70,25 +66,9 @@ class Message(wire.Message):
 
 
 def decode(parts: Sequence[Any], t_recv_ns: int) -> Message:
-    """Validate one multipart message; raises `wire.ProtocolError` with the engine's reasons."""
-    try:
-        msg = wire.decode_message(parts, t_recv_ns)
-    except wire.ProtocolError as exc:
-        header = _unknown_kind(parts) if exc.reason == "bad_header" else None
-        if header is None:
-            raise
-        return Message(header, parts[2:], t_recv_ns)
+    """Validate one multipart message; raises `wire.ProtocolError` with the engine's reasons
+    (`wire.UnknownKind` for a kind newer than this build, which a subscriber skips)."""
+    msg = wire.decode_message(parts, t_recv_ns)
     out = Message(msg.header, msg.payload, t_recv_ns)
     out._record = msg._record  # decoded (and so validated) once already
     return out
-
-
-def _unknown_kind(parts: Sequence[Any]) -> wire.Header | None:
-    """The header of a well-formed message of a kind `wire` does not list, else None."""
-    try:
-        header = msgspec.msgpack.decode(wire._buffer(parts[1]), type=wire.Header)
-        topic = bytes(wire._buffer(parts[0])).decode("utf-8")
-    except (msgspec.MsgspecError, ValueError):
-        return None
-    known = header.kind in wire.KINDS or header.proto != wire.PROTOCOL_VERSION or header.seq < 0
-    return None if known or header.stream != topic else header

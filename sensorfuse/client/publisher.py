@@ -25,7 +25,6 @@ import numpy as np
 import zmq
 
 from sensorfuse.client import locate
-from sensorfuse.client.message import KIND_IDLE
 from sensorfuse.engine import transport, wire
 from sensorfuse.engine.clock import Clock
 from sensorfuse.engine.errors import UsageError
@@ -42,11 +41,7 @@ class Publisher:
         fields of every message. `hwm`: messages queued per subscriber before drops."""
         self.stream = stream
         self.endpoint = locate.check_endpoint(endpoint)
-        self.src = src
-        self.session = session
-        self.seq = 0  # the next data message's
-        self.sample0 = 0  # the next audio block's first sample
-        self.last_t_ns = 0
+        self._stamp = wire.StreamStamper(stream, src=src, session=session)
         try:
             self._pub: transport.Publisher | None = transport.Publisher(
                 context or zmq.Context.instance(), stream, [endpoint], hwm=hwm, keys=locate.load_keys(keys, endpoint))
@@ -80,16 +75,16 @@ class Publisher:
         return have
 
     # -- sending -----------------------------------------------------------------------
+    @property
+    def seq(self) -> int:
+        """The next data message's seq."""
+        return self._stamp.seq
+
     def send(self, kind: str, data: Any, *, t_ns: int | None = None, **fields: Any) -> int:
         """One data message of `kind` (wire.KIND_*), header `fields` as `wire.encode_message`
         takes them; `t_ns` defaults to now. Returns its seq."""
-        seq = self.seq
-        t_ns = Clock.now_ns() if t_ns is None else int(t_ns)
-        frames = wire.encode_message(self.stream, kind, data, seq=seq, t_ns=t_ns, t_pub_ns=Clock.now_ns(),
-                                     src=self.src, session=self.session, **fields)
-        self._sock.send(frames)
-        self.seq += 1
-        self.last_t_ns = t_ns
+        seq = self._stamp.seq
+        self._sock.send(self._stamp.data(kind, data, Clock.now_ns() if t_ns is None else int(t_ns), **fields))
         return seq
 
     def send_frame(self, frame: np.ndarray, t_ns: int | None = None, *, layout: str | None = "HWC/bgr8") -> int:
@@ -106,9 +101,7 @@ class Publisher:
             raise ValueError(f"audio block must be [frames, channels], got shape {list(block.shape)}")
         if t_ns is None:
             t_ns = Clock.now_ns() - block.shape[0] * 1_000_000_000 // int(rate)
-        seq = self.send(wire.KIND_AUDIO, block, t_ns=t_ns, layout="TC", rate=int(rate), sample0=self.sample0)
-        self.sample0 += block.shape[0]
-        return seq
+        return self.send(wire.KIND_AUDIO, block, t_ns=t_ns, layout="TC", rate=int(rate))
 
     def send_text(self, text: str, t_ns: int | None = None) -> int:
         """A line of text (UTF-8); `t_ns` defaults to now (its arrival)."""
@@ -121,10 +114,7 @@ class Publisher:
     def send_idle(self, idle_ms: int = 1000) -> None:
         """An idle message (docs/protocol.md): call it every `idle_ms` while nothing is sent,
         so consumers can tell a quiet stream from a dead one. It consumes no seq."""
-        header = wire.Header(proto=wire.PROTOCOL_VERSION, stream=self.stream, kind=KIND_IDLE, seq=self.seq,
-                             t_ns=self.last_t_ns, t_pub_ns=Clock.now_ns(), src=self.src, session=self.session,
-                             meta={"idle_ms": int(idle_ms)})
-        self._sock.send([self.stream.encode("utf-8"), wire.encode_header(header)], data=False)
+        self._sock.send(self._stamp.marker(wire.KIND_IDLE, meta={"idle_ms": int(idle_ms)}), data=False)
 
     # -- closing -----------------------------------------------------------------------
     def close(self, *, eos: bool = True, drain_s: float = DRAIN_S) -> None:
@@ -135,9 +125,7 @@ class Publisher:
             return
         try:
             if eos:
-                frames = wire.encode_message(self.stream, wire.KIND_EOS, None, seq=self.seq, t_ns=self.last_t_ns,
-                                             t_pub_ns=Clock.now_ns(), src=self.src, session=self.session)
-                pub.send_final(frames, block_until=time.monotonic() + drain_s)
+                pub.send_final(self._stamp.marker(wire.KIND_EOS), block_until=time.monotonic() + drain_s)
                 deadline = time.monotonic() + drain_s
                 while pub.graph_consumers() and (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
                     pub.sock.poll(left_ms)

@@ -155,6 +155,8 @@ class Subscriber:
         t_recv_ns = time.monotonic_ns()
         try:
             msg = decode(parts, t_recv_ns)
+        except wire.UnknownKind:
+            return None  # a kind newer than this client: not for us to interpret
         except wire.ProtocolError as exc:
             self.counters.malformed[exc.reason] += 1
             return None
@@ -164,8 +166,6 @@ class Subscriber:
         if h.kind == KIND_IDLE:
             self._on_idle(h, t_recv_ns)
             return None
-        if h.kind not in wire.KINDS:
-            return None  # a kind newer than this client: not for us to interpret
         self.counters.on_receive(h.seq, h.t_ns, t_recv_ns, t_pub_ns=h.t_pub_ns, data=not msg.end)
         if msg.end:
             self.ended = True

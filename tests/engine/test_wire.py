@@ -109,3 +109,26 @@ def test_fuzzed_messages_only_ever_raise_protocol_error(topic: bytes, header: ob
     # Whatever decodes must be self-consistent.
     if msg.header.kind in ("tensor", "audio"):
         assert msg.array.nbytes == len(payload[0])
+
+
+def test_a_kind_from_a_newer_publisher_is_skipped_not_malformed() -> None:
+    header = msgspec.msgpack.encode({"proto": 1, "stream": "x/a", "kind": "hologram", "seq": 3, "t_ns": 0})
+    with pytest.raises(wire.UnknownKind) as err:
+        wire.decode_message([b"x/a", header])
+    assert err.value.reason == "unknown_kind"
+    bad_seq = msgspec.msgpack.encode({"proto": 1, "stream": "x/a", "kind": "hologram", "seq": -1, "t_ns": 0})
+    with pytest.raises(wire.ProtocolError) as err:
+        wire.decode_message([b"x/a", bad_seq])
+    assert err.value.reason == "bad_header"
+
+
+def test_the_stamper_numbers_data_and_counts_audio_samples() -> None:
+    st = wire.StreamStamper("mic9/audio", src="me", session="s")
+    block = np.zeros((160, 1), np.float32)
+    first = wire.decode_message(st.data(wire.KIND_AUDIO, block, 100, rate=16000))
+    second = wire.decode_message(st.data(wire.KIND_AUDIO, block, 200, rate=16000))
+    idle = wire.decode_message(st.marker(wire.KIND_IDLE, meta={"idle_ms": 1000}))
+    eos = wire.decode_message(st.marker(wire.KIND_EOS))
+    assert [(m.seq, m.header.sample0) for m in (first, second)] == [(0, 0), (1, 160)]
+    assert (idle.seq, idle.t_ns, eos.seq, eos.t_ns) == (2, 200, 2, 200)
+    assert {m.header.src for m in (first, idle, eos)} == {"me"}
