@@ -131,6 +131,7 @@ class NodeContext:
         outputs: dict[str, str] | None = None,
         run_dir: str | None = None,
         restarts: int = 0,
+        blocking: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         self.name = name
         #: how often the supervisor restarted this node in this run (0: its first start); a
@@ -143,6 +144,9 @@ class NodeContext:
         #: port -> stream as wired by the graph (what "*" ports resolved to).
         self.inputs: dict[str, str] = dict(inputs or {})
         self.outputs: dict[str, str] = dict(outputs or {})
+        #: input ports with policy `block` (lock-step): holding one back (`Node.accepts`)
+        #: back-pressures its publisher instead of losing anything
+        self.blocking: frozenset[str] = frozenset(blocking)
         self.log = logging.getLogger(f"sensorfuse.{name}")
         self._counters = counters
         self.rejected: dict[tuple[str, str], int] = {}
@@ -226,6 +230,14 @@ class Node:
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         """Handle one input message; return the messages to publish."""
         return ()
+
+    def accepts(self, port: str) -> bool:
+        """Whether the node takes the next message of `port` now. False leaves it queued (the
+        runtime steps the other inputs meanwhile): a node that buffers one input until
+        another catches up (perceive's frames waiting for their ticks) says False when its
+        buffer is full instead of evicting; on a `block` input that back-pressures the
+        publisher, so lock-step replay loses nothing. Never False for every input at once."""
+        return True
 
     def produce(self, now_ns: int) -> Iterable[Out] | None:
         """Sources only: called when `now_ns >= next_due_ns`. Return None when exhausted."""

@@ -71,6 +71,8 @@ class NodeRunner:
         self.stopping = False
         self.publishers: dict[str, Publisher] = {}
         self.subscribers: list[Subscriber] = []
+        #: input sockets the loop polls now (not those whose full queue the node holds back)
+        self._polled: set[zmq.Socket] = set()
         self.out_seq: dict[str, int] = {}
         self.last_t_ns: dict[str, int] = {}
         #: inside `publish`: the node's `watermark_ns` may not count what is still unsent
@@ -104,7 +106,8 @@ class NodeRunner:
             )
         ctx = NodeContext(self.name, self.session, self.clock, self.counters,
                           inputs={ip["port"]: ip["stream"] for ip in self.np["inputs"]}, outputs=self.np["outputs"],
-                          run_dir=self.plan["run_dir"], restarts=self.restarts)
+                          run_dir=self.plan["run_dir"], restarts=self.restarts,
+                          blocking={ip["port"] for ip in self.np["inputs"] if ip["policy"] == "block"})
         ctx.keepalive = self.keepalive
         try:
             self.node = cls(params, ctx)
@@ -306,16 +309,15 @@ class NodeRunner:
         is_source = type(node).is_source() and not self.subscribers
         poller = zmq.Poller()
         poller.register(self.control, zmq.POLLIN)
-        for sub in self.subscribers:
-            poller.register(sub.sock, zmq.POLLIN)
         while not self.stopping:
             timeout_ms = min(self.heartbeat_interval, self.idle_s) * 1000
             if is_source:
                 due = node.next_due_ns
                 wait_ns = 0 if due is None else due - self.clock.now_ns()
                 timeout_ms = min(timeout_ms, max(0.0, wait_ns / 1e6))
-            if any(s.pending for s in self.subscribers):
+            if self._steppable(node):
                 timeout_ms = 0
+            self._poll_only_unheld(poller, node)
             events = dict(poller.poll(timeout_ms))
             if self.control in events:
                 self._service_control()
@@ -341,7 +343,7 @@ class NodeRunner:
         policy. Event-time order keeps multi-input nodes (the aligner) deterministic when
         inputs are backed up (replay at max rate), whatever the streams' message rates."""
         for _ in range(STEP_BATCH * max(1, len(self.subscribers))):
-            ready = [s for s in self.subscribers if s.pending]
+            ready = self._steppable(node)
             if not ready or self.stopping:
                 return
             sub = min(ready, key=lambda s: s.pending[0].header.t_ns)
@@ -353,6 +355,22 @@ class NodeRunner:
                 continue
             self.publish(node.step(sub.port, msg))
             sub.drain()
+
+    def _poll_only_unheld(self, poller: zmq.Poller, node: Node) -> None:
+        """A full queue the node holds back (`Node.accepts`) is not polled: its readable
+        socket would wake the loop at once, again and again, until the node takes it."""
+        for sub in self.subscribers:
+            held = sub.full and not node.accepts(sub.port)
+            if held and sub.sock in self._polled:
+                poller.unregister(sub.sock)
+                self._polled.discard(sub.sock)
+            elif not held and sub.sock not in self._polled:
+                poller.register(sub.sock, zmq.POLLIN)
+                self._polled.add(sub.sock)
+
+    def _steppable(self, node: Node) -> list[Subscriber]:
+        """Inputs with a queued message the node takes now (`Node.accepts`)."""
+        return [s for s in self.subscribers if s.pending and node.accepts(s.port)]
 
     def _deliver_watermarks(self, node: Node) -> None:
         """Hand the node the watermark of an input's last `idle` once nothing of that input

@@ -300,7 +300,7 @@ class Subscriber:
         """Move available messages from the socket into the queue per policy."""
         taken = 0
         while taken < self._drain_budget:
-            if self.policy == "block" and len(self.pending) >= self.capacity:
+            if self.full:
                 break
             # Ask before reading: a failed NOBLOCK recv costs a raised zmq.Again per drain.
             if not self.sock.get(zmq.EVENTS) & zmq.POLLIN:
@@ -354,6 +354,11 @@ class Subscriber:
         this input is reported (`StreamCounters.silent_s`)."""
         self.stats.heard_ns = time.monotonic_ns()
         self.stats.silent_after_ns = int(LIVENESS_PERIODS * self.idle_s * 1e9)
+
+    @property
+    def full(self) -> bool:
+        """A `block` queue at capacity: `drain` reads no more until one is popped."""
+        return self.policy == "block" and len(self.pending) >= self.capacity
 
     def pop(self) -> wire.Message | None:
         return self.pending.popleft() if self.pending else None

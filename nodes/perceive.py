@@ -227,6 +227,11 @@ class PerceiveNode(Node):
         self.ctx.log.info("perceive: fusion head %s (%s), models on %s", self.head.path.name, self.head.strategy,
                           sorted(set(self.encoders.providers.values())))
 
+    def accepts(self, port: str) -> bool:
+        # lock-step (`block`) frames wait in their queue rather than evict a frame whose tick
+        # has not come yet; other policies keep the newest frames and count what went
+        return port != "frame" or port not in self.ctx.blocking or self.join.wants_frame()
+
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         if port == "frame":
             return self._run(self.join.add_frame(msg.header.seq, msg.header.t_ns, msg))

@@ -18,7 +18,10 @@ Rules (frames arrive in `seq` order on one subscription; ticks arrive in tick or
 - frames older than the newest one a tick has used are released; at most `capacity`
   frames are held (the oldest goes first) and at most `capacity` ticks wait (beyond
   that the oldest goes on without its frame: a frame stream that stalls cannot stall
-  perception).
+  perception);
+- a lock-step caller asks `wants_frame` first and reads no frame while it is False (the
+  buffer is full and no tick waits for a newer frame): then nothing is evicted, and the
+  frames' publisher waits instead (replay at max rate runs ahead of perception at start).
 """
 
 from __future__ import annotations
@@ -66,6 +69,11 @@ class FrameJoin(Generic[T, F]):
     @property
     def buffered(self) -> int:
         return len(self._frames)
+
+    def wants_frame(self) -> bool:
+        """False when one more frame would evict one that no tick has used yet, and no
+        waiting tick needs a newer frame (so the ticks for the held frames must come first)."""
+        return len(self._frames) < self.capacity or bool(self._pending)
 
     def add_frame(self, seq: int, t_ns: int, frame: F) -> list[Joined[T, F]]:
         if self._newest_seq is not None and seq <= self._newest_seq:

@@ -55,7 +55,7 @@ def test_graph_finishes_cleanly_with_nothing_dropped(demo_run: dict[str, Any]) -
     assert demo_run["code"] == 0, demo_run["stderr"]
     assert len(demo_run["frames"]) == int(demo.DEMO_DURATION_S * 15)
     perceive = demo_run["status"]["nodes"]["perceive"]
-    assert perceive["gauges"]["frames"] == len(demo_run["frames"])
+    assert perceive["gauges"]["frames"] == len(demo_run["frames"]), perceive["streams"]
     for name, node in demo_run["status"]["nodes"].items():
         for stream, st in node.get("streams", {}).items():
             assert not st.get("dropped") and not st.get("lost") and not st.get("rejected"), (name, stream, st)
@@ -111,6 +111,28 @@ def test_paced_replay_gives_the_lock_step_events_bit_for_bit(demo_run: dict[str,
     lock_step = [comparable(e) for e in demo_run["events"] if e["t_ns"] < GOLDEN_UNTIL_NS]
     assert got == lock_step, "\n".join(diff_events(got, lock_step, exact=True)[:20])
     assert not diff_events(got, golden())
+
+
+def test_lock_step_perceive_with_a_one_frame_buffer_loses_nothing(demo_run: dict[str, Any], demo_session: Path,
+                                                                   model_cache: Path, tmp_path: Path) -> None:
+    """At --rate max the frames run ahead of their ticks while perceive's first inference
+    warms up; with a `block` frame input perceive holds the frames back in their queue
+    instead of evicting unused ones from its join buffer (which once lost the first 9 ticks'
+    frames on a loaded machine). A buffer of one frame makes that race certain."""
+    graph = demo_graph(demo_session, tmp_path, model_cache)
+    graph["nodes"]["perceive"].setdefault("params", {})["frame_buffer"] = 1
+    run = GraphRun(graph, tmp_path)
+    try:
+        assert run.wait_exit(timeout=90) == 0, run.stderr()
+        status = json.loads((run.run_dir / "status.json").read_text())
+    finally:
+        run.cleanup()
+    perceive = status["nodes"]["perceive"]
+    assert perceive["gauges"]["frames"] == int(demo.DEMO_DURATION_S * 15), perceive
+    assert not perceive["streams"]["cam0/frame"].get("rejected"), perceive["streams"]
+    got = [comparable(e) for e in read_jsonl(tmp_path / "events.jsonl") if e["t_ns"] < GOLDEN_UNTIL_NS]
+    lock_step = [comparable(e) for e in demo_run["events"] if e["t_ns"] < GOLDEN_UNTIL_NS]
+    assert got == lock_step, "\n".join(diff_events(got, lock_step, exact=True)[:20])
 
 
 def golden() -> list[dict[str, Any]]:

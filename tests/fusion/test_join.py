@@ -106,3 +106,20 @@ def test_every_tick_leaves_once_in_order(order: list[bool], lost: set[int], lag:
     assert [j.tick for j in out] == list(range(n))
     for j in out:
         assert (j.frame == j.tick) if j.tick not in lost else (j.frame is None and j.missing == FRAME_NOT_RECEIVED)
+
+
+def test_a_full_buffer_wants_no_frame_until_a_tick_uses_one() -> None:
+    """Lock-step callers read a frame only while `wants_frame`: nothing is ever evicted."""
+    join: FrameJoin[str, str] = FrameJoin(capacity=2)
+    join.add_frame(0, 0, "f0")
+    assert join.wants_frame()
+    join.add_frame(1, 100, "f1")
+    assert not join.wants_frame()  # a third frame would evict f0, whose tick has not come
+    assert names(join.add_tick("t0", ref(0))) == [("t0", "f0", None)]
+    assert names(join.add_tick("t1", ref(1))) == [("t1", "f1", None)]
+    assert join.wants_frame()  # f0 is released (f1 stays: the next tick may reuse it)
+    join.add_frame(2, 200, "f2")
+    assert not join.wants_frame()
+    assert join.add_tick("t3", ref(3)) == []
+    assert join.wants_frame()  # a waiting tick needs a newer frame: read on
+    assert names(join.add_frame(3, 300, "f3")) == [("t3", "f3", None)]

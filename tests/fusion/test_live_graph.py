@@ -74,11 +74,15 @@ def test_live_graph_with_a_file_camera_and_a_pulseaudio_mic(null_sink: str, mode
     detections = [d["record"] for d in read_jsonl(tmp_path / "detections.jsonl")]
     speech_out = [s["record"] for s in read_jsonl(tmp_path / "speech.jsonl")]
     # camera and mic on one clock: once the microphone delivers (PortAudio takes a second or
-    # two to start; until then audio is `absent`), ticks carry audio
+    # two to start; until then audio is `absent`, and in its first second through PulseAudio
+    # the blocks come in bursts, so some ticks find their audio `late` on a loaded machine),
+    # ticks carry audio. A clock offset beyond lateness_ms would make every tick late.
     assert len(ticks) > 3 * 30, f"only {len(ticks)} ticks in {SECONDS} s"
     first = next(i for i, t in enumerate(ticks) if t["status"]["audio"] == "ok")
     after = [t["status"]["audio"] for t in ticks[first:]]
-    assert after.count("ok") > 0.9 * len(after) > 30, after
+    assert set(after) <= {"ok", "late"}, after
+    steady = after[30:]  # from one second after the first block on
+    assert steady.count("ok") > 0.9 * len(steady) > 30, after
     # frames were joined on seq: a tick names its frame, perceive found it
     assert all("data" not in t["members"]["frame"] for t in ticks if t["members"].get("frame"))
     faces = [d for d in detections if d["faces"]]
