@@ -233,9 +233,15 @@ class PerceiveNode(Node):
                           sorted(set(self.encoders.providers.values())))
 
     def accepts(self, port: str) -> bool:
-        # lock-step (`block`) frames wait in their queue rather than evict a frame whose tick
-        # has not come yet; other policies keep the newest frames and count what went
-        return port != "frame" or port not in self.ctx.blocking or self.join.wants_frame()
+        # Lock-step (`block` inputs): a frame waits in its queue rather than evict one whose
+        # tick has not come yet, and a tick rather than push the oldest waiting tick on
+        # without its frame (ticks can run ahead of frames still in the socket). Never both:
+        # frames are held only while no tick waits. Other policies keep the newest and count.
+        if port not in self.ctx.blocking:
+            return True
+        if port == "frame":
+            return self.join.wants_frame()
+        return port != "ticks" or "frame" not in self.ctx.blocking or self.join.wants_tick()
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         if port == "frame":
