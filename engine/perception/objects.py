@@ -64,6 +64,17 @@ def check_classes(wanted: Sequence[str], labels: Sequence[str]) -> list[int]:
     return [index[name] for name in wanted]
 
 
+def parse_classes(text: str) -> list[str]:
+    """`person,car,traffic light` → names (`none` or an empty string: no classes, objects off);
+    ValueError for an empty name between commas."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise ValueError(f"empty class name in {text!r} (use comma-separated COCO names, e.g. person,car)")
+    return names
+
+
 class ObjectDetector:
     """The pack's object detector with its pre/post-processing and labels."""
 
