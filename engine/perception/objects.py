@@ -107,7 +107,6 @@ class ObjectStage:
         ids = itertools.count(1)
         self.trackers = {c: IouTracker(min_iou=0.3, max_missed=MAX_MISSED, ids=ids) for c in sorted(self.class_ids)}
         self.current: ObjectsResult | None = None
-        self.runs = 0
 
     def step(self, t_ns: int, rgb: np.ndarray | None) -> ObjectsResult | None:
         """At tick time `t_ns` (with its frame, if any): the result that enters now, tracked."""
@@ -121,7 +120,6 @@ class ObjectStage:
         return self.current
 
     def _run(self, t_ns: int, rgb: np.ndarray) -> tuple[int, tuple[int, int], nanodet.Detections]:
-        self.runs += 1
         return t_ns, (rgb.shape[0], rgb.shape[1]), self.detector.detect(rgb)
 
     def _track(self, t_ns: int, size: tuple[int, int], found: nanodet.Detections) -> ObjectsResult:

