@@ -143,6 +143,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             sets.append(f"mic.device={args.mic}" if args.mic != "default" else "mic.device=null")
     if graph is None:
         raise UsageError("run needs a GRAPH (YAML path or built-in name) or --camera/--mic for the live graph")
+    if args.classes is not None:
+        sets.append(classes_set(args.classes))
     view_mode = view.mode(args)
     if view_mode is not None:
         import msgspec
@@ -154,6 +156,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if viewer is not None:
             graph = viewer.add_to(graph)
         return run_graph(graph, sets=sets, duration=args.duration, run_dir=args.run_dir, host=args.host)
+
+
+def classes_set(text: str) -> str:
+    """`--classes person,car` as the `--set` it stands for (the perceive node checks the names)."""
+    import json
+
+    from sensorfuse.engine.perception.objects import parse_classes
+
+    try:
+        return f"perceive.classes={json.dumps(parse_classes(text))}"
+    except ValueError as exc:
+        raise UsageError(f"--classes: {exc}") from None
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -235,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", help="live graph: camera device index, video file or URL/GStreamer pipeline")
     p.add_argument("--mic", help="live graph: microphone name or index ('default' for the system default)")
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a node parameter")
+    p.add_argument("--classes", metavar="NAMES",
+                   help="object classes the perceive node reports, comma-separated COCO names "
+                        "(e.g. person,car; none: objects off); same as --set perceive.classes=[...]")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--run-dir", help="directory for sockets and status (default: a new one under /tmp)")
     p.add_argument("--host", default="local", help="start only the nodes placed on this host (multi-host graphs)")
