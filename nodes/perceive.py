@@ -2,8 +2,10 @@
 
 Ports
     ticks       (in)  ``align/ticks`` records (`sensorfuse.nodes.aligner`): members ``frame`` (camera
-                      frame), ``audio`` (16 kHz window), ``text`` (latest text line);
-                      other names via ``frame_port`` / ``audio_port`` / ``text_port``.
+                      frame), ``audio`` (16 kHz window), ``text`` (latest text line),
+                      ``said`` (optional: latest spoken line; the newer of the two is the
+                      query); other names via ``frame_port`` / ``audio_port`` / ``text_port`` /
+                      ``said_port``.
     frame       (in, optional) the camera stream itself, for ticks whose frame member is a
                       reference (aligner ``embed: false``): perceive joins tick and frame
                       on ``seq`` (`sensorfuse.engine.perception.join`) and the ~1 MB frame crosses
@@ -174,6 +176,7 @@ class PerceiveNode(Node):
         frame_port: str = "frame"
         audio_port: str = "audio"
         text_port: str = "text"
+        said_port: str = "said"  # a spoken query (transcribe's text output), docs/speech.md
         frame_buffer: PositiveInt = 32  # frames held for ticks still to come (and ticks waiting for frames)
         rules: dict[str, RuleParams] = {}
         classes: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CLASSES))  # [] turns objects off
@@ -249,7 +252,7 @@ class PerceiveNode(Node):
             raise StartupError(f"perceive: {exc}") from None
         warm_up(self.encoders, labels, p.warmup_frame, **timing)
         self.last_sound: dict[str, float] = {}
-        self.ports = Ports(p.frame_port, p.audio_port, p.text_port)
+        self.ports = Ports(p.frame_port, p.audio_port, p.text_port, p.said_port)
         rules = {**DEFAULT_RULES, **p.rules}
         self.trackers = {name: EventTracker(r.rule(name)) for name, r in rules.items()}
         #: the `scores` record is built only for a graph that listens to it

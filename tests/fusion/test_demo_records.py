@@ -19,7 +19,7 @@ from sfhelpers import REPO, record_errors, recorded_records
 pytestmark = pytest.mark.timeout(240)
 #: what the demo's recording holds (the demo_run fixture adds the ticks)
 RECORDED = {"perceive/detections", "perceive/objects", "perceive/scene", "perceive/speech", "perceive/sound", "perceive/events",
-            "perceive/scores",
+            "perceive/scores", "perceive/transcripts", "speech/events",
             "align/ticks"}
 
 
