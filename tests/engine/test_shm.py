@@ -1,0 +1,177 @@
+"""Shared-memory frame plane: real processes (identity, torn frames, lifecycle, tcp
+fallback) and the pool's fallbacks at unit level."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sensorfuse.engine import shm, wire
+from sfhelpers import read_jsonl, wait_for
+
+HERE = Path(__file__).parent
+NODES = HERE / "shm_nodes.py"
+
+
+def pools(run_dir: Path, node: str = "") -> list[str]:
+    head = f"{shm.PREFIX}{shm.run_tag(str(run_dir))}-{node}"
+    return sorted(n for n in os.listdir(shm.SHM_DIR) if n.startswith(head))
+
+
+def streams(status: dict, node: str) -> dict:
+    return status["nodes"][node]["streams"]
+
+
+def test_every_dtype_and_kind_byte_identical_through_shm(graph_run, tmp_path: Path) -> None:
+    """Every wire dtype in three shapes, audio and bytes go through the pool; a payload over
+    the slot size goes inline (counted too_large); the sink sees the very bytes sent."""
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    from shm_nodes import payloads
+
+    g = {"name": "dtypes", "shm": {"streams": {"t/all": {"slots": 4, "slot_bytes": 2 * 1024 * 1024}}},
+         "nodes": {"src": {"kind": f"{NODES}:AllDtypes", "outputs": {"out": "t/all"}},
+                   "sink": {"kind": "jsonl", "params": {"path": "all.jsonl"},
+                            "inputs": {"in": {"stream": "t/all", "policy": "block", "queue": 2}}}}}
+    run = graph_run(g)
+    assert run.wait_exit(60) == 0, run.stderr()
+    rows = read_jsonl(tmp_path / "all.jsonl")
+    sent = payloads()
+    assert len(rows) == len(sent)
+    for row, (kind, data) in zip(rows, sent):
+        raw = data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes()
+        assert row["kind"] == kind and row["sha256"] == hashlib.sha256(raw).hexdigest(), row
+        assert "ref" not in row  # a node sees the inline message's header
+        if isinstance(data, np.ndarray):
+            assert (row["dtype"], row["shape"]) == (str(data.dtype), list(data.shape))
+    st = run.status()
+    out = streams(st, "src")["t/all"]["shm"]
+    assert out["plane"] == "shm" and out["slots"] == 4 and out["fallback"] == {"too_large": 1}
+    assert streams(st, "sink")["t/all"]["shm"]["plane"] == "shm"
+    assert pools(run.run_dir) == []
+
+
+def test_slow_consumers_never_see_a_torn_frame(graph_run, tmp_path: Path) -> None:
+    """Producers at full speed for 10 s; a slow consumer under each policy checks every
+    frame (and one kept message / one kept view, a step later): none is torn, and what the
+    latest and drop_oldest consumers lost is counted."""
+    frames = {"kind": "synthetic", "params": {"rate_hz": 5000, "shape": [240, 320, 3]}}
+
+    def checker(stream: str, policy: str, keep: str) -> dict:
+        return {"kind": f"{NODES}:FrameChecker", "params": {"path": f"{policy}.json", "work_ms": 20, "keep": keep},
+                "inputs": {"in": {"stream": stream, "policy": policy, "queue": 4}}}
+
+    g = {"name": "torn", "nodes": {
+        "fast": {**frames, "outputs": {"out": "a/frame"}},
+        "paced": {**frames, "outputs": {"out": "b/frame"}},
+        "latest": checker("a/frame", "latest", "array"),
+        "drop_oldest": checker("a/frame", "drop_oldest", "message"),
+        "block": checker("b/frame", "block", "array")}}
+    run = graph_run(g, ["--duration", "10"])
+    run.wait_exit(60)
+    st = run.status()
+    for policy in ("latest", "drop_oldest", "block"):
+        counts = json.loads((tmp_path / f"{policy}.json").read_text())
+        assert counts["checked"] > 50 and counts["rechecked"] == counts["checked"] - 1, (policy, counts)
+        assert counts["torn"] == 0, (policy, counts)
+    published = streams(st, "fast")["a/frame"]["published"]
+    for policy in ("latest", "drop_oldest"):
+        s = streams(st, policy)["a/frame"]
+        assert s["shm"]["plane"] == "shm"
+        lost = sum(s["dropped"].values()) + s["lost"]
+        assert s["received"] - sum(s["dropped"].values()) < published and lost > 0, (policy, s)
+    blocked = streams(st, "block")["b/frame"]
+    assert blocked["lost"] == 0 and not blocked["dropped"].get("slot_recycled"), blocked
+    assert pools(run.run_dir) == []
+
+
+def test_killed_producer_and_consumer_leave_no_segment(graph_run, tmp_path: Path) -> None:
+    """SIGKILL the producer: the supervisor removes its pool, the restart makes a new
+    generation that the consumer maps; SIGKILL the consumer; at the end nothing is left."""
+    g = {"name": "kill", "supervisor": {"backoff_initial_s": 0.0},
+         "nodes": {"cam": {"kind": "synthetic", "params": {"rate_hz": 100, "shape": [240, 320, 3]},
+                           "outputs": {"out": "cam0/frame"}},
+                   "sink": {"kind": "jsonl", "params": {"path": "k.jsonl"},
+                            "inputs": {"in": {"stream": "cam0/frame", "policy": "drop_oldest"}}}}}
+    run = graph_run(g)
+    run.wait_running()
+    wait_for(lambda: pools(run.run_dir, "cam-"), 20, "the producer's pool")
+    first = pools(run.run_dir, "cam-")
+    assert first[0].endswith("-g0")
+    os.kill(run.node("cam")["pid"], signal.SIGKILL)
+    wait_for(lambda: pools(run.run_dir, "cam-") and pools(run.run_dir, "cam-") != first, 20, "a new generation")
+    assert pools(run.run_dir, "cam-")[0].endswith("-g1")
+    got = len(read_jsonl(tmp_path / "k.jsonl"))
+    wait_for(lambda: len(read_jsonl(tmp_path / "k.jsonl")) > got + 20, 20, "frames from the new generation")
+    os.kill(run.node("sink")["pid"], signal.SIGKILL)
+    wait_for(lambda: run.node("sink")["restarts"] >= 1 and run.node("sink")["state"] == "running", 20,
+             "the consumer back")
+    run.proc.send_signal(signal.SIGINT)
+    run.wait_exit(30)
+    assert pools(run.run_dir) == []
+
+
+def test_tcp_consumer_in_the_same_graph_gets_inline_bytes(graph_run, tmp_path: Path) -> None:
+    """A consumer on another host gets inline bytes from the producer that feeds its
+    same-host consumer through the pool; both see the same frames."""
+    from sfhelpers import free_port
+
+    g = {"name": "mixed", "hosts": {"a": "127.0.0.1", "b": "127.0.0.1"}, "ports_base": free_port(),
+         "nodes": {"cam": {"kind": "synthetic", "host": "a", "params": {"rate_hz": 50, "count": 40},
+                           "outputs": {"out": "cam0/frame"}},
+                   "near": {"kind": "jsonl", "host": "a", "params": {"path": "near.jsonl"},
+                            "inputs": {"in": {"stream": "cam0/frame", "policy": "block"}}},
+                   "far": {"kind": "jsonl", "host": "b", "params": {"path": "far.jsonl"},
+                           "inputs": {"in": {"stream": "cam0/frame", "policy": "block"}}}}}
+    run_a = graph_run(g, ["--host", "a"])
+    run_b = graph_run(g, ["--host", "b"])
+    assert run_b.wait_exit(60) == 0, run_b.stderr()
+    assert run_a.wait_exit(30) == 0, run_a.stderr()
+    near, far = (read_jsonl(tmp_path / f"{n}.jsonl") for n in ("near", "far"))
+    assert [r["sha256"] for r in near] == [r["sha256"] for r in far] and len(near) == 40
+    assert streams(run_a.status(), "near")["cam0/frame"]["shm"]["plane"] == "shm"
+    assert "shm" not in streams(run_b.status(), "far")["cam0/frame"]
+    assert pools(run_a.run_dir) == []
+
+
+def test_pool_fallbacks_are_counted_not_raised(tmp_path: Path) -> None:
+    """A pool bigger than /dev/shm can hold and a payload over the slot size go inline
+    with a reason; readers holding every slot too."""
+    total = os.statvfs(shm.SHM_DIR)
+    huge = shm.ShmOutput(f"{shm.PREFIX}test-{os.getpid()}-huge", slots=2,
+                         slot_bytes=total.f_blocks * total.f_frsize + shm.PAGE, block=[False])
+    assert huge.write(b"x" * 100_000, 100_000, block_until=None) is False
+    assert huge.write(b"x" * 100_000, 100_000, block_until=None) is False
+    assert huge.fallback == {"no_space": 2} and huge.stats()["plane"] == "inline"
+    out = shm.ShmOutput(f"{shm.PREFIX}test-{os.getpid()}-tiny", slots=2, block=[False, False])
+    try:
+        desc = out.write(b"a" * 70_000, 70_000, block_until=None)
+        assert isinstance(desc, dict) and desc["size"] == 70_000 and desc["dev"] is None
+        assert out.write(b"b" * 80_000, 80_000, block_until=None) is False
+        assert out.fallback == {"too_large": 1}
+        reader = shm.PoolReader(0, False)
+        root, mapping = reader.resolve(desc)
+        assert root.tobytes() == b"a" * 70_000
+        lease = reader.acquire(mapping, desc["slot"], desc["seq"])
+        second = out.write(b"c" * 70_000, 70_000, block_until=None)
+        assert second["slot"] != desc["slot"]  # the held slot is skipped
+        reader.release(lease, root, escaped=True)  # pinned: still held
+        other = shm.PoolReader(1, False)
+        _, mapping2 = other.resolve(second)
+        assert other.acquire(mapping2, second["slot"], second["seq"]) is not None
+        assert out.write(b"d" * 70_000, 70_000, block_until=None) is False  # both slots held
+        assert out.fallback == {"too_large": 1, "no_space": 1}
+        assert reader.resolve(desc) is not None
+        del root
+        reader.acquire(mapping, desc["slot"], desc["seq"])  # sweeps the pin: its view is gone
+        assert len(reader.pins) == 0
+    finally:
+        out.close()
+    assert not [n for n in os.listdir(shm.SHM_DIR) if n.startswith(f"{shm.PREFIX}test-{os.getpid()}")]
