@@ -421,9 +421,6 @@ class Subscriber:
             return
         if msg.header.meta.get("snapshot") is True:
             return  # state re-sent for a late outside subscriber: a graph node saw it live
-        if msg.shm is not None and not self._resolve(msg):
-            self.stats.dropped["slot_recycled"] += 1
-            return
         if self.policy != "block" and len(self.pending) >= self.capacity:
             self._evict_oldest_data()
         self.pending.append(msg)
@@ -445,9 +442,13 @@ class Subscriber:
         return True
 
     def hold(self, msg: wire.Message) -> Lease | None:
-        """Lease a queued message's slot for its handler; None (counted `slot_recycled`)
-        when the producer reused the slot since the message was queued. Call `let_go`
+        """Map a queued descriptor's slot and lease it for the handler; None (counted
+        `slot_recycled`) when the producer reused the slot since it was sent. Checked here,
+        not on receipt: what a policy drops anyway counts as its own drop (`overflow`). Call `let_go`
         after the handler, from a frame as deep as this call's."""
+        if not self._resolve(msg):
+            self.stats.dropped["slot_recycled"] += 1
+            return None
         assert self.shm is not None
         mapping, slot, seq = msg.shm
         lease = self.shm.acquire(mapping, slot, seq)
