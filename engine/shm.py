@@ -54,9 +54,11 @@ HEADER_WORDS = 8
 ROW_WORDS = 4 + 2 * LEASES
 SLOT_WORDS = 4
 PAGE = 4096
-#: Payloads below this stay inline: pyzmq copies them anyway, and a descriptor round trip
-#: costs about what copying 64 KiB does (docs/benchmarks.md).
-DEFAULT_MIN_BYTES = 64 * 1024
+#: Payloads below this stay inline: measured (docs/benchmarks.md), a 64 KiB block through
+#: the pool was slower than inline (p50 +30 %, half the saturation rate: the lease and the
+#: descriptor cost more than the socket copy they save), a 640×480×3 frame (900 KiB) as
+#: fast or faster.
+DEFAULT_MIN_BYTES = 256 * 1024
 MAX_DEFAULT_SLOTS = 32
 #: How often a writer waiting for a block reader checks whether that reader's process lives.
 _PID_CHECK_S = 0.1

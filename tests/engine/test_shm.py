@@ -36,7 +36,8 @@ def test_every_dtype_and_kind_byte_identical_through_shm(graph_run, tmp_path: Pa
     sys.path.insert(0, str(HERE))
     from shm_nodes import payloads
 
-    g = {"name": "dtypes", "shm": {"streams": {"t/all": {"slots": 4, "slot_bytes": 2 * 1024 * 1024}}},
+    g = {"name": "dtypes",
+         "shm": {"min_bytes": 65536, "streams": {"t/all": {"slots": 4, "slot_bytes": 2 * 1024 * 1024}}},
          "nodes": {"src": {"kind": f"{NODES}:AllDtypes", "outputs": {"out": "t/all"}},
                    "sink": {"kind": "jsonl", "params": {"path": "all.jsonl"},
                             "inputs": {"in": {"stream": "t/all", "policy": "block", "queue": 2}}}}}
@@ -68,7 +69,7 @@ def test_slow_consumers_never_see_a_torn_frame(graph_run, tmp_path: Path) -> Non
         return {"kind": f"{NODES}:FrameChecker", "params": {"path": f"{policy}.json", "work_ms": 20, "keep": keep},
                 "inputs": {"in": {"stream": stream, "policy": policy, "queue": 4}}}
 
-    g = {"name": "torn", "nodes": {
+    g = {"name": "torn", "shm": {"min_bytes": 65536}, "nodes": {
         "fast": {**frames, "outputs": {"out": "a/frame"}},
         "paced": {**frames, "outputs": {"out": "b/frame"}},
         "latest": checker("a/frame", "latest", "array"),
@@ -95,7 +96,7 @@ def test_slow_consumers_never_see_a_torn_frame(graph_run, tmp_path: Path) -> Non
 def test_killed_producer_and_consumer_leave_no_segment(graph_run, tmp_path: Path) -> None:
     """SIGKILL the producer: the supervisor removes its pool, the restart makes a new
     generation that the consumer maps; SIGKILL the consumer; at the end nothing is left."""
-    g = {"name": "kill", "supervisor": {"backoff_initial_s": 0.0},
+    g = {"name": "kill", "supervisor": {"backoff_initial_s": 0.0}, "shm": {"min_bytes": 65536},
          "nodes": {"cam": {"kind": "synthetic", "params": {"rate_hz": 100, "shape": [240, 320, 3]},
                            "outputs": {"out": "cam0/frame"}},
                    "sink": {"kind": "jsonl", "params": {"path": "k.jsonl"},
@@ -150,7 +151,7 @@ def test_pool_fallbacks_are_counted_not_raised(tmp_path: Path) -> None:
     assert huge.write(b"x" * 100_000, 100_000, block_until=None) is False
     assert huge.write(b"x" * 100_000, 100_000, block_until=None) is False
     assert huge.fallback == {"no_space": 2} and huge.stats()["plane"] == "inline"
-    out = shm.ShmOutput(f"{shm.PREFIX}test-{os.getpid()}-tiny", slots=2, block=[False, False])
+    out = shm.ShmOutput(f"{shm.PREFIX}test-{os.getpid()}-tiny", slots=2, block=[False, False], min_bytes=65536)
     try:
         desc = out.write(b"a" * 70_000, 70_000, block_until=None)
         assert isinstance(desc, dict) and desc["size"] == 70_000 and desc["dev"] is None
@@ -175,3 +176,17 @@ def test_pool_fallbacks_are_counted_not_raised(tmp_path: Path) -> None:
     finally:
         out.close()
     assert not [n for n in os.listdir(shm.SHM_DIR) if n.startswith(f"{shm.PREFIX}test-{os.getpid()}")]
+
+
+def test_status_shows_the_plane_slots_in_use_and_recycled() -> None:
+    from sensorfuse.engine import status
+
+    st = {"graph": "g", "state": "running", "nodes": {
+        "cam": {"state": "running", "restarts": 0, "streams": {
+            "cam0/frame": {"published": 9, "shm": {"plane": "shm", "slots": 6, "slot_bytes": 921600, "in_use": 2}}}},
+        "sink": {"state": "running", "restarts": 0, "streams": {
+            "cam0/frame": {"received": 9, "dropped": {"slot_recycled": 3}, "shm": {"plane": "shm", "pinned": 0}},
+            "text/in": {"received": 1}}}}}
+    wide = status.render(st, wide=True)
+    assert "shm 2/6" in wide and "drop:slot_recycled=3" in wide and "inline" in wide
+    assert "shared memory: cam0/frame 2/6 slots in use, slot_recycled 3" in status.render(st, width=120)
