@@ -1,7 +1,7 @@
 """Shared-memory frame plane: large payloads through a per-stream pool of slots in
 ``/dev/shm``, a small descriptor through ZeroMQ (docs/protocol.md, "Shared memory").
 
-A pool is one file ``/dev/shm/sf-<run>-<node>-<stream>-g<generation>`` (`pool_name`),
+A pool is one file ``/dev/shm/sf-<run>-<node>+<stream>-g<generation>`` (`pool_name`),
 created by the producing node when it first publishes a payload of at least `min_bytes`,
 unlinked when the node closes, and removed by the supervisor after a node that died
 (`remove_pools`). Its layout, all integers little-endian u64 ("words"):
@@ -48,10 +48,10 @@ PREFIX = "sf-"
 MAGIC = int.from_bytes(b"SFSHM\x00\x01\x00", "little")
 LAYOUT_VERSION = 1
 #: Lease pairs per reader: one for the message being handled, the rest pin slots whose
-#: views the node kept past its handler (the aligner's frame buffer, a recorder's queue).
-LEASES = 4
+#: views the node kept past its handler (the aligner's frame buffer holds a few frames
+#: until the other streams' watermarks pass them).
+LEASES = 16
 HEADER_WORDS = 8
-ROW_WORDS = 4 + 2 * LEASES
 SLOT_WORDS = 4
 PAGE = 4096
 #: Payloads below this stay inline: measured (docs/benchmarks.md), a 64 KiB block through
@@ -85,13 +85,14 @@ def _safe(text: str) -> str:
 
 
 def pool_name(run_dir: str, node: str, stream: str, generation: int) -> str:
-    return f"{PREFIX}{run_tag(run_dir)}-{_safe(node)}-{_safe(stream)}-g{generation}"
+    """`+` ends the node's name (never in `_safe` text): node `cam` owns no pool of `cam-2`."""
+    return f"{PREFIX}{run_tag(run_dir)}-{_safe(node)}+{_safe(stream)}-g{generation}"
 
 
 def remove_pools(run_dir: str, node: str | None = None) -> list[str]:
     """Unlink the pools of one node of a run (a producer that died without closing them),
     or of every node with `node=None`; returns the names removed."""
-    head = f"{PREFIX}{run_tag(run_dir)}-" + ("" if node is None else f"{_safe(node)}-")
+    head = f"{PREFIX}{run_tag(run_dir)}-" + ("" if node is None else f"{_safe(node)}+")
     removed = []
     try:
         names = os.listdir(SHM_DIR)
@@ -110,8 +111,8 @@ def remove_pools(run_dir: str, node: str | None = None) -> list[str]:
 def default_slots(readers: list[tuple[str, int]]) -> int:
     """Slots for a stream's same-host readers [(policy, queue)]: per reader its queue (one
     for `latest`; `block` readers hold the writer back instead) plus one slot handled and
-    one pinned, and two for the writer to move on."""
-    need = 2 + sum(2 + (1 if policy == "latest" else 2 if policy == "block" else queue) for policy, queue in readers)
+    two pinned, and two for the writer to move on."""
+    need = 2 + sum(3 + (1 if policy == "latest" else 2 if policy == "block" else queue) for policy, queue in readers)
     return max(4, min(need, MAX_DEFAULT_SLOTS))
 
 
@@ -119,9 +120,9 @@ class NoSpace(Exception):
     """The pool cannot be created (/dev/shm full) or every slot is held by readers."""
 
 
-def _layout(slots: int, readers: int) -> tuple[int, int]:
+def _layout(slots: int, readers: int, leases: int = LEASES) -> tuple[int, int]:
     """(first word of the slot headers, data offset in bytes)."""
-    slot_word = HEADER_WORDS + readers * ROW_WORDS
+    slot_word = HEADER_WORDS + readers * (4 + 2 * leases)
     data_offset = -(-((slot_word + slots * SLOT_WORDS) * 8) // PAGE) * PAGE
     return slot_word, data_offset
 
@@ -137,10 +138,11 @@ class _Mapping:
         slots, readers = int(self.words[2]), int(self.words[4])
         self.slots, self.readers, self.slot_bytes = slots, readers, int(self.words[3])
         self.generation = int(self.words[5])
-        slot_word, self.data_offset = _layout(slots, readers)
+        self.n_leases = int(self.words[7])  # the pool's, as a C reader takes it: not this build's
+        slot_word, self.data_offset = _layout(slots, readers, self.n_leases)
         all_words = np.ndarray((slot_word + slots * SLOT_WORDS,), dtype="<u8", buffer=self.mm)
-        self.rows = all_words[HEADER_WORDS:slot_word].reshape(readers, ROW_WORDS)
-        self.leases = self.rows[:, 4:].reshape(readers, LEASES, 2)
+        self.rows = all_words[HEADER_WORDS:slot_word].reshape(readers, 4 + 2 * self.n_leases)
+        self.leases = self.rows[:, 4:].reshape(readers, self.n_leases, 2)
         self.slot = all_words[slot_word:].reshape(slots, SLOT_WORDS)
         self.data = memoryview(self.mm)
 
@@ -368,7 +370,7 @@ class PoolReader:
         m = self.mapping
         assert m is not None
         if escaped:
-            free = [i for i in range(1, LEASES) if not m.leases[self.row, i, 0]]
+            free = [i for i in range(1, m.n_leases) if not m.leases[self.row, i, 0]]
             if free:
                 m.leases[self.row, free[0]] = (lease.slot + 1, lease.seq)
                 self.pins.append(_Pin(root, lease.slot, lease.seq, free[0], m))
