@@ -97,6 +97,7 @@ class Payload:
 PAYLOADS: tuple[Payload, ...] = (
     Payload("1 KB event", "bench/events", wire.KIND_RECORD, 100.0, queue=256, target="delta"),
     Payload("64 KiB audio", "bench/audio", wire.KIND_AUDIO, 50.0, (2048, 8), "float32", queue=100, target="none"),
+    Payload("320×240×3", "cam_qvga/frame", wire.KIND_TENSOR, 30.0, (240, 320, 3), "uint8", queue=4, target="none"),
     Payload("640×480×3", "cam_vga/frame", wire.KIND_TENSOR, 30.0, (480, 640, 3), "uint8", queue=4),
     Payload("1920×1080×3", "cam_hd/frame", wire.KIND_TENSOR, 30.0, (1080, 1920, 3), "uint8", queue=4),
 )
@@ -238,7 +239,7 @@ def _send_engine(zctx: zmq.Context, trial: dict[str, Any], conn: Connection) -> 
         out = None
         if trial["mode"] == "shm":
             out = shm.ShmOutput(f"{shm.PREFIX}bench-{os.getpid()}-{trial['endpoint'].rsplit('/', 1)[-1]}-{i}",
-                                slots=SHM_SLOTS, block=[saturate])
+                                slots=SHM_SLOTS, block=[saturate], min_bytes=trial["shm_min_bytes"])
         pubs.append(Publisher(zctx, _stream(p, i), [_endpoint(trial, i)], nodrop=saturate, hwm=SNDHWM, shm=out))
     try:
         conn.send(("bound",))
@@ -404,6 +405,7 @@ class Bench:
 
     def __init__(self) -> None:
         self.rundir = tempfile.mkdtemp(prefix="sf-bench-transport-")
+        self.shm_min_bytes = shm.DEFAULT_MIN_BYTES
         self.conns: dict[str, Connection] = {}
         self.procs: dict[str, Any] = {}
         self.trial_no = 0
@@ -471,6 +473,7 @@ class Bench:
         trial = {
             "mode": mode, "payload": payload.name, "pattern": pattern, "n": n, "duration_s": duration_s,
             "endpoint": f"ipc://{self.rundir}/t{self.trial_no}", "streams": streams,
+            "shm_min_bytes": self.shm_min_bytes,
         }
         limit_s = SETUP_TIMEOUT_S + expected_s + 3 * STALL_S
         # Bind before connect: a SUB connecting to a missing ipc path waits a reconnect interval.
@@ -508,11 +511,12 @@ def _abba(rounds: int, modes: tuple[str, ...] = MODES) -> list[str]:
     return order
 
 
-def run_all(payloads: list[Payload], *, n: int, rounds: int, sat_s: float,
-            sat_rounds: int, fanin: bool = True) -> tuple[list[dict[str, Any]], list[str]]:
+def run_all(payloads: list[Payload], *, n: int, rounds: int, sat_s: float, sat_rounds: int,
+            fanin: bool = True, shm_min_bytes: int = shm.DEFAULT_MIN_BYTES) -> tuple[list[dict[str, Any]], list[str]]:
     """All trials: paced ones first, then saturation, then the fan-in; returns results and
     retried trials."""
     bench = Bench()
+    bench.shm_min_bytes = shm_min_bytes
     results: list[dict[str, Any]] = []
     try:
         for p in payloads:
@@ -525,7 +529,7 @@ def run_all(payloads: list[Payload], *, n: int, rounds: int, sat_s: float,
                 results.append(bench.run(mode, p, "saturate", duration_s=sat_s))
                 print(".", end="", file=sys.stderr, flush=True)
         vga = PAYLOAD_BY_NAME["640×480×3"]
-        for mode in _abba(rounds, ("engine", "shm")) if fanin else ():
+        for mode in _abba(rounds, ("engine", "shm")) if fanin and vga in payloads else ():
             results.append(bench.run(mode, vga, "fanin", n=max(1, n // rounds), streams=FANIN_STREAMS))
             print(".", end="", file=sys.stderr, flush=True)
     finally:
@@ -651,6 +655,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=None, help="paced trials per transport, alternated ABBA (default 4; 2 with --quick)")
     ap.add_argument("--only", metavar="TEXT", help="run only payloads whose name contains TEXT (e.g. 640)")
     ap.add_argument("--json", metavar="PATH", help="also write every trial's raw results here")
+    ap.add_argument("--shm-min-bytes", type=int, default=shm.DEFAULT_MIN_BYTES,
+                    help="payloads from this size go through the pool in the shm trials (default: the engine's, "
+                         f"{shm.DEFAULT_MIN_BYTES})")
+    ap.add_argument("--no-dora", action="store_true", help="skip the dora-rs row")
     ap.add_argument("--dora-venv", metavar="DIR", default="/tmp/dora-venv",
                     help="venv with dora-rs and dora-rs-cli for the dora-rs row (default /tmp/dora-venv; "
                          "absent: the row says 'not installed')")
@@ -666,10 +674,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_description()}; load average {os.getloadavg()[0]:.2f} at start", flush=True)
     print(f"paced: {n} messages per payload and transport in {rounds} alternating trials (ABBA); "
           f"saturation: {sat_rounds} × {sat_s:.1f} s per payload and transport", flush=True)
-    results, retries = run_all(payloads, n=n, rounds=rounds, sat_s=sat_s, sat_rounds=sat_rounds)
+    results, retries = run_all(payloads, n=n, rounds=rounds, sat_s=sat_s, sat_rounds=sat_rounds,
+                               shm_min_bytes=args.shm_min_bytes)
     from dora_hop import measure
 
-    dora = measure(args.dora_venv, [(p.name, p.rate_hz, EVENT_BYTES if p.kind == wire.KIND_RECORD else
+    dora = {"note": "skipped (--no-dora)"} if args.no_dora else measure(args.dora_venv, [(p.name, p.rate_hz, EVENT_BYTES if p.kind == wire.KIND_RECORD else
                                      int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize) for p in payloads],
                    n=n, warmup=WARMUP)
     print()
