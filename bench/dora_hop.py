@@ -72,7 +72,8 @@ def measure(venv: str, payloads: list[tuple[str, float, int]], *, n: int, warmup
         return {"note": f"not installed (no {dora})"}
     out: dict[str, Any] = {}
     env = {**os.environ, "PATH": f"{Path(venv) / 'bin'}:{os.environ['PATH']}", "RUST_LOG": "error"}
-    version = subprocess.run([str(dora), "--version"], capture_output=True, text=True, env=env).stdout.strip()
+    version = subprocess.run([str(dora), "--version"], capture_output=True, text=True, env=env,
+                             check=False).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="sf-dora-") as tmp:
         Path(tmp, "sender.py").write_text(SENDER)
         Path(tmp, "receiver.py").write_text(RECEIVER)

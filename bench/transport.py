@@ -349,9 +349,9 @@ def _recv_engine(zctx: zmq.Context, trial: dict[str, Any], conn: Connection) -> 
                     lease = sub.hold(msg) if msg.shm is not None else None
                     if msg.shm is not None and lease is None:
                         continue  # recycled: counted in `dropped`
-                    usable = msg.record if is_record else msg.array  # noqa: F841 (the work a consumer does)
+                    usable = msg.record if is_record else msg.array  # the work a consumer does
                     t_recv = time.monotonic_ns()
-                    del usable
+                    del usable  # before `let_go`: a view kept past it would pin the slot
                     if lease is not None:
                         sub.let_go(msg, lease)
                     latencies.append(t_recv - msg.header.t_ns)
@@ -625,7 +625,7 @@ def report(results: list[dict[str, Any]], dora: dict[str, Any]) -> str:
                         "shm/raw p50 / p99", "shm Δ p50 µs", "dora-rs Python p50 / p99",
                         "lost raw / inline / shm"], [row for row, _ in latency]),
         "",
-        "dora-rs: " + (dora["note"] if "note" in dora else "not installed"),
+        "dora-rs: " + dora.get("note", "not installed"),
         "",
         "Per-trial p50, µs, in run order (drift and noise check):",
         "",

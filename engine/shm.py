@@ -257,7 +257,7 @@ class PoolWriter:
     def in_use(self) -> int:
         """Slots a reader holds now (handling or pinned)."""
         lease = self.map.leases[:, :, 0]
-        return len(set(int(v) for v in lease[lease > 0]))
+        return len({int(v) for v in lease[lease > 0]})
 
     def close(self) -> None:
         try:
@@ -321,9 +321,8 @@ class PoolReader:
     def resolve(self, desc: dict[str, Any]) -> tuple[np.ndarray, _Mapping] | None:
         """The slot a descriptor names as a read-only uint8 array, or None when it was
         recycled already (or the pool is gone)."""
-        if desc["pool"] != self.name:
-            if not self._map(desc["pool"], desc["seq"]):
-                return None
+        if desc["pool"] != self.name and not self._map(desc["pool"], desc["seq"]):
+            return None
         m = self.mapping
         assert m is not None
         slot, seq, size = desc["slot"], desc["seq"], desc["size"]

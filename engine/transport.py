@@ -238,9 +238,8 @@ class Publisher:
             if not self._send_graph(staged[1], copy or staged[1][-1] is not frames[-1], block_until):
                 return False
             staged[2] = True
-        if not staged[3]:
-            if not self._send_graph(frames, copy, block_until):
-                return False
+        if not staged[3] and not self._send_graph(frames, copy, block_until):
+            return False
         self._staged = None
         self._sent(frames, copy, data, outside)
         return True

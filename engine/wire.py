@@ -225,9 +225,7 @@ def decode_message(parts: Sequence[Any], t_recv_ns: int = 0) -> Message:
     """Validate a received multipart message. Raises `ProtocolError` (never anything else)."""
     if len(parts) < 2:
         raise ProtocolError("missing_frames", f"{len(parts)} frame(s), need at least topic and header")
-    raw_topic = bytes(_buffer(parts[0]))
-    if raw_topic.startswith(SHM_CHANNEL):
-        raw_topic = raw_topic[len(SHM_CHANNEL):]
+    raw_topic = bytes(_buffer(parts[0])).removeprefix(SHM_CHANNEL)
     try:
         topic = raw_topic.decode("utf-8")
     except UnicodeDecodeError:
