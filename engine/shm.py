@@ -382,6 +382,14 @@ class PoolReader:
             m.rows[self.row, _ROW_DONE] = lease.seq
         m.leases[self.row, 0] = (0, 0)
 
+    def close(self) -> None:
+        """Leave the pool: this reader holds nothing and a producer no longer waits for it."""
+        m = self.mapping
+        if m is not None:
+            m.leases[self.row] = 0
+            m.rows[self.row, _ROW_STATE] = _STATE_GONE
+        self.mapping, self.pins = None, []
+
     def _sweep_pins(self) -> None:
         kept = []
         for pin in self.pins:

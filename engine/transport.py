@@ -496,3 +496,5 @@ class Subscriber:
 
     def close(self) -> None:
         self.sock.close(linger=0)
+        if self.shm is not None:
+            self.shm.close()
