@@ -25,7 +25,8 @@ its reader got to it is reported (`slot_recycled`), never read.
 `block` readers also publish `done_seq`, the last seq they have handled: the writer waits
 (back-pressure, like XPUB_NODROP) rather than overwrite a slot a block reader has not
 handled yet. A reader row's `state`: 0 = declared, not yet seen (a block reader's row holds
-every slot until it registers), 1 = registered (`pid` running), 2 = gone (its process died).
+every slot until it registers, for DECLARED_GRACE_S at most), 1 = registered (`pid`
+running), 2 = gone (its process died or closed its input).
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ DEFAULT_MIN_BYTES = 256 * 1024
 MAX_DEFAULT_SLOTS = 32
 #: How often a writer waiting for a block reader checks whether that reader's process lives.
 _PID_CHECK_S = 0.1
+#: How long a block reader the plan declares may take to map a new pool (its first
+#: descriptor) before the writer stops waiting for it: one that died before that would
+#: otherwise stall its producer for good. What it misses after that counts `slot_recycled`.
+DECLARED_GRACE_S = 10.0
 _ROW_PID, _ROW_STATE, _ROW_BLOCK, _ROW_DONE = 0, 1, 2, 3
 _STATE_DECLARED, _STATE_LIVE, _STATE_GONE = 0, 1, 2
 _BEGIN, _END, _SIZE = 0, 1, 2
@@ -189,6 +194,7 @@ class PoolWriter:
         self.seq = 0
         self._next = 0
         self._pid_checked = 0.0
+        self._created = time.monotonic()
 
     def _block_holds(self, seq: int) -> bool:
         """Whether a block reader has not handled `seq` yet (so its slot must wait)."""
@@ -196,7 +202,10 @@ class PoolWriter:
         for r in range(rows.shape[0]):
             if not rows[r, _ROW_BLOCK] or rows[r, _ROW_STATE] == _STATE_GONE:
                 continue
-            if rows[r, _ROW_STATE] == _STATE_DECLARED or rows[r, _ROW_DONE] < seq:
+            if rows[r, _ROW_STATE] == _STATE_DECLARED:
+                if time.monotonic() - self._created < DECLARED_GRACE_S:
+                    return True
+            elif rows[r, _ROW_DONE] < seq:
                 return True
         return False
 

@@ -76,3 +76,20 @@ def test_pool_fallbacks_are_counted_not_raised(tmp_path: Path) -> None:
     finally:
         out.close()
     assert not [n for n in os.listdir(shm.SHM_DIR) if n.startswith(f"{shm.PREFIX}test-{os.getpid()}")]
+
+
+def test_a_block_reader_that_never_maps_the_pool_stalls_its_producer_only_for_the_grace(monkeypatch) -> None:
+    """A declared block reader that died before its first descriptor: the writer waits for
+    it (back-pressure) only DECLARED_GRACE_S, then writes on."""
+    monkeypatch.setattr(shm, "DECLARED_GRACE_S", 0.3)
+    out = shm.ShmOutput(f"{shm.PREFIX}test-{os.getpid()}-grace", slots=2, block=[True], min_bytes=1)
+    try:
+        import time
+
+        assert isinstance(out.write(b"a" * 10, 10, block_until=None), dict)
+        assert isinstance(out.write(b"b" * 10, 10, block_until=None), dict)
+        assert out.write(b"c" * 10, 10, block_until=time.monotonic() + 0.05) is None  # waits for the reader
+        desc = out.write(b"c" * 10, 10, block_until=time.monotonic() + 5)
+        assert isinstance(desc, dict) and desc["seq"] == 3
+    finally:
+        out.close()
