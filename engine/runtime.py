@@ -31,6 +31,7 @@ from sensorfuse.engine.graph import GraphPlan, InputPlan, NodePlan, load_plan_js
 from sensorfuse.engine.metrics import Counters
 from sensorfuse.engine.node import Node, NodeContext, Out
 from sensorfuse.engine.security import CurveKeys
+from sensorfuse.engine.shm import PoolReader, ShmOutput, pool_name
 from sensorfuse.engine.transport import Publisher, Subscriber
 
 #: Messages handled per input per loop turn before control and heartbeats get a look.
@@ -97,12 +98,15 @@ class NodeRunner:
                 self.zctx, stream, [ep for ep in self.np["bind"][stream] if ep not in outside.get(stream, ())],
                 nodrop=self.np["nodrop"][stream], hwm=self.np["hwm"][stream], keys=keys,
                 counters=self.counters.streams[stream], outside=outside.get(stream, ()),
+                shm=self._shm_output(stream),
             )
         for ip in self.np["inputs"]:
             ip = InputPlan(**ip)
+            reader = PoolReader(ip.shm_row, ip.policy == "block") if ip.shm_row >= 0 else None
             self.subscribers.append(
                 Subscriber(self.zctx, ip.port, ip.stream, ip.endpoints, policy=ip.policy, queue=ip.queue,
-                           counters=self.counters, keys=keys, consumer=f"{self.name}/{ip.port}", idle_s=self.idle_s)
+                           counters=self.counters, keys=keys, consumer=f"{self.name}/{ip.port}", idle_s=self.idle_s,
+                           shm=reader)
             )
         ctx = NodeContext(self.name, self.session, self.clock, self.counters,
                           inputs={ip["port"]: ip["stream"] for ip in self.np["inputs"]}, outputs=self.np["outputs"],
@@ -114,6 +118,16 @@ class NodeRunner:
             self.node.start()
         except CONFIG_ERRORS as exc:
             raise startup_error(exc) from None
+
+    def _shm_output(self, stream: str) -> ShmOutput | None:
+        """The stream's pool when same-host graph consumers read it; a restart is a new
+        generation (a new pool: consumers map it with its first descriptor)."""
+        cfg = (self.np.get("shm") or {}).get(stream)
+        if cfg is None:
+            return None
+        return ShmOutput(pool_name(self.plan["run_dir"], self.name, stream, self.restarts), slots=cfg["slots"],
+                         slot_bytes=cfg["slot_bytes"], block=cfg["block"], min_bytes=cfg["min_bytes"],
+                         generation=self.restarts)
 
     def wait_for_subscribers(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -158,6 +172,10 @@ class NodeRunner:
         for p in self.publishers.values():
             missing = self.np["subscribers"][p.stream] - p.graph_consumers()
             p.counters.consumers_missing = max(0, missing) if self.running else 0
+            p.counters.shm = p.shm.stats() if p.shm is not None else {}
+        for sub in self.subscribers:
+            if sub.shm is not None:
+                sub.stats.shm = {"plane": "shm", "pinned": len(sub.shm.pins), "unpinned": sub.shm.unpinned}
         metrics = self.counters.snapshot(now - self._last_hb_snapshot)
         self._last_hb = self._last_hb_snapshot = now
         msg: dict[str, Any] = {"type": "heartbeat", "metrics": metrics}
@@ -353,7 +371,7 @@ class NodeRunner:
                 sub.ended = True
                 self.publish(node.end(sub.port))
                 continue
-            self.publish(node.step(sub.port, msg))
+            self._step(node, sub, msg)
             sub.drain()
 
     def _poll_only_unheld(self, poller: zmq.Poller, node: Node) -> None:
@@ -372,6 +390,20 @@ class NodeRunner:
         """Inputs with a queued message the node takes now (`Node.accepts`)."""
         return [s for s in self.subscribers if s.pending and node.accepts(s.port)]
 
+    def _step(self, node: Node, sub: Subscriber, msg: wire.Message) -> None:
+        """One message through the node; one whose payload is in shared memory under a
+        lease on its slot (skipped, counted `slot_recycled`, when the slot was reused)."""
+        if msg.shm is None:
+            self.publish(node.step(sub.port, msg))
+            return
+        lease = sub.hold(msg)
+        if lease is None:
+            return
+        try:
+            self.publish(node.step(sub.port, msg))
+        finally:
+            sub.let_go(msg, lease)
+
     def _deliver_watermarks(self, node: Node) -> None:
         """Hand the node the watermark of an input's last `idle` once nothing of that input
         is queued any more: then it comes after all the data sent before it."""
@@ -389,7 +421,7 @@ class NodeRunner:
                 if msg.header.kind == wire.KIND_EOS:
                     self.publish(self.node.end(sub.port))
                 else:
-                    self.publish(self.node.step(sub.port, msg))
+                    self._step(self.node, sub, msg)
 
     def close(self) -> None:
         for sub in self.subscribers:

@@ -44,7 +44,7 @@ from typing import Any
 
 import zmq
 
-from sensorfuse.engine import control, fingerprint, rundir, wire
+from sensorfuse.engine import control, fingerprint, rundir, shm, wire
 from sensorfuse.engine.errors import EXIT_OK, EXIT_STARTUP
 from sensorfuse.engine.graph import GraphPlan
 
@@ -148,6 +148,7 @@ class Supervisor:
             log.warning("killing %s: %s", st.name, why)
             os.killpg(st.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
             st.proc.wait()  # type: ignore[union-attr]
+            shm.remove_pools(self.run_dir, st.name)
 
     def _schedule_restart(self, st: NodeState, why: str) -> None:
         now = time.monotonic()
@@ -296,6 +297,9 @@ class Supervisor:
             if code is None:
                 continue
             st.exit_codes.append(code)
+            # A node that closed cleanly unlinked its pools; one killed (SIGKILL, a crash in
+            # C code) could not: its consumers keep what they mapped, nothing new maps them.
+            shm.remove_pools(self.run_dir, st.name)
             self._handle_control()
             if code == EXIT_OK and st.state != "finishing" and not self.stop_requested:
                 self._await_done(st)
@@ -491,6 +495,7 @@ class Supervisor:
     def close(self) -> None:
         for st in self.nodes.values():
             self._kill(st, "supervisor closing")
+        shm.remove_pools(self.run_dir)
         self._write_final_status()
         self.router.close(0)
         self.metrics_pub.close(0)
