@@ -39,6 +39,7 @@ EXAMPLES = {
   sensorfuse status --follow     # keep watching, on to the next run
   sensorfuse status --once --json
 
+A graph run with --ray lists each host (Ray node) and the nodes on it.
 states: RUNNING (also STARTING, DEGRADED, STOPPING) until the run ends as FINISHED,
 STOPPED (Ctrl-C, SIGTERM, --duration) or FAILED; STALE: its supervisor is gone without
 saying how it ended (killed); status then exits 1.""",

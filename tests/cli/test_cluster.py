@@ -20,6 +20,8 @@ import ipaddress
 import os
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,10 +30,13 @@ from typing import Any
 import psutil
 import pytest
 
+from sensorfuse.engine import status as status_mod
+from sensorfuse.engine.cluster import missing
+from sensorfuse.engine.graph import PlacementDecl
 from sensorfuse.nodes import demo
 from sensorfuse.nodes.synthetic import synthetic_payload
 from sensorfuse.replay.compare import diff_events
-from sfhelpers import GraphRun, read_jsonl, wait_for
+from sfhelpers import SENSORFUSE, GraphRun, read_jsonl, wait_for
 from tests.fusion.test_demo_graph import GOLDEN_UNTIL_NS, comparable, golden
 
 pytestmark = pytest.mark.timeout(240)
@@ -164,6 +169,11 @@ def test_relay_moves_when_its_host_goes(cluster: SimpleNamespace, tmp_path: Path
                 assert ep.startswith("tcp://127.0.0.1:"), (name, stream, ep)
         wait_for(lambda: out.exists() and len(read_jsonl(out)) >= 20, 30, "frames through the relay")
         assert not sockets_beyond_loopback(), sockets_beyond_loopback()
+        shown = subprocess.run([*SENSORFUSE, "status", "--once", "--run", str(run.run_dir)], capture_output=True,
+                               text=True, timeout=30)
+        for name, host in hosts.items():
+            assert f"host {host}: {name}" in shown.stdout, shown.stdout
+        assert "relay/frame" in shown.stdout and "cam0/frame" in shown.stdout
 
         # the spare: the only other node with `relay`
         cluster.cluster.add_node(**NODE_ARGS, resources={"relay": 1})
@@ -206,3 +216,60 @@ def test_relay_moves_when_its_host_goes(cluster: SimpleNamespace, tmp_path: Path
     for line in lines:  # every byte as the source made it, over tcp + CURVE twice
         want = hashlib.sha256(synthetic_payload(line["seq"], tuple(SHAPE)).tobytes()).hexdigest()
         assert line["sha256"] == want, line
+
+
+def test_a_placement_no_host_has_fails_the_start(cluster: SimpleNamespace, tmp_path: Path) -> None:
+    graph = {"name": "nowhere", "nodes": {
+        "source": {"kind": "synthetic", "params": {"rate_hz": 10, "shape": SHAPE}, "outputs": {"out": "a/frame"},
+                   "placement": {"resources": {"camera9": 1}}},
+        "sink": {"kind": "jsonl", "params": {"path": str(tmp_path / "o.jsonl")}, "inputs": {"in": "a/frame"}}}}
+    run = GraphRun(graph, tmp_path, ["--ray", cluster.address])
+    try:
+        code = run.wait_exit(timeout=60)
+        stderr = run.stderr()
+    finally:
+        run.cleanup()
+    assert code == 1, stderr
+    assert "sensorfuse: node 'source' failed at start: no host with camera9" in stderr, stderr
+    assert "Traceback" not in stderr
+
+
+def test_missing_names_what_no_live_node_has() -> None:
+    nodes = [{"Alive": True, "Resources": {"CPU": 1, "camera0": 1}, "Labels": {"zone": "a"}},
+             {"Alive": True, "Resources": {"CPU": 1, "GPU": 1}},
+             {"Alive": False, "Resources": {"camera1": 1}}]
+    assert missing(PlacementDecl(), nodes) is None
+    assert missing(PlacementDecl(resources={"camera0": 1}, labels={"zone": "a"}), nodes) is None
+    assert missing(PlacementDecl(resources={"camera1": 1}), nodes) == "camera1"  # only on a dead node
+    assert missing(PlacementDecl(num_gpus=2), nodes) == "num_gpus=2"
+    assert missing(PlacementDecl(labels={"zone": "b"}), nodes) == "label zone=b"
+    # each exists, but not on one node
+    assert missing(PlacementDecl(resources={"camera0": 1}, num_gpus=1), nodes) == "camera0 and num_gpus=1"
+
+
+def test_status_lists_each_host_and_its_nodes() -> None:
+    node = {"state": "running", "restarts": 0, "streams": {}}
+    st = {"graph": "g", "state": "running", "nodes": {
+        "source": {**node, "host": "cam-host:1a2b"}, "relay": {**node, "host": "gpu-host:3c4d"},
+        "sink": {**node, "host": "gpu-host:3c4d"}}}
+    assert status_mod.host_lines(st) == ["host cam-host:1a2b: source", "host gpu-host:3c4d: relay, sink"]
+    assert "host gpu-host:3c4d: relay, sink" in status_mod.render(st)
+    assert not status_mod.host_lines({**st, "nodes": {"a": {**node, "host": "local"}}})
+
+
+def test_without_ray_the_runtime_never_imports_it_and_ray_is_one_line(tmp_path: Path) -> None:
+    imports = ("import sys, sensorfuse.engine.cli, sensorfuse.engine.supervisor, sensorfuse.engine.runtime, "
+               "sensorfuse.engine.cluster; assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", imports], check=True, timeout=60)
+    blocked = tmp_path / "no-ray"  # a `ray` that cannot be imported, first on the path
+    (blocked / "ray").mkdir(parents=True)
+    (blocked / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    graph = Path(__file__).parents[2] / "examples" / "relay.yaml"
+    env = {**os.environ, "PYTHONPATH": str(blocked)}
+    for args, want in ((["--ray"], "--ray needs Ray, which is not installed: pip install -e '.[cluster]'"),
+                       (["--ray", "--host", "a"], "--ray places every node itself: leave out --host")):
+        done = subprocess.run([*SENSORFUSE, "run", str(graph), *args], capture_output=True, text=True, env=env,
+                              timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [f"sensorfuse: {want} (or 'sensorfuse[cluster]')"
+                                             if want.startswith("--ray needs") else f"sensorfuse: {want}"]
