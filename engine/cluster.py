@@ -9,7 +9,8 @@ over a tcp control channel; this module only starts processes and reports their 
 
 - Endpoints: every node is its own host in the plan (engine/graph.py `hosts:`), at the
   address of the Ray node it landed on, so every hop between nodes is ZeroMQ tcp, bound
-  at `ports_base` + the stream's index. A node restarted on another Ray node gets a new
+  at `ports_base` + the stream's index; the supervisor's control channel is on the
+  driver's address at the next port. A node restarted on another Ray node gets a new
   address: the plan is derived again and its consumers are told to dial it (`connect`).
 - Keys: the driver loads `security: {keys: DIR}` or makes fresh CurveZMQ pairs in memory;
   they travel to the actors as call arguments and to each node process on its stdin
@@ -100,6 +101,10 @@ def missing(placement: PlacementDecl, nodes: list[dict[str, Any]]) -> str | None
         if not any(ok(n) for n in alive):
             return what
     return " and ".join(what for what, _ in wants)
+
+
+def control_port(plan: GraphPlan) -> int:
+    return plan.decl.ports_base + len(plan.producers)
 
 
 class RayProcess:
@@ -213,10 +218,16 @@ class RayLauncher:
         return True
 
     def attach(self, router: zmq.Socket) -> None:
-        ep = f"tcp://{self.driver_ip}:0"
+        """The control channel on the driver's address, at the port after the streams' ports
+        (`ports_base` + number of streams): one known range to open (docs/cluster.md)."""
+        ep = f"tcp://{self.driver_ip}:{control_port(self.plan)}"
         apply_server(router, ep, self.keys)
-        router.bind(ep)
-        self.control_ep = router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        try:
+            router.bind(ep)
+        except zmq.ZMQError as exc:
+            raise SensorfuseError(f"--ray: cannot bind the control channel at {ep}: {exc} "
+                                  "(set another `ports_base` in the graph)") from None
+        self.control_ep = ep
 
     def start(self, name: str, restarts: int) -> RayProcess:
         if name in self.unplaceable:

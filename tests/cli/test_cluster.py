@@ -147,7 +147,7 @@ def test_relay_moves_when_its_host_goes(cluster: SimpleNamespace, tmp_path: Path
     out = tmp_path / "sink.jsonl"
     graph: dict[str, Any] = {
         "name": "ray-relay",
-        "ports_base": free_ports(2),
+        "ports_base": free_ports(3),  # 2 streams and the control channel
         "supervisor": {"backoff_initial_s": 0.1},
         "nodes": {
             "source": {"kind": "synthetic", "params": {"rate_hz": 50, "shape": SHAPE},
@@ -219,7 +219,7 @@ def test_relay_moves_when_its_host_goes(cluster: SimpleNamespace, tmp_path: Path
 
 
 def test_a_placement_no_host_has_fails_the_start(cluster: SimpleNamespace, tmp_path: Path) -> None:
-    graph = {"name": "nowhere", "nodes": {
+    graph = {"name": "nowhere", "ports_base": free_ports(2), "nodes": {
         "source": {"kind": "synthetic", "params": {"rate_hz": 10, "shape": SHAPE}, "outputs": {"out": "a/frame"},
                    "placement": {"resources": {"camera9": 1}}},
         "sink": {"kind": "jsonl", "params": {"path": str(tmp_path / "o.jsonl")}, "inputs": {"in": "a/frame"}}}}
