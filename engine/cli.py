@@ -118,7 +118,12 @@ def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: f
 
         launcher = RayLauncher(plan, session=session, address=ray or None, cwd=cwd)
         plan = launcher.plan
-    sup = Supervisor(plan, session=session, local_host=host, quiet=quiet, cwd=cwd, launcher=launcher)
+    try:
+        sup = Supervisor(plan, session=session, local_host=host, quiet=quiet, cwd=cwd, launcher=launcher)
+    except BaseException:
+        if launcher is not None:  # its actors hold placement resources until released
+            launcher.close()
+        raise
 
     def on_signal(signum: int, _frame: Any) -> None:
         if sup.stop_requested:  # second Ctrl-C: no more waiting

@@ -29,10 +29,14 @@ from typing import Any
 
 import psutil
 import pytest
+import zmq
 
 from sensorfuse.engine import status as status_mod
-from sensorfuse.engine.cluster import missing
-from sensorfuse.engine.graph import PlacementDecl
+from sensorfuse.engine import wire
+from sensorfuse.engine.cluster import RayLauncher, missing
+from sensorfuse.engine.graph import PlacementDecl, load_decl, plan
+from sensorfuse.engine.metrics import Counters
+from sensorfuse.engine.transport import Publisher, Subscriber
 from sensorfuse.nodes import demo
 from sensorfuse.nodes.synthetic import synthetic_payload
 from sensorfuse.replay.compare import diff_events
@@ -273,3 +277,40 @@ def test_without_ray_the_runtime_never_imports_it_and_ray_is_one_line(tmp_path: 
         assert done.returncode == 2, done.stderr
         assert done.stderr.splitlines() == [f"sensorfuse: {want} (or 'sensorfuse[cluster]')"
                                              if want.startswith("--ray needs") else f"sensorfuse: {want}"]
+
+
+def test_a_producer_at_a_new_address_is_dialled_there(tmp_path: Path) -> None:
+    """A node restarted on another Ray node: its consumers get `connect` with its new
+    endpoint (`RayLauncher._moved`, no Ray needed for the planning) and dial it."""
+    graph = {"name": "moved", "ports_base": 47100, "nodes": {
+        "source": {"kind": "synthetic", "outputs": {"out": "a/frame"}},
+        "sink": {"kind": "jsonl", "params": {"path": "o.jsonl"}, "inputs": {"in": "a/frame"}}}}
+    launcher = RayLauncher.__new__(RayLauncher)  # the planning half only
+    launcher.base = plan(load_decl(graph), str(tmp_path))
+    launcher.ips = {"source": "127.0.0.1", "sink": "127.0.0.1"}
+    launcher.plan = launcher._replan()
+    launcher._reconnects = []
+    launcher._moved("source", "127.0.0.2")
+    assert launcher.reconnects() == [("sink", {"type": "connect", "port": "in",
+                                               "endpoints": ["tcp://127.0.0.2:47100"]})]
+    assert launcher.plan.nodes["source"].bind["a/frame"][-1] == "tcp://127.0.0.2:47100"
+
+    ctx = zmq.Context()
+    old, new = (f"tcp://127.0.0.1:{free_ports(1)}" for _ in range(2))
+    pubs = [Publisher(ctx, "a/frame", [ep]) for ep in (old, new)]
+    sub = Subscriber(ctx, "in", "a/frame", [old], policy="drop_oldest", queue=8, counters=Counters(),
+                     consumer="sink/in")
+    try:
+        wait_for(lambda: pubs[0].graph_consumers() == 1, 10, "the consumer at the old address")
+        sub.reconnect([new])
+        wait_for(lambda: pubs[1].graph_consumers() == 1, 10, "the consumer at the new address")
+        frames = wire.encode_message("a/frame", wire.KIND_RECORD, {"n": 1}, seq=5, t_ns=1, t_pub_ns=1, src="source",
+                                     session="s")
+        pubs[1].send(frames)
+        wait_for(lambda: sub.drain() or sub.pending, 10, "the message from the new address")
+        assert sub.pop().record == {"n": 1}
+    finally:
+        sub.close()
+        for p in pubs:
+            p.close(0)
+        ctx.term()
