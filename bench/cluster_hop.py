@@ -5,6 +5,7 @@ Run (needs the cluster extra)::
 
     .venv/bin/python bench/cluster_hop.py              # ~2 min on 2 cores
     .venv/bin/python bench/cluster_hop.py --seconds 5  # quicker, fewer samples
+    .venv/bin/python bench/cluster_hop.py --seconds 0 --hard   # fail-over only, the node killed
 
 One `ray.cluster_utils.Cluster` on 127.0.0.1 (a head and two workers, each 1 CPU and the
 minimum object store, as docs/cluster.md's test does). For each payload (1 KiB at 100 Hz,
@@ -21,7 +22,8 @@ CLOCK_MONOTONIC of the host:
 Fail-over: source (A) → relay (worker B) → sink (head); a spare node with the relay's
 resource is added, the relay's node removed (`remove_node`, graceful), and the time until
 the sink writes its first message after the gap is taken, three times in a row (the relay
-moves B → spare 1 → spare 2 → spare 3). Memory: RSS and PSS of every process under this
+moves B → spare 1 → spare 2 → spare 3); `--hard` kills the node's processes instead
+(`allow_graceful=False`: Ray learns it from its health check, 500 ms × 3 here). Memory: RSS and PSS of every process under this
 one (Ray's, the CLI and the node processes) while the engine hop runs.
 """
 
@@ -189,7 +191,8 @@ def engine_hop(address: str, shape: list[int], rate: float, count: int, folder: 
     return [x["t_recv_ns"] - x["t_pub_ns"] for x in lines[WARMUP:]], mem
 
 
-def failover(cluster: Any, relay_node: Any, address: str, folder: Path, times: int) -> list[tuple[float, int]]:
+def failover(cluster: Any, relay_node: Any, address: str, folder: Path, times: int,
+             hard: bool = False) -> list[tuple[float, int]]:
     sink = folder / "sink.jsonl"
     rate = 50.0
     graph = {"name": "failover", "ports_base": _port(), "supervisor": {"backoff_initial_s": 0.1}, "nodes": {
@@ -212,7 +215,7 @@ def failover(cluster: Any, relay_node: Any, address: str, folder: Path, times: i
             time.sleep(1.0)  # the spare registered
             last = _lines(sink)[-1]["seq"]
             t0 = time.monotonic()
-            cluster.remove_node(relay_node)
+            cluster.remove_node(relay_node, allow_graceful=not hard)
             while True:
                 seqs = [x["seq"] for x in _lines(sink)]
                 after = [s for s in seqs if s > last]
@@ -238,6 +241,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=15.0, help="paced seconds per payload and transport")
     ap.add_argument("--failovers", type=int, default=3)
+    ap.add_argument("--hard", action="store_true", help="fail-over: kill the node instead of removing it gracefully")
     args = ap.parse_args()
     os.environ.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0")
     work = Path(tempfile.mkdtemp(prefix="sf-bench-ray-"))
@@ -254,7 +258,7 @@ def main() -> int:
     rows = []
     mem: dict[str, float] = {}
     try:
-        for name, shape, rate in PAYLOADS:
+        for name, shape, rate in PAYLOADS if args.seconds > 0 else []:
             count = int(args.seconds * rate)
             for transport, fn in (("raw pyzmq tcp", lambda: raw_hop(shape, rate, count, False)),
                                   ("raw pyzmq tcp + CURVE", lambda: raw_hop(shape, rate, count, True)),
@@ -267,17 +271,19 @@ def main() -> int:
                 rows.append((name, f"{rate:g} Hz", transport, len(lat), pct(lat, 50), pct(lat, 99)))
                 print(f"{name:<20} {transport:<36} n={len(lat):<5} p50 {rows[-1][4]:.3f} ms  p99 {rows[-1][5]:.3f} ms",
                       flush=True)
-        moves = failover(cluster, b, cluster.address, work / "failover", args.failovers)
+        moves = failover(cluster, b, cluster.address, work / "failover", args.failovers, args.hard)
     finally:
         cluster.shutdown()
     print("\n| payload | rate | transport | n | p50 ms | p99 ms |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.3f} | {r[5]:.3f} |")
-    print("\nfail-over (graceful node removal → first message past the gap at the sink):")
+    how = "node killed" if args.hard else "graceful node removal"
+    print(f"\nfail-over ({how} → first message past the gap at the sink):")
     for s, gap in moves:
         print(f"  {s:.2f} s, {gap} messages lost at 50 Hz (counted)")
-    print(f"\nmemory while the engine hop ran: {mem.get('processes')} processes, RSS {mem.get('rss_mib', 0):.0f} MiB, "
-          f"PSS {mem.get('pss_mib', 0):.0f} MiB")
+    if mem:
+        print(f"\nmemory while the engine hop ran: {mem['processes']} processes, RSS {mem['rss_mib']:.0f} MiB, "
+              f"PSS {mem['pss_mib']:.0f} MiB")
     return 0
 
 

@@ -43,8 +43,11 @@ log = logging.getLogger("sensorfuse.cluster")
 RAY_MISSING = "--ray needs Ray, which is not installed: pip install -e '.[cluster]' (or 'sensorfuse[cluster]')"
 #: How long a node's actor may wait for a free Ray node that fits its placement.
 PLACE_TIMEOUT_S = 60.0
-#: How long one call to an actor may take (spawn, kill) before its host counts as lost.
+#: How long starting a node through its actor may take before its host counts as lost.
 CALL_TIMEOUT_S = 30.0
+#: How long a kill through the actor may take: the supervisor waits on it, and an actor
+#: that does not answer is on a host cut off (its process dies with it when Ray gives up).
+KILL_TIMEOUT_S = 5.0
 
 
 def require_ray() -> Any:
@@ -128,9 +131,9 @@ class RayProcess:
                 self._finish(self._exit)
         return self._code
 
-    def _finish(self, ref: Any) -> None:
+    def _finish(self, ref: Any, timeout_s: float = KILL_TIMEOUT_S) -> None:
         try:
-            self._code = int(self._ray.get(ref, timeout=CALL_TIMEOUT_S))
+            self._code = int(self._ray.get(ref, timeout=timeout_s))
         except (self._ray.exceptions.RayActorError, self._ray.exceptions.GetTimeoutError) as exc:
             self._code = -9
             self._reason = f"host {self.host} lost ({type(exc).__name__})"
