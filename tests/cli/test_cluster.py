@@ -106,6 +106,17 @@ def node_processes() -> list[psutil.Process]:
     return found
 
 
+def finish(run: GraphRun, timeout: float, *, interrupt: bool = False) -> tuple[int, str, dict[str, Any] | None]:
+    """Ctrl-C it (`interrupt`) or let it end; its exit code, stderr and last status; cleaned up."""
+    try:
+        if interrupt:
+            run.proc.send_signal(signal.SIGINT)
+        code = run.wait_exit(timeout=timeout)
+        return code, run.stderr(), run.status()
+    finally:
+        run.cleanup()
+
+
 def free_ports(n: int) -> int:
     """A base port with the n ports from it free on 127.0.0.1."""
     for _ in range(50):
@@ -132,12 +143,7 @@ def test_demo_on_two_workers_gives_the_single_host_events(cluster: SimpleNamespa
     graph["nodes"]["player"]["placement"] = {"resources": {"camera0": 1}}
     graph["nodes"]["perceive"]["placement"] = {"resources": {"infer": 1}}
     graph["ports_base"] = free_ports(len(graph["nodes"]) * 6)
-    run = GraphRun(graph, tmp_path, ["--ray", cluster.address])
-    try:
-        code = run.wait_exit(timeout=180)
-        status, stderr = run.status(), run.stderr()
-    finally:
-        run.cleanup()
+    code, stderr, status = finish(GraphRun(graph, tmp_path, ["--ray", cluster.address]), 180)
     assert code == 0, stderr
     assert "Traceback" not in stderr
     hosts = {n: s["host"] for n, s in status["nodes"].items()}
@@ -175,11 +181,8 @@ def test_hang_detection_restarts_and_give_up_are_the_supervisors_own(cluster: Si
         wait_for(lambda: len(read_jsonl(out)) > 30, 30, "data flowing again after the restart")
         wait_for(lambda: run.node("bad")["state"] == "failed", 30, "the crash-looping source given up")
         assert run.status()["state"] == "degraded"
-        run.proc.send_signal(signal.SIGINT)
-        code = run.wait_exit(timeout=60)
-        stderr = run.stderr()
     finally:
-        run.cleanup()
+        code, stderr, _ = finish(run, 60, interrupt=True)
     assert code == 1, stderr
     assert "node 'relay' was restarted once (data in between is lost): hung (no heartbeat)" in stderr, stderr
     assert "node 'bad' failed: exited with code 1" in stderr, stderr
@@ -242,11 +245,8 @@ def test_relay_moves_when_its_host_goes(cluster: SimpleNamespace, tmp_path: Path
         assert not sockets_beyond_loopback(), sockets_beyond_loopback()
 
         pids = run.node_pids()
-        run.proc.send_signal(signal.SIGINT)
-        code = run.wait_exit(timeout=60)
-        stderr = run.stderr()
     finally:
-        run.cleanup()
+        code, stderr, _ = finish(run, 60, interrupt=True)
     assert code == 1, stderr  # a restart means lost data: not a clean run
     assert "node 'relay' was restarted once (data in between is lost): host" in stderr, stderr
     assert "Traceback" not in stderr
@@ -267,12 +267,7 @@ def test_a_placement_no_host_has_fails_the_start(cluster: SimpleNamespace, tmp_p
         "source": {"kind": "synthetic", "params": {"rate_hz": 10, "shape": SHAPE}, "outputs": {"out": "a/frame"},
                    "placement": {"resources": {"camera9": 1}}},
         "sink": {"kind": "jsonl", "params": {"path": str(tmp_path / "o.jsonl")}, "inputs": {"in": "a/frame"}}}}
-    run = GraphRun(graph, tmp_path, ["--ray", cluster.address])
-    try:
-        code = run.wait_exit(timeout=60)
-        stderr = run.stderr()
-    finally:
-        run.cleanup()
+    code, stderr, _ = finish(GraphRun(graph, tmp_path, ["--ray", cluster.address]), 60)
     assert code == 1, stderr
     assert "sensorfuse: node 'source' failed at start: no host with camera9" in stderr, stderr
     assert "Traceback" not in stderr
