@@ -158,11 +158,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if graph is None:
         raise UsageError("run needs a GRAPH (YAML path or built-in name) or --camera/--mic for the live graph")
     if args.ray is not None:
-        from sensorfuse.engine.cluster import require_ray
+        from sensorfuse.engine.cluster import check_installed
 
         if args.host != "local":
             raise UsageError("--ray places every node itself: leave out --host")
-        require_ray()
+        check_installed()
     view_mode = view.mode(args)
     if view_mode is not None:
         import msgspec

@@ -24,9 +24,11 @@ over a tcp control channel; this module only starts processes and reports their 
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import logging
 import os
+import sys
 from typing import Any
 
 import msgspec
@@ -50,6 +52,19 @@ CALL_TIMEOUT_S = 30.0
 KILL_TIMEOUT_S = 5.0
 
 
+#: Read by Ray when it is imported: "0" makes Ray a one-machine Ray that resolves
+#: 127.0.0.1 to itself; otherwise it swaps 127.0.0.1 for the host's routable address and
+#: binds there (ray._private.services.resolve_ip_for_localhost).
+ONE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def check_installed() -> None:
+    """UsageError unless Ray can be imported; does not import it (`connect` must first
+    decide how Ray resolves loopback, which Ray reads at import)."""
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError(RAY_MISSING)
+
+
 def require_ray() -> Any:
     try:
         import ray
@@ -68,14 +83,21 @@ def _is_loopback(address: str) -> bool:
 
 def connect(address: str | None) -> bool:
     """Join the Ray cluster at `address`, else a running local one, else start one on
-    127.0.0.1. True when this call started Ray (and `close` should stop it)."""
+    127.0.0.1. True when this call started Ray (and `close` should stop it). Without an
+    address or with a loopback one, everything (Ray's services, the driver, the nodes'
+    streams) stays on loopback."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    local = not address or _is_loopback(address)
+    if local and "ray" not in sys.modules:
+        os.environ.setdefault(ONE_MACHINE_ENV, "0")
     ray = require_ray()
     if ray.is_initialized():
         return False
+    if local and os.environ.get(ONE_MACHINE_ENV) != "0":
+        raise UsageError(f"--ray on this machine needs {ONE_MACHINE_ENV}=0 (else Ray binds beyond loopback)")
     try:
         if address:
-            # a loopback cluster: this end on loopback too (Ray would pick the host's address)
-            ray.init(address=address, **({"_node_ip_address": "127.0.0.1"} if _is_loopback(address) else {}))
+            ray.init(address=address, **({"_node_ip_address": "127.0.0.1"} if local else {}))
             return False
         try:
             ray.init(address="auto")
@@ -157,11 +179,11 @@ class RayProcess:
 class RayLauncher:
     def __init__(self, plan: GraphPlan, *, session: str, address: str | None = None,
                  cwd: str | None = None) -> None:
+        self.started_ray = connect(address)  # before anything imports ray
         self.ray = require_ray()
         self.base = plan
         self.session = session
         self.cwd = cwd or os.getcwd()
-        self.started_ray = connect(address)
         from sensorfuse.engine.ray_host import NodeHost  # ray is importable from here on
 
         self.actor_class = NodeHost

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import os
 import signal
 import socket
@@ -349,3 +350,39 @@ def test_a_producer_at_a_new_address_is_dialled_there(tmp_path: Path) -> None:
         for p in pubs:
             p.close(0)
         ctx.term()
+
+
+FAKE_RAY = """
+import os
+SEEN_ENV = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")  # what Ray reads at import
+calls = []
+def is_initialized():
+    return False
+def init(**kwargs):
+    calls.append(kwargs)
+    if kwargs.get("address") == "auto":
+        raise ConnectionError("no running cluster")
+"""
+
+
+@pytest.mark.parametrize(("address", "local"), [("", True), ("127.0.0.1:6379", True), ("10.0.0.5:6379", False)])
+def test_a_local_ray_is_told_it_is_on_one_machine_before_it_is_imported(tmp_path: Path, address: str,
+                                                                         local: bool) -> None:
+    """Ray swaps 127.0.0.1 for the host's routable address (and binds there) unless
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 when it is imported: `connect` sets it for a local
+    Ray, and leaves a remote cluster's driver alone. A stand-in `ray` records what it saw."""
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text(FAKE_RAY)
+    script = ("import json, sys; from sensorfuse.engine import cluster; started = cluster.connect(sys.argv[1]); "
+              "import ray; print(json.dumps([ray.SEEN_ENV, ray.calls, started]))")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
+    done = subprocess.run([sys.executable, "-c", script, address], capture_output=True, text=True, timeout=60,
+                          env={**env, "PYTHONPATH": str(tmp_path)}, check=True)
+    seen_env, calls, started = json.loads(done.stdout)
+    if not local:
+        assert (seen_env, calls, started) == (None, [{"address": address}], False)
+    elif address:
+        assert (seen_env, calls, started) == ("0", [{"address": address, "_node_ip_address": "127.0.0.1"}], False)
+    else:  # none running: one started here, on loopback
+        assert (seen_env, calls, started) == ("0", [{"address": "auto"}, {"_node_ip_address": "127.0.0.1",
+                                                                          "include_dashboard": False}], True)
