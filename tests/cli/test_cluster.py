@@ -56,10 +56,12 @@ SHAPE = [32, 32, 3]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    from ray.cluster_utils import Cluster
-
     saved = {k: os.environ.get(k) for k in (*RAY_ENV, "RAY_TMPDIR")}
     os.environ.update(RAY_ENV, RAY_TMPDIR=str(tmp_path_factory.mktemp("ray")))
+    from ray._private import ray_constants  # reads RAY_ENV at its first import
+    from ray.cluster_utils import Cluster
+
+    assert not ray_constants.ENABLE_RAY_CLUSTER, "ray was imported before RAY_ENV was set: it would bind beyond loopback"
     c = Cluster(initialize_head=True, head_node_args={
         **NODE_ARGS, "include_dashboard": False, "resources": {"sink_host": 1},
         "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
