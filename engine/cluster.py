@@ -184,9 +184,9 @@ class RayLauncher:
         self.base = plan
         self.session = session
         self.cwd = cwd or os.getcwd()
-        from sensorfuse.engine.ray_host import NodeHost  # ray is importable from here on
+        from sensorfuse.engine.ray_host import ACTOR_OPTIONS, NodeHost
 
-        self.actor_class = NodeHost
+        self.actor_class = self.ray.remote(**ACTOR_OPTIONS)(NodeHost)
         keys = CurveKeys.load(plan.keys_dir) if plan.keys_dir else CurveKeys.generate()
         self.keys = CurveKeys(keys.server_public, keys.server_secret, keys.client_public, keys.client_secret,
                               on_loopback=True)

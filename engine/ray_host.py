@@ -1,7 +1,8 @@
 """The Ray actor that owns one node process on the Ray node its placement chose.
 
-Imported only with `--ray` (engine/cluster.py): the runtime without the `cluster` extra
-never imports ray. The actor writes the node's plan to a folder of its own host, starts
+A plain class, made a Ray actor by engine/cluster.py (`ray.remote(...)(NodeHost)`): this
+module imports without Ray, and the runtime without the `cluster` extra never imports
+it. The actor writes the node's plan to a folder of its own host, starts
 `python -m sensorfuse.engine.runtime` there as its direct child (which dies with the actor:
 the runtime asks the kernel for that), writes the CurveZMQ keys to the child's stdin and
 closes it, and answers `wait_exit` when the child ends. It holds the node's placement
@@ -19,10 +20,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import ray
+#: Ray's options for the actor: it needs no CPU of its own (its node process is what
+#: works), is never restarted by Ray (the supervisor decides), and answers `kill` while a
+#: `wait_exit` is pending.
+ACTOR_OPTIONS = {"num_cpus": 0, "max_restarts": 0, "max_concurrency": 4}
 
 
-@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=4)
 class NodeHost:
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -30,6 +33,8 @@ class NodeHost:
 
     def where(self) -> dict[str, str]:
         """The Ray node this actor landed on: its id, the address nodes bind on, the host name."""
+        import ray
+
         return {"node_id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address(),
                 "hostname": socket.gethostname()}
 

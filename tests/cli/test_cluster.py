@@ -301,7 +301,7 @@ def test_status_lists_each_host_and_its_nodes() -> None:
 
 def test_without_ray_the_runtime_never_imports_it_and_ray_is_one_line(tmp_path: Path) -> None:
     imports = ("import sys, sensorfuse.engine.cli, sensorfuse.engine.supervisor, sensorfuse.engine.runtime, "
-               "sensorfuse.engine.cluster; assert 'ray' not in sys.modules, 'ray imported'")
+               "sensorfuse.engine.cluster, sensorfuse.engine.ray_host; assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", imports], check=True, timeout=60)
     blocked = tmp_path / "no-ray"  # a `ray` that cannot be imported, first on the path
     (blocked / "ray").mkdir(parents=True)
