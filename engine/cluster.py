@@ -24,6 +24,7 @@ over a tcp control channel; this module only starts processes and reports their 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import ipaddress
 import logging
@@ -188,8 +189,7 @@ class RayLauncher:
 
         self.actor_class = self.ray.remote(**ACTOR_OPTIONS)(NodeHost)
         keys = CurveKeys.load(plan.keys_dir) if plan.keys_dir else CurveKeys.generate()
-        self.keys = CurveKeys(keys.server_public, keys.server_secret, keys.client_public, keys.client_secret,
-                              on_loopback=True)
+        self.keys = dataclasses.replace(keys, on_loopback=True)
         self.driver_ip = self.ray.util.get_node_ip_address()
         self.control_ep = ""
         self.procs: dict[str, RayProcess] = {}
@@ -198,13 +198,20 @@ class RayLauncher:
         self._placed: dict[str, tuple[Any, dict[str, str]]] = {}
         self.unplaceable: dict[str, str] = {}
         self.ips: dict[str, str] = {}
-        for name in plan.order:
+        actors = {}
+        for name in plan.order:  # all asked for at once: Ray places them in parallel
             try:
-                self._placed[name] = self._place(name)
-                self.ips[name] = self._placed[name][1]["ip"]
+                actors[name] = self._ask(name)
             except PlacementError as exc:
                 self.unplaceable[name] = str(exc)
                 self.ips[name] = self.driver_ip  # an address for the plan; the node fails at start
+        for name, actor in actors.items():
+            try:
+                self._placed[name] = (actor, self._where(actor))
+                self.ips[name] = self._placed[name][1]["ip"]
+            except PlacementError as exc:
+                self.unplaceable[name] = str(exc)
+                self.ips[name] = self.driver_ip
         self.plan = self._replan()
 
     # -- placement -----------------------------------------------------------------------
@@ -212,6 +219,12 @@ class RayLauncher:
         return self.base.decl.nodes[name].placement
 
     def _place(self, name: str) -> tuple[Any, dict[str, str]]:
+        actor = self._ask(name)
+        return actor, self._where(actor)
+
+    def _ask(self, name: str) -> Any:
+        """An actor for `name`, which Ray places on a node that fits; PlacementError at once
+        when no live node does."""
         placement = self._placement(name)
         lacking = missing(placement, self.ray.nodes())
         if lacking is not None:
@@ -219,14 +232,16 @@ class RayLauncher:
         options: dict[str, Any] = {"resources": dict(placement.resources), "num_gpus": placement.num_gpus}
         if placement.labels:
             options["label_selector"] = dict(placement.labels)
-        actor = self.actor_class.options(**options).remote()
+        return self.actor_class.options(**options).remote()
+
+    def _where(self, actor: Any) -> dict[str, str]:
         try:
             where = self.ray.get(actor.where.remote(), timeout=PLACE_TIMEOUT_S)
         except (self.ray.exceptions.GetTimeoutError, self.ray.exceptions.RayActorError) as exc:
             self.ray.kill(actor, no_restart=True)
             raise PlacementError(f"no free host with its placement within {PLACE_TIMEOUT_S:.0f} s "
                                  f"({type(exc).__name__})") from None
-        return actor, where
+        return where
 
     def _replan(self) -> GraphPlan:
         """The plan with every node its own host at its Ray node's address: all hops tcp."""
