@@ -33,6 +33,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -147,6 +148,7 @@ class Run:
             self.proc.send_signal(signal.SIGINT)
         code = self.proc.wait(60)
         self.log.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
         return code
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,7 +30,8 @@ ACTOR_OPTIONS = {"num_cpus": 0, "max_restarts": 0, "max_concurrency": 4}
 class NodeHost:
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
-        self.folder = Path(tempfile.mkdtemp(prefix="sf-node-"))
+        #: this node's plan, in the run dir on this host (removed when the process ends)
+        self.folder: Path | None = None
 
     def where(self) -> dict[str, str]:
         """The Ray node this actor landed on: its id, the address nodes bind on, the host name."""
@@ -43,6 +45,8 @@ class NodeHost:
         plan = json.loads(plan_json)
         # ipc sockets and files nodes keep beside the run live under the run dir on every host
         (Path(plan["run_dir"]) / "s").mkdir(parents=True, exist_ok=True)
+        (Path(plan["run_dir"]) / "ray").mkdir(exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=Path(plan["run_dir"]) / "ray"))
         (self.folder / "plan.json").write_bytes(plan_json)
         cmd = [sys.executable, "-m", "sensorfuse.engine.runtime", str(self.folder), name, session, str(restarts)]
         # SIGKILL when this actor dies (its host is going): no end of stream from an orphan
@@ -56,11 +60,19 @@ class NodeHost:
 
     def wait_exit(self) -> int:
         assert self.proc is not None
-        return self.proc.wait()
+        code = self.proc.wait()
+        self._forget_plan()
+        return code
 
     def kill(self) -> int | None:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
-        return self.proc.wait()
+        code = self.proc.wait()
+        self._forget_plan()
+        return code
+
+    def _forget_plan(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
