@@ -51,6 +51,14 @@ class ExposeDecl(msgspec.Struct, forbid_unknown_fields=True):
     lockstep: bool = False
 
 
+class PlacementDecl(msgspec.Struct, forbid_unknown_fields=True):
+    """Where `sensorfuse run --ray` may start the node (docs/cluster.md); other runs ignore it.
+    Any Ray node that has all of it: custom resources, GPUs, node labels."""
+    resources: dict[str, PositiveFloat] = {}
+    num_gpus: NonNegativeFloat = 0.0
+    labels: dict[str, str] = {}
+
+
 class NodeDecl(msgspec.Struct, forbid_unknown_fields=True):
     kind: str
     params: dict[str, Any] = {}
@@ -60,6 +68,7 @@ class NodeDecl(msgspec.Struct, forbid_unknown_fields=True):
     #: endpoints (beyond ipc) where this node's outputs are also bound, for outside consumers:
     #: `stream: ENDPOINT` or `stream: {endpoint: ENDPOINT, lockstep: true}`.
     expose: dict[str, str | ExposeDecl] = {}
+    placement: PlacementDecl = msgspec.field(default_factory=PlacementDecl)
 
 
 class ExternalDecl(msgspec.Struct, forbid_unknown_fields=True):

@@ -9,6 +9,10 @@ is built or in its `start`: bad params, a path that cannot be opened, a missing 
 prints one line naming the node and the cause and exits with code 3: not retried.
 
 Invoked by the supervisor as ``python -m sensorfuse.engine.runtime RUN_DIR NODE SESSION RESTARTS``.
+Under Ray (docs/cluster.md) the plan names the supervisor's tcp control endpoint
+(`control`) and says the CurveZMQ keys come on stdin (`keys_from: stdin`), never from a
+file or the command line; a `connect` control message points an input at the new
+address of a producer that moved to another host.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from sensorfuse.engine.errors import EXIT_CRASH, EXIT_OK, EXIT_STARTUP, StartupE
 from sensorfuse.engine.graph import GraphPlan, InputPlan, NodePlan, load_plan_json, resolve_kind
 from sensorfuse.engine.metrics import Counters
 from sensorfuse.engine.node import Node, NodeContext, Out
-from sensorfuse.engine.security import CurveKeys
+from sensorfuse.engine.security import CurveKeys, apply_client
 from sensorfuse.engine.shm import PoolReader, ShmOutput, pool_name
 from sensorfuse.engine.transport import Publisher, Subscriber
 
@@ -48,8 +52,11 @@ def startup_error(exc: Exception) -> StartupError:
 
 
 class NodeRunner:
-    def __init__(self, plan: dict[str, Any], node_name: str, *, session: str, restarts: int = 0) -> None:
+    def __init__(self, plan: dict[str, Any], node_name: str, *, session: str, restarts: int = 0,
+                 keys: CurveKeys | None = None) -> None:
         self.plan = plan
+        #: handed over by the launcher (Ray); else loaded from `keys_dir` in `setup`
+        self.keys = keys
         self.restarts = restarts
         self.np: dict[str, Any] = plan["nodes"][node_name]
         self.name = node_name
@@ -60,7 +67,9 @@ class NodeRunner:
         self.control = self.zctx.socket(zmq.DEALER)
         self.control.identity = node_name.encode("utf-8")
         self.control.linger = 500
-        self.control.connect(control.control_endpoint(plan["run_dir"]))
+        control_ep = plan.get("control") or control.control_endpoint(plan["run_dir"])
+        apply_client(self.control, control_ep, self.keys)
+        self.control.connect(control_ep)
         sup = plan["decl"]["supervisor"]
         self.heartbeat_interval = float(sup["heartbeat_interval_s"])
         self.startup_timeout = float(sup["startup_timeout_s"])
@@ -91,7 +100,7 @@ class NodeRunner:
     def setup(self) -> None:
         _, cls = resolve_kind(self.np["cls_path"])
         params = cls.parse_params(self.np["params"])  # a ParamsError (StartupError) names field and value
-        keys = CurveKeys.load(self.plan["keys_dir"]) if self.plan.get("keys_dir") else None
+        keys = self.keys or (CurveKeys.load(self.plan["keys_dir"]) if self.plan.get("keys_dir") else None)
         outside: dict[str, list[str]] = self.np.get("outside") or {}
         for port, stream in self.np["outputs"].items():
             self.publishers[port] = Publisher(
@@ -129,6 +138,10 @@ class NodeRunner:
                          slot_bytes=cfg["slot_bytes"], block=cfg["block"], min_bytes=cfg["min_bytes"],
                          generation=self.restarts)
 
+    def bound(self) -> dict[str, str]:
+        """stream -> the address its graph socket bound last (the tcp one where there is one)."""
+        return {p.stream: p.sock.getsockopt(zmq.LAST_ENDPOINT).decode() for p in self.publishers.values()}
+
     def wait_for_subscribers(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while not self.stopping:
@@ -162,6 +175,10 @@ class NodeRunner:
                     self.stopping = True
                 elif msg["type"] == "start":
                     got = "start"
+                elif msg["type"] == "connect":
+                    for sub in self.subscribers:
+                        if sub.port == msg.get("port"):
+                            sub.reconnect(list(msg.get("endpoints") or []))
         return got
 
     def heartbeat(self, force: bool = False, busy: dict[str, Any] | None = None) -> None:
@@ -432,6 +449,12 @@ class NodeRunner:
         self.zctx.term()
 
 
+#: The signal a node gets when its parent dies, if not SIGTERM: under Ray the parent is the
+#: actor, which dies with its host; an end of stream from the orphan would end its
+#: consumers, where a lost host must look like a crash (restarted, the gap counted).
+DEATH_SIGNAL_ENV = "SENSORFUSE_PARENT_DEATH_SIGNAL"
+
+
 def _die_with_parent() -> None:
     """Linux: get SIGTERM when the supervisor dies, even by SIGKILL, so no node outlives it."""
     if not sys.platform.startswith("linux"):
@@ -440,8 +463,22 @@ def _die_with_parent() -> None:
 
     pr_set_pdeathsig = 1
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+    signum = getattr(signal, os.environ.get(DEATH_SIGNAL_ENV, "SIGTERM"), signal.SIGTERM)
+    if libc.prctl(pr_set_pdeathsig, signum, 0, 0, 0) != 0:
         logging.getLogger("sensorfuse").warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+
+
+def _keys_from_stdin() -> CurveKeys:
+    """The keys a Ray actor writes to this process's stdin (JSON of Z85 text), CURVE on every tcp hop."""
+    import json
+
+    try:
+        text = json.loads(sys.stdin.read())
+    except ValueError as exc:
+        raise StartupError(f"no CurveZMQ keys on stdin: {exc}") from None
+    finally:
+        sys.stdin.close()
+    return CurveKeys.from_text(text, on_loopback=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -452,7 +489,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=f"[{node_name}] %(levelname)s %(message)s", stream=sys.stderr)
     log = logging.getLogger(f"sensorfuse.{node_name}")
     plan = load_plan_json(f"{run_dir}/plan.json")
-    runner = NodeRunner(plan, node_name, session=session, restarts=restarts)
+    try:
+        keys = _keys_from_stdin() if plan.get("keys_from") == "stdin" else None
+        runner = NodeRunner(plan, node_name, session=session, restarts=restarts, keys=keys)
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_STARTUP
 
     def on_signal(signum: int, _frame: Any) -> None:
         runner.stopping = True
@@ -473,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             runner.send_control({"type": "failed", "error": str(exc), "permanent": True})
             return EXIT_STARTUP
         runner.send_control({"type": "ready", "models": fingerprint.loaded_models(),
-                             "providers": fingerprint.used_providers()})
+                             "providers": fingerprint.used_providers(), "bound": runner.bound()})
         while not runner.stopping and runner._service_control(timeout_ms=50) != "start":
             runner.heartbeat()
         runner.start_running()

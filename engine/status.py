@@ -204,6 +204,16 @@ def _fingerprint_line(fp: dict[str, Any]) -> str:
             f" · {len(fp.get('models') or {})} models")
 
 
+def host_lines(status: dict[str, Any]) -> list[str]:
+    """One line per host and the nodes on it, for a graph whose nodes run elsewhere (`--ray`:
+    the Ray node each landed on); none when every node runs on this host."""
+    by_host: dict[str, list[str]] = {}
+    for name, node in status["nodes"].items():
+        if node.get("host") not in (None, "", "local"):
+            by_host.setdefault(node["host"], []).append(name)
+    return [f"host {host}: {', '.join(names)}" for host, names in by_host.items()]
+
+
 def drop_reasons(s: dict[str, Any], dropped: str = "drop:") -> dict[str, int]:
     """A stream's drops by reason, one key each: `dropped` + reason (the node's own policy
     drops), `bad:` + reason (malformed), `rej:` + reason (rejected by the node)."""
@@ -333,6 +343,7 @@ def render(status: dict[str, Any], *, width: int | None = MIN_WIDTH, wide: bool 
     lines = [f"{run}graph {status['graph']!r} · session {status.get('session', '-')}", _state_line(status)]
     if status.get("fingerprint"):
         lines.append(_fingerprint_line(status["fingerprint"]))
+    lines += host_lines(status)
     lines += _wide(status) if wide else _compact(status, max(width or MIN_WIDTH, MIN_WIDTH))
     transit = any(_latency(r[3])[2] for r in _rows(status))
     lines.append("p50/p99: capture → receipt" + ("; * publish → receipt (capture not on this host's clock)"

@@ -368,6 +368,8 @@ class Subscriber:
         if any(ep.startswith("tcp://") for ep in endpoints):
             _heartbeats(self.sock, idle_s)
         self.idle_s = idle_s
+        self.keys = keys
+        self.endpoints = list(endpoints)
         for ep in endpoints:
             apply_client(self.sock, ep, keys)
             self.sock.connect(ep)
@@ -378,6 +380,18 @@ class Subscriber:
         self.sock.setsockopt(zmq.SUBSCRIBE, READY_TOKEN + token.encode("utf-8"))
         # Bound one drain so a saturating producer cannot starve the node's own loop.
         self._drain_budget = 4 * self.sock.rcvhwm + 16
+
+    def reconnect(self, endpoints: Sequence[str]) -> None:
+        """Dial `endpoints` instead of the current ones: the producer moved to another host
+        (docs/cluster.md). Its subscriptions go along; what it sent meanwhile is a seq gap."""
+        for ep in self.endpoints:
+            if ep not in endpoints:
+                self.sock.disconnect(ep)
+        for ep in endpoints:
+            if ep not in self.endpoints:
+                apply_client(self.sock, ep, self.keys)
+                self.sock.connect(ep)
+        self.endpoints = list(endpoints)
 
     def drain(self) -> int:
         """Move available messages from the socket into the queue per policy."""
