@@ -26,32 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from sensorfuse.engine.node import Out
-from sensorfuse.engine.testing import NodeHarness
-from sensorfuse.models.fusion import dataset
-from sensorfuse.nodes import demo, demo_report
-from sensorfuse.nodes.perceive import PerceiveNode
+from sensorfuse.nodes import demo, demo_report, perceive_offline
 from sensorfuse.replay import sample
 
 FIRST_SEED = 1_000_100
 TYPES = {"speaker.active": "speaker_visible", "speech.offscreen": "offscreen_speech"}
-STREAMS = {"ticks": "align/ticks", "frame": "cam0/frame", "detections": "perceive/detections",
-           "scene": "perceive/scene", "speech": "perceive/speech", "sound": "perceive/sound",
-           "events": "perceive/events"}
 
 
 def perceive(session: Path, cache: Path | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(event records, speech records) of the perceive node over a session."""
-    params = {"cache": str(cache)} if cache else {}
-    h = NodeHarness(PerceiveNode, params, name="perceive", streams=STREAMS)
-    out = []
-    for port, item in dataset.aligned_inputs(session):
-        out += h.send(port, item if port == "frame" else Out.record("ticks", item, item["t_ns"]))
-    out += h.finish()
-    h.close()
-    events = [m.record for m in out if m.header.stream == "perceive/events"]
-    speech = [{**m.record, "t_ns": m.header.t_ns} for m in out if m.header.stream == "perceive/speech"]
-    return events, speech
+    out = perceive_offline.perceive_session(session, cache)
+    return out.get("perceive/events", []), [{**r, "t_ns": r["_t_ns"]} for r in out.get("perceive/speech", [])]
 
 
 def onset_delays(events: list[dict[str, Any]], speech: list[dict[str, Any]],

@@ -100,6 +100,8 @@ class Publisher:
         self.topic = stream.encode("utf-8")
         self.shm = shm
         self.shm_topic = wire.SHM_CHANNEL + self.topic
+        #: the last `send` returned False: that message is still to go (the caller retries it)
+        self.in_flight = False
         #: data subscriptions on the graph socket now: to the shm channel, to anything else
         self.shm_subscribed = 0
         self.plain_subscribed = 0
@@ -197,11 +199,11 @@ class Publisher:
         `outside=False` sends to graph consumers only."""
         copy = sum(len(f) if isinstance(f, (bytes, bytearray)) else memoryview(f).nbytes for f in frames) < ZERO_COPY_MIN_BYTES
         if self.shm is not None:
-            return self._send_channels(frames, copy, block_until, data, outside)
-        if not self._send_graph(frames, copy, block_until):
-            return False
-        self._sent(frames, copy, data, outside)
-        return True
+            sent = self._send_channels(frames, copy, block_until, data, outside)
+        elif (sent := self._send_graph(frames, copy, block_until)):
+            self._sent(frames, copy, data, outside)
+        self.in_flight = not sent
+        return sent
 
     def _send_graph(self, frames: list[Any], copy: bool, block_until: float | None) -> bool:
         if not self.nodrop:
@@ -275,10 +277,14 @@ class Publisher:
 
     def send_idle(self, frames: list[Any]) -> bool:
         """An `idle` marker, best effort: never waits for a full queue (a stream whose
-        consumers are behind is not idle)."""
-        if self.nodrop:
-            return self.send(frames, block_until=time.monotonic(), data=False)
-        return self.send(frames, data=False)
+        consumers are behind is not idle), never while a message waits to go out (its seq
+        is the idle's minus one: the idle would overtake it, and receivers would count it
+        lost and then reset; a frame waiting for a pool slot leaves the socket free)."""
+        if self.in_flight:
+            return False
+        sent = self.send(frames, block_until=time.monotonic() if self.nodrop else None, data=False)
+        self.in_flight = False  # an idle that did not go is not retried: nothing waits
+        return sent
 
     def send_final(self, frames: list[Any], *, block_until: float) -> bool:
         """Send the end-of-stream marker without the drop a full PUB queue would cause, to

@@ -140,3 +140,33 @@ def test_subscriber_counts_fuzzed_messages_and_keeps_working(parts: list[bytes])
         sub.close()
     finally:
         ctx.destroy(0)
+
+
+def test_no_idle_overtakes_a_message_still_waiting_to_go(zctx: Ctx) -> None:
+    """An idle carries the next data seq; sent while a data message waits to go (a full
+    lock-step queue, or a frame waiting for a shared-memory slot while the socket has
+    room), it would arrive first and the receiver would count that message lost, then a
+    seq reset (seen in the demo: lost 1, seq_resets 1 on cam0/frame)."""
+    pub, sub, counters = pair(zctx, "block", 4, nodrop=True, hwm=2)
+    full = [wire.encode_message(pub.stream, wire.KIND_TENSOR, np.zeros((64, 64, 3), np.uint8), seq=i, t_ns=i)
+            for i in range(64)]
+    sent = 0
+    while pub.send(full[sent], block_until=time.monotonic() + 0.05):
+        sent += 1
+    assert pub.in_flight  # the consumer is not reading: full[sent] waits
+    assert not pub.send_idle(wire.encode_message(pub.stream, wire.KIND_IDLE, None, seq=sent + 1, t_ns=sent))
+    pub.in_flight = True  # as when the frame waits for a pool slot and the socket has room
+    drain_until(sub, 1)
+    assert not pub.send_idle(wire.encode_message(pub.stream, wire.KIND_IDLE, None, seq=sent + 1, t_ns=sent))
+    while sent < len(full):  # the reader catches up: every message arrives, in order
+        sub.drain()
+        while sub.pop() is not None:
+            pass
+        if pub.send(full[sent], block_until=time.monotonic() + 0.05):
+            sent += 1
+    assert not pub.in_flight
+    drain_until(sub, len(full))
+    st = counters.streams["cam0/frame"]
+    assert (st.lost, st.seq_resets, sub.watermark) == (0, 0, None)
+    assert pub.send_idle(wire.encode_message(pub.stream, wire.KIND_IDLE, None, seq=len(full), t_ns=len(full)))
+    wait_for(lambda: (sub.drain() or True) and sub.watermark is not None, 5, "the idle, now that nothing waits")
