@@ -229,8 +229,14 @@ class PerceiveNode(Node):
 
     def accepts(self, port: str) -> bool:
         # lock-step (`block`) frames wait in their queue rather than evict a frame whose tick
-        # has not come yet; other policies keep the newest frames and count what went
-        return port != "frame" or port not in self.ctx.blocking or self.join.wants_frame()
+        # has not come yet; other policies keep the newest frames and count what went. Ticks
+        # likewise wait rather than push the oldest waiting tick on without its frame (a slow
+        # perceive read several ticks before the next frame and lost ~30 of 300 frames).
+        if port == "frame":
+            return port not in self.ctx.blocking or self.join.wants_frame()
+        if port == "ticks" and {"ticks", "frame"} <= self.ctx.blocking:
+            return self.join.wants_tick()
+        return True
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         if port == "frame":

@@ -21,7 +21,10 @@ Rules (frames arrive in `seq` order on one subscription; ticks arrive in tick or
   perception);
 - a lock-step caller asks `wants_frame` first and reads no frame while it is False (the
   buffer is full and no tick waits for a newer frame): then nothing is evicted, and the
-  frames' publisher waits instead (replay at max rate runs ahead of perception at start).
+  frames' publisher waits instead (replay at max rate runs ahead of perception at start);
+  likewise it reads no tick while `wants_tick` is False (`capacity` ticks wait for their
+  frames), so no tick goes on without a frame that is still coming. The two are never
+  False together: a waiting tick makes `wants_frame` True.
 """
 
 from __future__ import annotations
@@ -74,6 +77,11 @@ class FrameJoin(Generic[T, F]):
         """False when one more frame would evict one that no tick has used yet, and no
         waiting tick needs a newer frame (so the ticks for the held frames must come first)."""
         return len(self._frames) < self.capacity or bool(self._pending)
+
+    def wants_tick(self) -> bool:
+        """False when one more waiting tick would send the oldest on without its frame (a
+        lock-step caller then reads the frames those ticks wait for first)."""
+        return len(self._pending) < self.capacity
 
     def add_frame(self, seq: int, t_ns: int, frame: F) -> list[Joined[T, F]]:
         if self._newest_seq is not None and seq <= self._newest_seq:
