@@ -24,7 +24,7 @@ STAMP := $(VENV)/.installed
 # from TORCH_PIN); `make lock` refreshes them. pyproject.toml keeps ranges for embedders.
 LOCK := requirements/$(ORT_EXTRA).lock
 UV_PIN := uv==0.13.9
-LOCK_ARGS := --extra models --extra view --extra test --generate-hashes --universal --python-version 3.10 \
+LOCK_ARGS := --extra models --extra view --extra cluster --extra test --generate-hashes --universal --python-version 3.10 \
 	--excludes requirements/excludes.txt -c requirements/constraints.txt --quiet
 
 .PHONY: demo test setup system-deps bench clean lock

@@ -6,6 +6,13 @@ Run::
     .venv/bin/python bench/transport.py --quick    # smoke run, ~20 s
     .venv/bin/python bench/transport.py --json out.json   # also dump every sample
 
+Three transports side by side: raw pyzmq, the engine inline (as today for tcp, `expose`
+and plain subscribers) and the engine through shared memory (`sensorfuse.engine.shm`:
+the payload in a pool slot, a descriptor on the stream's shm channel, the receiver
+leasing the slot as `engine.runtime` does); plus a fan-in trial (four 640×480×3 streams at
+30 Hz into one consumer, inline vs shm) and, when a dora-rs venv is there
+(`--dora-venv`, bench/dora_hop.py), dora-rs's Python-node hop measured in the same run.
+
 For each payload in `PAYLOADS` (1 KB events @100 Hz, 64 KiB audio blocks @50 Hz,
 640×480×3 and 1920×1080×3 uint8 frames @30 Hz) one run measures:
 
@@ -66,7 +73,7 @@ import numpy as np
 import zmq
 from _common import machine_description, markdown_table, percentiles_us, sleep_until
 
-from sensorfuse.engine import wire
+from sensorfuse.engine import shm, wire
 from sensorfuse.engine.metrics import Counters
 from sensorfuse.engine.transport import ZERO_COPY_MIN_BYTES, Publisher, Subscriber
 
@@ -90,6 +97,7 @@ class Payload:
 PAYLOADS: tuple[Payload, ...] = (
     Payload("1 KB event", "bench/events", wire.KIND_RECORD, 100.0, queue=256, target="delta"),
     Payload("64 KiB audio", "bench/audio", wire.KIND_AUDIO, 50.0, (2048, 8), "float32", queue=100, target="none"),
+    Payload("320×240×3", "cam_qvga/frame", wire.KIND_TENSOR, 30.0, (240, 320, 3), "uint8", queue=4, target="none"),
     Payload("640×480×3", "cam_vga/frame", wire.KIND_TENSOR, 30.0, (480, 640, 3), "uint8", queue=4),
     Payload("1920×1080×3", "cam_hd/frame", wire.KIND_TENSOR, 30.0, (1080, 1920, 3), "uint8", queue=4),
 )
@@ -107,6 +115,12 @@ STALL_S = 2.0
 MAX_RETRIES = 3
 RAW_HEADER = struct.Struct("<qq")  # seq (-1 ends the trial), t_send_ns
 RAW_END = -1
+#: Transports compared: raw pyzmq, the engine inline (the plain channel), the engine through
+#: shared memory (descriptors on the shm channel, payloads in a pool of SHM_SLOTS slots).
+MODES = ("raw", "engine", "shm")
+SHM_SLOTS = 8
+#: The fan-in trial: this many 640×480×3 streams at 30 Hz into one consumer.
+FANIN_STREAMS = 4
 
 
 # -- payload data ---------------------------------------------------------------------------
@@ -219,30 +233,50 @@ def _send_engine(zctx: zmq.Context, trial: dict[str, Any], conn: Connection) -> 
     p = PAYLOAD_BY_NAME[trial["payload"]]
     data = _payload_data(p)
     saturate = trial["pattern"] == "saturate"
-    pub = Publisher(zctx, p.stream, [trial["endpoint"]], nodrop=saturate, hwm=SNDHWM)
+    k = trial.get("streams", 1)
+    pubs = []
+    for i in range(k):
+        out = None
+        if trial["mode"] == "shm":
+            out = shm.ShmOutput(f"{shm.PREFIX}bench-{os.getpid()}-{trial['endpoint'].rsplit('/', 1)[-1]}-{i}",
+                                slots=SHM_SLOTS, block=[saturate], min_bytes=trial["shm_min_bytes"])
+        pubs.append(Publisher(zctx, _stream(p, i), [_endpoint(trial, i)], nodrop=saturate, hwm=SNDHWM, shm=out))
     try:
         conn.send(("bound",))
-        _wait_for_subscription(pub.sock, lambda: pub.poll_subscriptions() > 0)
+        for pub in pubs:
+            _wait_for_subscription(pub.sock, lambda pub=pub: pub.poll_subscriptions() > 0)
         audio_frames = p.shape[0] if p.kind == wire.KIND_AUDIO else 0
 
         def send_one(seq: int, t_send: int) -> None:
             # The call engine.runtime.publish makes; t_ns is the capture stamp.
-            frames = wire.encode_message(
-                p.stream, p.kind, data, seq=seq, t_ns=t_send, t_pub_ns=time.monotonic_ns(), src="bench",
-                session="bench", layout="HWC/bgr8" if p.kind == wire.KIND_TENSOR else None,
-                rate=48_000 if audio_frames else None, sample0=seq * audio_frames if audio_frames else None,
-            )
-            if not pub.send(frames, block_until=time.monotonic() + STALL_S):
-                raise TimeoutError(f"engine publisher blocked for {STALL_S} s")
+            for pub in pubs:
+                frames = wire.encode_message(
+                    pub.stream, p.kind, data, seq=seq, t_ns=t_send, t_pub_ns=time.monotonic_ns(), src="bench",
+                    session="bench", layout="HWC/bgr8" if p.kind == wire.KIND_TENSOR else None,
+                    rate=48_000 if audio_frames else None, sample0=seq * audio_frames if audio_frames else None,
+                )
+                if not pub.send(frames, block_until=time.monotonic() + STALL_S):
+                    raise TimeoutError(f"engine publisher blocked for {STALL_S} s")
 
         seq, wall, cpu = _send_loop(trial, p.rate_hz, saturate, send_one)
-        eos = wire.encode_message(p.stream, wire.KIND_EOS, None, seq=seq, t_ns=time.monotonic_ns())
-        if not pub.send(eos, block_until=time.monotonic() + STALL_S):
-            raise TimeoutError(f"engine publisher could not send EOS within {STALL_S} s")
+        for pub in pubs:
+            eos = wire.encode_message(pub.stream, wire.KIND_EOS, None, seq=seq, t_ns=time.monotonic_ns())
+            if not pub.send(eos, block_until=time.monotonic() + STALL_S):
+                raise TimeoutError(f"engine publisher could not send EOS within {STALL_S} s")
         _hold_until_received(conn)
     finally:
-        pub.close(linger_ms=int(STALL_S * 1000))
-    return {"sent": seq, "wall_s": wall, "cpu_s": cpu}
+        for pub in pubs:
+            pub.close(linger_ms=int(STALL_S * 1000))
+    return {"sent": seq * k, "wall_s": wall, "cpu_s": cpu}
+
+
+def _endpoint(trial: dict[str, Any], i: int) -> str:
+    return trial["endpoint"] if i == 0 else f"{trial['endpoint']}-{i}"
+
+
+def _stream(p: Payload, i: int) -> str:
+    """The fan-in's i-th stream (each its own end of stream)."""
+    return p.stream if i == 0 else f"{p.stream}{i}"
 
 
 # -- receiver ---------------------------------------------------------------------------------
@@ -292,36 +326,49 @@ def _recv_engine(zctx: zmq.Context, trial: dict[str, Any], conn: Connection) -> 
     seqs: list[int] = []
     t_first = t_last = 0
     cpu0 = time.process_time()
-    ended = False
-    sub = Subscriber(zctx, "in", p.stream, [trial["endpoint"]], policy=policy, queue=p.queue, counters=counters)
+    k = trial.get("streams", 1)
+    ended = 0
+    subs = [Subscriber(zctx, "in", _stream(p, i), [_endpoint(trial, i)], policy=policy, queue=p.queue, counters=counters,
+                       shm=shm.PoolReader(0, policy == "block") if trial["mode"] == "shm" else None)
+            for i in range(k)]
     try:
-        # The shape of engine.runtime's node loop: one Poller, poll, drain, then pop and use.
+        # The shape of engine.runtime's node loop: one Poller, poll, drain, then pop and use
+        # (a payload in shared memory under a lease, as `NodeRunner._step` holds it).
         poller = zmq.Poller()
-        poller.register(sub.sock, zmq.POLLIN)
-        while not ended:
-            if not sub.pending and not poller.poll(timeout_ms):
+        for sub in subs:
+            poller.register(sub.sock, zmq.POLLIN)
+        while ended < k:
+            if not any(sub.pending for sub in subs) and not poller.poll(timeout_ms):
                 raise TimeoutError(f"engine receiver got nothing for {STALL_S} s after {len(seqs)} messages")
-            sub.drain()
-            while (msg := sub.pop()) is not None:
-                if msg.header.kind == wire.KIND_EOS:
-                    ended = True
-                    break
-                usable = msg.record if is_record else msg.array  # noqa: F841 (the work a consumer does)
-                t_recv = time.monotonic_ns()
-                latencies.append(t_recv - msg.header.t_ns)
-                seqs.append(msg.header.seq)
-                t_first = t_first or t_recv
-                t_last = t_recv
+            for sub in subs:
+                sub.drain()
+                while (msg := sub.pop()) is not None:
+                    if msg.header.kind == wire.KIND_EOS:
+                        ended += 1
+                        break
+                    lease = sub.hold(msg) if msg.shm is not None else None
+                    if msg.shm is not None and lease is None:
+                        continue  # recycled: counted in `dropped`
+                    usable = msg.record if is_record else msg.array  # the work a consumer does
+                    t_recv = time.monotonic_ns()
+                    del usable  # before `let_go`: a view kept past it would pin the slot
+                    if lease is not None:
+                        sub.let_go(msg, lease)
+                    latencies.append(t_recv - msg.header.t_ns)
+                    seqs.append(msg.header.seq)
+                    t_first = t_first or t_recv
+                    t_last = t_recv
     finally:
-        sub.close()
-    stats = counters.streams[p.stream]
+        for sub in subs:
+            sub.close()
+    dropped = sum(sum(s.dropped.values()) + sum(s.malformed.values()) for s in counters.streams.values())
     return {"lat_ns": latencies, "seqs": seqs, "t_first_ns": t_first, "t_last_ns": t_last,
-            "cpu_s": time.process_time() - cpu0, "dropped": sum(stats.dropped.values()) + sum(stats.malformed.values())}
+            "cpu_s": time.process_time() - cpu0, "dropped": dropped}
 
 
 RUNNERS = {
-    ("sender", "raw"): _send_raw, ("sender", "engine"): _send_engine,
-    ("receiver", "raw"): _recv_raw, ("receiver", "engine"): _recv_engine,
+    ("sender", "raw"): _send_raw, ("sender", "engine"): _send_engine, ("sender", "shm"): _send_engine,
+    ("receiver", "raw"): _recv_raw, ("receiver", "engine"): _recv_engine, ("receiver", "shm"): _recv_engine,
 }
 
 
@@ -358,6 +405,7 @@ class Bench:
 
     def __init__(self) -> None:
         self.rundir = tempfile.mkdtemp(prefix="sf-bench-transport-")
+        self.shm_min_bytes = shm.DEFAULT_MIN_BYTES
         self.conns: dict[str, Connection] = {}
         self.procs: dict[str, Any] = {}
         self.trial_no = 0
@@ -402,11 +450,12 @@ class Bench:
             raise TrialFailed(f"{role} sent {reply[0]!r}, expected {what!r}")
         return reply[1] if len(reply) > 1 else None
 
-    def run(self, mode: str, payload: Payload, pattern: str, *, n: int = 0, duration_s: float = 0.0) -> dict[str, Any]:
+    def run(self, mode: str, payload: Payload, pattern: str, *, n: int = 0, duration_s: float = 0.0,
+            streams: int = 1) -> dict[str, Any]:
         """One trial; a trial that stalls or fails is rerun on fresh workers (MAX_RETRIES)."""
         for attempt in range(MAX_RETRIES + 1):
             try:
-                return self._run_once(mode, payload, pattern, n=n, duration_s=duration_s)
+                return self._run_once(mode, payload, pattern, n=n, duration_s=duration_s, streams=streams)
             except TrialFailed as exc:
                 note = f"{pattern} {payload.name} {mode}: {exc}"
                 if attempt == MAX_RETRIES:
@@ -417,12 +466,14 @@ class Bench:
                 self._start_workers()
         raise AssertionError("unreachable")
 
-    def _run_once(self, mode: str, payload: Payload, pattern: str, *, n: int, duration_s: float) -> dict[str, Any]:
+    def _run_once(self, mode: str, payload: Payload, pattern: str, *, n: int, duration_s: float,
+                  streams: int) -> dict[str, Any]:
         self.trial_no += 1
-        expected_s = (WARMUP + n) / payload.rate_hz if pattern == "paced" else duration_s
+        expected_s = (WARMUP + n) / payload.rate_hz if pattern != "saturate" else duration_s
         trial = {
             "mode": mode, "payload": payload.name, "pattern": pattern, "n": n, "duration_s": duration_s,
-            "endpoint": f"ipc://{self.rundir}/t{self.trial_no}",
+            "endpoint": f"ipc://{self.rundir}/t{self.trial_no}", "streams": streams,
+            "shm_min_bytes": self.shm_min_bytes,
         }
         limit_s = SETUP_TIMEOUT_S + expected_s + 3 * STALL_S
         # Bind before connect: a SUB connecting to a missing ipc path waits a reconnect interval.
@@ -442,7 +493,7 @@ class Bench:
         self.conns["sender"].send(("close",))
         replies["sender"] = self._expect("sender", "done", limit_s)
         sent, got = replies["sender"], replies["receiver"]
-        skip = WARMUP if pattern == "paced" else 0
+        skip = WARMUP if pattern != "saturate" else 0
         got["lost"] = sent["sent"] - len(got["seqs"])
         got["lat_ns"] = [lat for lat, seq in zip(got["lat_ns"], got["seqs"]) if seq >= skip]
         return {"mode": mode, "payload": payload.name, "pattern": pattern, "sender": sent, "receiver": got}
@@ -452,18 +503,20 @@ class Bench:
         shutil.rmtree(self.rundir, ignore_errors=True)
 
 
-def _abba(rounds: int) -> list[str]:
-    """raw, engine, engine, raw, raw, engine, ... (`rounds` trials of each)."""
+def _abba(rounds: int, modes: tuple[str, ...] = MODES) -> list[str]:
+    """raw, engine, shm, shm, engine, raw, ... (`rounds` trials of each mode)."""
     order: list[str] = []
     for r in range(rounds):
-        order += ["raw", "engine"] if r % 2 == 0 else ["engine", "raw"]
+        order += list(modes) if r % 2 == 0 else list(reversed(modes))
     return order
 
 
-def run_all(payloads: list[Payload], *, n: int, rounds: int, sat_s: float,
-            sat_rounds: int) -> tuple[list[dict[str, Any]], list[str]]:
-    """All trials: paced ones first, then saturation; returns results and retried trials."""
+def run_all(payloads: list[Payload], *, n: int, rounds: int, sat_s: float, sat_rounds: int,
+            fanin: bool = True, shm_min_bytes: int = shm.DEFAULT_MIN_BYTES) -> tuple[list[dict[str, Any]], list[str]]:
+    """All trials: paced ones first, then saturation, then the fan-in; returns results and
+    retried trials."""
     bench = Bench()
+    bench.shm_min_bytes = shm_min_bytes
     results: list[dict[str, Any]] = []
     try:
         for p in payloads:
@@ -475,6 +528,10 @@ def run_all(payloads: list[Payload], *, n: int, rounds: int, sat_s: float,
             for mode in _abba(sat_rounds):
                 results.append(bench.run(mode, p, "saturate", duration_s=sat_s))
                 print(".", end="", file=sys.stderr, flush=True)
+        vga = PAYLOAD_BY_NAME["640×480×3"]
+        for mode in _abba(rounds, ("engine", "shm")) if fanin and vga in payloads else ():
+            results.append(bench.run(mode, vga, "fanin", n=max(1, n // rounds), streams=FANIN_STREAMS))
+            print(".", end="", file=sys.stderr, flush=True)
     finally:
         print(file=sys.stderr)
         bench.close()
@@ -498,65 +555,95 @@ def _lost(trials: list[dict[str, Any]]) -> int:
     return sum(r["receiver"]["lost"] + r["receiver"]["dropped"] for r in trials)
 
 
-def _latency_rows(results: list[dict[str, Any]], p: Payload) -> tuple[list[str], list[str]]:
+def _pooled(trials: list[dict[str, Any]]) -> np.ndarray:
+    return np.concatenate([np.asarray(r["receiver"]["lat_ns"], np.int64) for r in trials])
+
+
+def _latency_rows(results: list[dict[str, Any]], p: Payload, dora: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(summary row, per-trial p50 row) for one payload's paced trials."""
-    paced = {m: _trials(results, p, "paced", m) for m in ("raw", "engine")}
-    pooled = {m: np.concatenate([np.asarray(r["receiver"]["lat_ns"], np.int64) for r in rs]) for m, rs in paced.items()}
-    (raw50, raw99), (eng50, eng99) = percentiles_us(pooled["raw"]), percentiles_us(pooled["engine"])
-    ratio, delta = eng50 / raw50, eng50 - raw50
+    paced = {m: _trials(results, p, "paced", m) for m in MODES}
+    pct = {m: percentiles_us(_pooled(rs)) for m, rs in paced.items()}
+    (raw50, raw99), (eng50, eng99), (shm50, shm99) = pct["raw"], pct["engine"], pct["shm"]
+    d = dora.get(p.name)
     summary = [
         f"{p.name} @{p.rate_hz:.0f} Hz", f"{raw50:.0f} / {raw99:.0f}", f"{eng50:.0f} / {eng99:.0f}",
-        f"{ratio:.2f}×", f"{delta:+.0f}", _verdict(p, ratio, delta),
-        f"{len(pooled['raw'])} / {len(pooled['engine'])}", f"{_lost(paced['raw'])} / {_lost(paced['engine'])}",
+        f"{shm50:.0f} / {shm99:.0f}", f"{shm50 / raw50:.2f}× / {shm99 / raw99:.2f}×", f"{shm50 - raw50:+.0f}",
+        f"{d['p50_us']:.0f} / {d['p99_us']:.0f}" if d else "-",
+        " / ".join(str(_lost(paced[m])) for m in MODES),
     ]
     per_trial = [p.name] + [
-        " ".join(f"{percentiles_us(r['receiver']['lat_ns'], [50])[0]:.0f}" for r in paced[m]) for m in ("raw", "engine")
+        " ".join(f"{percentiles_us(r['receiver']['lat_ns'], [50])[0]:.0f}" for r in paced[m]) for m in MODES
     ]
     return summary, per_trial
 
 
+def _rate_and_cpu(trials: list[dict[str, Any]], nbytes: int) -> tuple[float, str, float, float]:
+    """(median receiver rate, its cell, CPU µs per message sent, received)."""
+    rate = float(np.median([
+        (len(r["receiver"]["seqs"]) - 1) * 1e9 / max(1, r["receiver"]["t_last_ns"] - r["receiver"]["t_first_ns"])
+        for r in trials
+    ]))
+    # CPU per message rather than CPU %: on a shared 2-core VM a thread waiting for a
+    # core looks idle, but the work each message costs does not depend on the load.
+    sent = sum(r["sender"]["sent"] for r in trials)
+    received = sum(len(r["receiver"]["seqs"]) for r in trials)
+    cpu_send_us = 1e6 * sum(r["sender"]["cpu_s"] for r in trials) / max(1, sent)
+    cpu_recv_us = 1e6 * sum(r["receiver"]["cpu_s"] for r in trials) / max(1, received)
+    return rate, f"{rate:,.0f} ({rate * nbytes / 1e6:,.0f} MB/s)", cpu_send_us, cpu_recv_us
+
+
 def _saturation_row(results: list[dict[str, Any]], p: Payload) -> list[str]:
     nbytes = EVENT_BYTES if p.kind == wire.KIND_RECORD else int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize
-    rate: dict[str, float] = {}
-    cells: dict[str, tuple[str, str]] = {}
-    for m in ("raw", "engine"):
-        trials = _trials(results, p, "saturate", m)
-        rate[m] = float(np.median([
-            (len(r["receiver"]["seqs"]) - 1) * 1e9 / max(1, r["receiver"]["t_last_ns"] - r["receiver"]["t_first_ns"])
-            for r in trials
-        ]))
-        # CPU per message rather than CPU %: on a shared 2-core VM a thread waiting for a
-        # core looks idle, but the work each message costs does not depend on the load.
-        sent = sum(r["sender"]["sent"] for r in trials)
-        received = sum(len(r["receiver"]["seqs"]) for r in trials)
-        cpu_send_us = 1e6 * sum(r["sender"]["cpu_s"] for r in trials) / max(1, sent)
-        cpu_recv_us = 1e6 * sum(r["receiver"]["cpu_s"] for r in trials) / max(1, received)
-        cells[m] = (f"{rate[m]:,.0f} ({rate[m] * nbytes / 1e6:,.0f} MB/s)", f"{cpu_send_us:.0f} / {cpu_recv_us:.0f}")
-    lost = {m: _lost(_trials(results, p, "saturate", m)) for m in ("raw", "engine")}
-    return [p.name, cells["raw"][0], cells["engine"][0], f"{rate['engine'] / rate['raw']:.2f}×",
-            cells["raw"][1], cells["engine"][1], f"{lost['raw']} / {lost['engine']}"]
+    got = {m: _rate_and_cpu(_trials(results, p, "saturate", m), nbytes) for m in MODES}
+    lost = " / ".join(str(_lost(_trials(results, p, "saturate", m))) for m in MODES)
+    return [p.name, *(got[m][1] for m in MODES), f"{got['shm'][0] / got['raw'][0]:.2f}×",
+            *(f"{got[m][2]:.0f} / {got[m][3]:.0f}" for m in MODES), f"{got['shm'][3] / got['engine'][3]:.2f}×", lost]
 
 
-def report(results: list[dict[str, Any]]) -> str:
+def _fanin_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    vga = PAYLOAD_BY_NAME["640×480×3"]
+    rows = []
+    for m in ("engine", "shm"):
+        trials = _trials(results, vga, "fanin", m)
+        if not trials:
+            return []
+        p50, p99 = percentiles_us(_pooled(trials))
+        _, _, _, cpu_recv = _rate_and_cpu(trials, 0)
+        rows.append([{"engine": "engine inline", "shm": "engine shm"}[m], f"{p50:.0f} / {p99:.0f}", f"{cpu_recv:.0f}",
+                     str(_lost(trials))])
+    return rows
+
+
+def report(results: list[dict[str, Any]], dora: dict[str, Any]) -> str:
     measured = [p for p in PAYLOADS if any(r["payload"] == p.name for r in results)]
-    latency = [_latency_rows(results, p) for p in measured]
+    latency = [_latency_rows(results, p, dora) for p in measured]
+    fanin = _fanin_rows(results)
     return "\n".join([
         f"Paced one-way latency, µs (pooled over all trials; first {WARMUP} messages of each trial excluded):",
         "",
-        markdown_table(["payload", "raw p50 / p99", "engine p50 / p99", "engine/raw p50", "Δ p50 µs",
-                        "target (issue 2)", "samples raw / engine", "lost raw / engine"], [row for row, _ in latency]),
+        markdown_table(["payload", "raw pyzmq p50 / p99", "engine inline p50 / p99", "engine shm p50 / p99",
+                        "shm/raw p50 / p99", "shm Δ p50 µs", "dora-rs Python p50 / p99",
+                        "lost raw / inline / shm"], [row for row, _ in latency]),
+        "",
+        "dora-rs: " + dora.get("note", "not installed"),
         "",
         "Per-trial p50, µs, in run order (drift and noise check):",
         "",
-        markdown_table(["payload", "raw", "engine"], [row for _, row in latency]),
+        markdown_table(["payload", "raw", "engine inline", "engine shm"], [row for _, row in latency]),
         "",
         "Throughput at saturation, messages/s at the receiver (median of trials), with back-pressure:",
         "",
-        markdown_table(["payload", "raw", "engine", "engine/raw", "CPU µs/msg send / recv, raw",
-                        "CPU µs/msg send / recv, engine", "lost raw / engine"],
+        markdown_table(["payload", "raw", "engine inline", "engine shm", "shm/raw", "CPU µs/msg send / recv, raw",
+                        "inline", "shm", "recv CPU shm/inline", "lost raw / inline / shm"],
                        [_saturation_row(results, p) for p in measured]),
         "",
         "CPU µs/msg: process CPU time (Python thread plus ZeroMQ I/O thread) per message sent / received.",
+        *([
+            "",
+            f"Fan-in: {FANIN_STREAMS} × 640×480×3 @30 Hz into one consumer (latency µs, receiver CPU µs per frame):",
+            "",
+            markdown_table(["transport", "p50 / p99", "recv CPU µs/frame", "lost"], fanin),
+        ] if fanin else []),
     ])
 
 
@@ -568,6 +655,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=None, help="paced trials per transport, alternated ABBA (default 4; 2 with --quick)")
     ap.add_argument("--only", metavar="TEXT", help="run only payloads whose name contains TEXT (e.g. 640)")
     ap.add_argument("--json", metavar="PATH", help="also write every trial's raw results here")
+    ap.add_argument("--shm-min-bytes", type=int, default=shm.DEFAULT_MIN_BYTES,
+                    help="payloads from this size go through the pool in the shm trials (default: the engine's, "
+                         f"{shm.DEFAULT_MIN_BYTES})")
+    ap.add_argument("--no-dora", action="store_true", help="skip the dora-rs row")
+    ap.add_argument("--dora-venv", metavar="DIR", default="/tmp/dora-venv",
+                    help="venv with dora-rs and dora-rs-cli for the dora-rs row (default /tmp/dora-venv; "
+                         "absent: the row says 'not installed')")
     args = ap.parse_args(argv)
     payloads = [p for p in PAYLOADS if args.only is None or args.only in p.name]
     if not payloads:
@@ -580,9 +674,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_description()}; load average {os.getloadavg()[0]:.2f} at start", flush=True)
     print(f"paced: {n} messages per payload and transport in {rounds} alternating trials (ABBA); "
           f"saturation: {sat_rounds} × {sat_s:.1f} s per payload and transport", flush=True)
-    results, retries = run_all(payloads, n=n, rounds=rounds, sat_s=sat_s, sat_rounds=sat_rounds)
+    results, retries = run_all(payloads, n=n, rounds=rounds, sat_s=sat_s, sat_rounds=sat_rounds,
+                               shm_min_bytes=args.shm_min_bytes)
+    from dora_hop import measure
+
+    dora = {"note": "skipped (--no-dora)"} if args.no_dora else measure(args.dora_venv, [(p.name, p.rate_hz, EVENT_BYTES if p.kind == wire.KIND_RECORD else
+                                     int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize) for p in payloads],
+                   n=n, warmup=WARMUP)
     print()
-    print(report(results))
+    print(report(results, dora))
     print(f"\nTrials rerun after a stall or failure: {len(retries)}" + "".join(f"\n- {r}" for r in retries))
     print(f"\ntotal {time.monotonic() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at the end")
     if args.json:

@@ -32,12 +32,14 @@ EXAMPLES = {
   sensorfuse sample -o s.mcap --duration 10    # a labelled session, then the built-in demo graph on it
   sensorfuse run demo --set player.path=s.mcap --duration 30   # (writes demo-*.jsonl/.mcap here)
   sensorfuse run demo --set player.path=s.mcap --view web      # and watch it in the Rerun web viewer
-  sensorfuse run examples/relay.yaml --set producer.rate_hz=60 --run-dir /tmp/sf-run""",
+  sensorfuse run examples/relay.yaml --set producer.rate_hz=60 --run-dir /tmp/sf-run
+  sensorfuse run graph.yaml --ray 10.0.0.5:6379   # nodes placed on a Ray cluster (docs/cluster.md)""",
     "status": """examples:
   sensorfuse status              # the newest run, live, until it ends (exit 1 if it failed)
   sensorfuse status --follow     # keep watching, on to the next run
   sensorfuse status --once --json
 
+A graph run with --ray lists each host (Ray node) and the nodes on it.
 states: RUNNING (also STARTING, DEGRADED, STOPPING) until the run ends as FINISHED,
 STOPPED (Ctrl-C, SIGTERM, --duration) or FAILED; STALE: its supervisor is gone without
 saying how it ended (killed); status then exits 1.""",
@@ -99,17 +101,29 @@ def plan_run(source: str | os.PathLike[str] | dict[str, Any], overrides: Iterabl
 
 def run_graph(source: str | dict[str, Any], *, sets: list[str] = (), duration: float | None = None,
               run_dir: str | None = None, host: str = "local", quiet: bool = False, summary: bool = True,
-              cwd: str | None = None) -> int:
+              cwd: str | None = None, ray: str | None = None) -> int:
     """Load, plan and supervise a graph until it finishes or is interrupted; returns the run's
     exit code (docs/engine.md, "Exit codes"). Unless `quiet`, or `summary=False` for callers
     that print their own, a graph that started ends with the one-screen summary on stderr;
     every reason for a non-zero exit is one `sensorfuse: ...` line after it. `cwd`: the
-    nodes' working directory (relative paths in their params resolve there)."""
+    nodes' working directory (relative paths in their params resolve there). `ray`: place the
+    nodes on a Ray cluster at that address ("": join or start a local one; docs/cluster.md)."""
     from sensorfuse.engine import summary as summary_mod
     from sensorfuse.engine.supervisor import Supervisor
 
     plan, session = plan_run(source, _parse_set(list(sets)), run_dir=run_dir)
-    sup = Supervisor(plan, session=session, local_host=host, quiet=quiet, cwd=cwd)
+    launcher = None
+    if ray is not None:
+        from sensorfuse.engine.cluster import RayLauncher
+
+        launcher = RayLauncher(plan, session=session, address=ray or None, cwd=cwd)
+        plan = launcher.plan
+    try:
+        sup = Supervisor(plan, session=session, local_host=host, quiet=quiet, cwd=cwd, launcher=launcher)
+    except BaseException:
+        if launcher is not None:  # its actors hold placement resources until released
+            launcher.close()
+        raise
 
     def on_signal(signum: int, _frame: Any) -> None:
         if sup.stop_requested:  # second Ctrl-C: no more waiting
@@ -143,6 +157,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
             sets.append(f"mic.device={args.mic}" if args.mic != "default" else "mic.device=null")
     if graph is None:
         raise UsageError("run needs a GRAPH (YAML path or built-in name) or --camera/--mic for the live graph")
+    if args.classes is not None:
+        sets.append(classes_set(args.classes))
+    if args.ray is not None:
+        from sensorfuse.engine.cluster import check_installed
+
+        if args.host != "local":
+            raise UsageError("--ray places every node itself: leave out --host")
+        check_installed()
     view_mode = view.mode(args)
     if view_mode is not None:
         import msgspec
@@ -153,7 +175,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with view.viewing(view_mode) as viewer:
         if viewer is not None:
             graph = viewer.add_to(graph)
-        return run_graph(graph, sets=sets, duration=args.duration, run_dir=args.run_dir, host=args.host)
+        return run_graph(graph, sets=sets, duration=args.duration, run_dir=args.run_dir, host=args.host,
+                         ray=args.ray)
+
+
+def classes_set(text: str) -> str:
+    """`--classes person,car` as the `--set` it stands for (the perceive node checks the names)."""
+    import json
+
+    from sensorfuse.engine.perception.objects import parse_classes
+
+    try:
+        return f"perceive.classes={json.dumps(parse_classes(text))}"
+    except ValueError as exc:
+        raise UsageError(f"--classes: {exc}") from None
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -235,9 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", help="live graph: camera device index, video file or URL/GStreamer pipeline")
     p.add_argument("--mic", help="live graph: microphone name or index ('default' for the system default)")
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a node parameter")
+    p.add_argument("--classes", metavar="NAMES",
+                   help="object classes the perceive node reports, comma-separated COCO names "
+                        "(e.g. person,car; none: objects off); same as --set perceive.classes=[...]")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--run-dir", help="directory for sockets and status (default: a new one under /tmp)")
     p.add_argument("--host", default="local", help="start only the nodes placed on this host (multi-host graphs)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="start each node on a Ray node its `placement:` allows, at ADDRESS (default: join or "
+                        "start a local Ray); needs the cluster extra (docs/cluster.md)")
     view.add_arguments(p)
     p.set_defaults(func=_cmd_run)
 

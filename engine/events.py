@@ -4,7 +4,10 @@ One `EventTracker` per event type; every tick it gets the score of each key (a f
 track, a query, or the single key of a global event like ``speech.offscreen``). For a key:
 
 - it starts when its score has stayed >= `on` for `min_duration_ns` of event time; the
-  event's `start_ns` is the first tick of that run (not when it was confirmed);
+  event's `start_ns` is the first tick of that run (not when it was confirmed). A slow
+  score (the fusion head sees 600 ms of audio) can be dated by a fast detector: an
+  observation's `since_ns` (the VAD's speech onset) at most `backdate_ns` before the run's
+  first tick starts the run there instead, for `start_ns` and for `min_duration_ns`;
 - while active it emits an `update` at most every `update_every_ns` (0: never);
 - it ends when the score has stayed < `off` (hysteresis: `off` <= `on`) for `hold_ns`;
   the `end_ns` is the first tick of that quiet run; a key that is no longer observed
@@ -35,11 +38,13 @@ class EventRule:
     hold_ns: int = 0
     cooldown_ns: int = 0
     update_every_ns: int = 0
+    #: how far before the score's run an observation's `since_ns` may date it (0: never)
+    backdate_ns: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.off <= self.on <= 1.0:
             raise ValueError(f"{self.type}: need 0 <= off ({self.off}) <= on ({self.on}) <= 1")
-        if min(self.min_duration_ns, self.hold_ns, self.cooldown_ns, self.update_every_ns) < 0:
+        if min(self.min_duration_ns, self.hold_ns, self.cooldown_ns, self.update_every_ns, self.backdate_ns) < 0:
             raise ValueError(f"{self.type}: durations must be >= 0")
 
 
@@ -51,6 +56,9 @@ class Observation:
     modalities: tuple[str, ...] = ()
     refs: tuple[Ref, ...] = ()
     subject: dict[str, Any] = field(default_factory=dict)
+    #: when a fast detector says what this score is about began (the VAD's speech onset);
+    #: None when unknown. Dates a starting event (`EventRule.backdate_ns`).
+    since_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +171,8 @@ class EventTracker:
             if t_ns - state.above_since < rule.min_duration_ns:
                 return None
             self._counter += 1
-            state.active, state.event_id, state.start_ns = True, f"{rule.type}:{self._counter}", state.above_since
+            began = self._run_start(state.above_since, obs)
+            state.active, state.event_id, state.start_ns = True, f"{rule.type}:{self._counter}", began
             state.below_since, state.last, state.last_emit_ns = None, obs, t_ns
             refs = _merge_refs(state.above_refs, obs.refs)
             return self._event(key, state, "start", t_ns, obs, None, refs)
@@ -185,6 +194,14 @@ class EventTracker:
         last = state.last or Observation(0.0)
         return self._event(key, state, "end", t_ns, Observation(score, last.modalities, last.refs, last.subject),
                            state.below_since)
+
+    def _run_start(self, above_since: int, obs: Observation) -> int:
+        """When the run of scores >= `on` began: its first tick, or the observation's
+        `since_ns` when that is at most `backdate_ns` earlier."""
+        since = obs.since_ns
+        if self.rule.backdate_ns and since is not None and above_since - self.rule.backdate_ns <= since < above_since:
+            return since
+        return above_since
 
     def _event(self, key: str, state: _KeyState, phase: str, t_ns: int, obs: Observation,
                end_ns: int | None, refs: tuple[Ref, ...] | None = None) -> Event:

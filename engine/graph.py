@@ -31,6 +31,7 @@ from sensorfuse.engine import params as params_mod
 from sensorfuse.engine.errors import SensorfuseError, UsageError
 from sensorfuse.engine.node import POLICIES, Node
 from sensorfuse.engine.params import Count, NonNegativeFloat, PositiveFloat, PositiveInt
+from sensorfuse.engine.shm import DEFAULT_MIN_BYTES, default_slots
 from sensorfuse.engine.streams import stream_type
 
 BUILTIN_GRAPHS_DIR = Path(__file__).with_name("graphs")
@@ -50,6 +51,14 @@ class ExposeDecl(msgspec.Struct, forbid_unknown_fields=True):
     lockstep: bool = False
 
 
+class PlacementDecl(msgspec.Struct, forbid_unknown_fields=True):
+    """Where `sensorfuse run --ray` may start the node (docs/cluster.md); other runs ignore it.
+    Any Ray node that has all of it: custom resources, GPUs, node labels."""
+    resources: dict[str, PositiveFloat] = {}
+    num_gpus: NonNegativeFloat = 0.0
+    labels: dict[str, str] = {}
+
+
 class NodeDecl(msgspec.Struct, forbid_unknown_fields=True):
     kind: str
     params: dict[str, Any] = {}
@@ -59,6 +68,7 @@ class NodeDecl(msgspec.Struct, forbid_unknown_fields=True):
     #: endpoints (beyond ipc) where this node's outputs are also bound, for outside consumers:
     #: `stream: ENDPOINT` or `stream: {endpoint: ENDPOINT, lockstep: true}`.
     expose: dict[str, str | ExposeDecl] = {}
+    placement: PlacementDecl = msgspec.field(default_factory=PlacementDecl)
 
 
 class ExternalDecl(msgspec.Struct, forbid_unknown_fields=True):
@@ -90,6 +100,23 @@ class SupervisorDecl(msgspec.Struct, forbid_unknown_fields=True):
     idle_s: PositiveFloat = 1.0
 
 
+class ShmStreamDecl(msgspec.Struct, forbid_unknown_fields=True):
+    enabled: bool = True
+    #: slots in the stream's pool (default: from its same-host consumers' queues, `default_slots`)
+    slots: Annotated[int, msgspec.Meta(ge=2, le=1024)] | None = None
+    #: bytes per slot (default: the first payload's size); larger payloads go inline
+    slot_bytes: PositiveInt | None = None
+
+
+class ShmDecl(msgspec.Struct, forbid_unknown_fields=True):
+    """Shared-memory frame plane (docs/engine.md): on by default between nodes on one host."""
+
+    enabled: bool = True
+    #: payloads smaller than this stay inline
+    min_bytes: Count = DEFAULT_MIN_BYTES
+    streams: dict[str, ShmStreamDecl] = {}
+
+
 class GraphDecl(msgspec.Struct, forbid_unknown_fields=True):
     nodes: dict[str, NodeDecl]
     name: str = "graph"
@@ -98,6 +125,7 @@ class GraphDecl(msgspec.Struct, forbid_unknown_fields=True):
     external: ExternalDecl = msgspec.field(default_factory=ExternalDecl)
     security: SecurityDecl = msgspec.field(default_factory=SecurityDecl)
     supervisor: SupervisorDecl = msgspec.field(default_factory=SupervisorDecl)
+    shm: ShmDecl = msgspec.field(default_factory=ShmDecl)
 
 
 @dataclass
@@ -107,6 +135,8 @@ class InputPlan:
     policy: str
     queue: int
     endpoints: list[str]
+    #: this input's reader row in the producer's shared-memory pool; -1: inline bytes
+    shm_row: int = -1
 
 
 @dataclass
@@ -125,6 +155,9 @@ class NodePlan:
     is_source: bool = False
     #: stream -> the endpoints in `bind` for outside subscribers that never slow the graph
     outside: dict[str, list[str]] = field(default_factory=dict)
+    #: stream -> its pool: {slots, slot_bytes (0: the first payload's), block (per reader
+    #: row), min_bytes}, for streams with same-host graph consumers
+    shm: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -300,6 +333,7 @@ def plan(decl: GraphDecl, run_dir: str, *, check_files: bool = True) -> GraphPla
         return decl.hosts[host]
 
     consumers: dict[str, list[tuple[str, str, int]]] = {}  # stream -> [(node, policy, queue)]
+    shm_readers: dict[str, list[tuple[str, int]]] = {}  # stream -> [(policy, queue)] by reader row
     inputs: dict[str, list[InputPlan]] = {}
     for name, nd in decl.nodes.items():
         cls = classes[name][1]
@@ -326,7 +360,11 @@ def plan(decl: GraphDecl, run_dir: str, *, check_files: bool = True) -> GraphPla
             else:
                 addr = address(producer_host(use.stream))
                 endpoints = [f"tcp://{addr}:{decl.ports_base + stream_index[use.stream]}"]
-            inputs[name].append(InputPlan(port, use.stream, policy, queue, endpoints))
+            ip = InputPlan(port, use.stream, policy, queue, endpoints)
+            if _shm_on(decl, use.stream) and producers[use.stream] and producer_host(use.stream) == nd.host:
+                ip.shm_row = len(shm_readers.setdefault(use.stream, []))
+                shm_readers[use.stream].append((policy, queue))
+            inputs[name].append(ip)
             consumers.setdefault(use.stream, []).append((name, policy, queue))
         for port, spec in cls.inputs.items():
             if port != "*" and spec.required and port not in nd.inputs:
@@ -359,12 +397,27 @@ def plan(decl: GraphDecl, run_dir: str, *, check_files: bool = True) -> GraphPla
             hwm={s: max([q for _, _, q in consumers.get(s, [])] + [2]) for s in nd.outputs.values()},
             subscribers={s: len(consumers.get(s, [])) for s in nd.outputs.values()},
             is_source=not nd.inputs, outside=outside,
+            shm={s: _shm_plan(decl, s, shm_readers[s]) for s in nd.outputs.values() if s in shm_readers},
         )
+    for stream in decl.shm.streams:
+        if stream not in producers:
+            raise UsageError(f"shm.streams names {stream!r}, which no node produces")
     _refuse_shared_endpoints(decl, nodes)
     gp = GraphPlan(decl.name, decl, run_dir, nodes, producers, decl.security.keys)
     gp.order = _topological(gp)
     _check_nodes(decl, {name: cls for name, (_, cls) in classes.items()}, check_files=check_files)
     return gp
+
+
+def _shm_on(decl: GraphDecl, stream: str) -> bool:
+    return decl.shm.enabled and (stream not in decl.shm.streams or decl.shm.streams[stream].enabled)
+
+
+def _shm_plan(decl: GraphDecl, stream: str, readers: list[tuple[str, int]]) -> dict[str, Any]:
+    """A stream's pool: its size (the memory bound is slots x slot_bytes) and reader rows."""
+    sd = decl.shm.streams.get(stream) or ShmStreamDecl()
+    return {"slots": sd.slots or default_slots(readers), "slot_bytes": sd.slot_bytes or 0,
+            "block": [policy == "block" for policy, _ in readers], "min_bytes": decl.shm.min_bytes}
 
 
 def _check_nodes(decl: GraphDecl, classes: dict[str, type[Node]], *, check_files: bool = True) -> None:

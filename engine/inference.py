@@ -365,6 +365,8 @@ def _post_outputs(post: mf.Postprocessing) -> list[tuple[str, str]]:
         return [("logits", post.logits)] + ([("embedding", post.embedding)] if post.embedding else [])
     if isinstance(post, mf.EmbeddingPost):
         return [("output", post.output)]
+    if isinstance(post, mf.GflBoxesPost):
+        return [("strides", name) for name in post.outputs()]
     return [("kind", name) for name in _FIXED_OUTPUTS.get(type(post), ())]
 
 
@@ -383,7 +385,8 @@ def check_processing(manifest_path: Path, manifest: mf.Manifest, session: ort.In
             raise ModelLoadError(f"{manifest_path}: {what} is not an output of the model "
                                  f"(outputs: {', '.join(outputs)})")
     pre = manifest.preprocessing
-    if isinstance(pre, (mf.LetterboxPre, mf.CenterCropPre, mf.FaceCropPre)) and manifest.inputs:
+    if isinstance(pre, (mf.LetterboxPre, mf.ChannelLetterboxPre, mf.CenterCropPre, mf.FaceCropPre)) \
+            and manifest.inputs:
         spec = manifest.inputs[0]
         graph = {i.name: i for i in session.get_inputs()}.get(spec.name)
         shapes = [list(spec.shape)] + ([list(graph.shape)] if graph is not None else [])

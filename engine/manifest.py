@@ -90,7 +90,18 @@ class TokenizerPre(msgspec.Struct, frozen=True, tag="tokenizer", tag_field="kind
     max_length: int = 256
 
 
-Preprocessing = Union[LetterboxPre, CenterCropPre, FaceCropPre, AudioStreamPre, TokenizerPre]
+class ChannelLetterboxPre(msgspec.Struct, frozen=True, tag="letterbox_channels", tag_field="kind",
+                          forbid_unknown_fields=True):
+    """`LetterboxPre` with per-channel `(x - mean) / std` in `channel_order` (NanoDet: BGR)."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channel_order: Literal["rgb", "bgr"] = "rgb"
+
+
+Preprocessing = Union[LetterboxPre, CenterCropPre, FaceCropPre, AudioStreamPre, TokenizerPre,
+                      ChannelLetterboxPre]
 
 # ---- post-processing ------------------------------------------------------------------
 
@@ -143,7 +154,24 @@ class EmbeddingPost(msgspec.Struct, frozen=True, tag="embedding", tag_field="kin
     normalized: bool = True
 
 
-Postprocessing = Union[SsdFacePost, LandmarksPost, ClassifierPost, VadPost, EmbeddingPost]
+class GflBoxesPost(msgspec.Struct, frozen=True, tag="gfl_boxes", tag_field="kind",
+                   forbid_unknown_fields=True):
+    """Anchor-free detector heads (NanoDet / GFL): per stride `s`, outputs `scores_{s}`
+    [1, cells, classes] (sigmoid applied in-graph) and `boxes_{s}` [1, cells, 4 × (reg_max + 1)]:
+    per side (left, top, right, bottom) a distribution over 0..reg_max strides from the
+    cell centre; per-class NMS. Class names are the manifest's labels file."""
+
+    strides: list[int]
+    reg_max: int
+    min_score: float = 0.35
+    iou_threshold: float = 0.5
+    max_detections: int = 50
+
+    def outputs(self) -> list[str]:
+        return [f"{kind}_{stride}" for stride in self.strides for kind in ("scores", "boxes")]
+
+
+Postprocessing = Union[SsdFacePost, LandmarksPost, ClassifierPost, VadPost, EmbeddingPost, GflBoxesPost]
 
 # ---- the manifest ---------------------------------------------------------------------
 

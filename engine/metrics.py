@@ -24,7 +24,7 @@ CAPTURE_LATENCY_MAX_NS = 60_000_000_000
 class StreamCounters:
     __slots__ = ("received", "published", "lost", "seq_resets", "dropped", "malformed", "rejected",
                  "last_seq", "latency_ns", "transit_ns", "_last_snapshot_received", "_last_snapshot_published",
-                 "heard_ns", "silent_after_ns", "ended", "consumers_missing")
+                 "heard_ns", "silent_after_ns", "ended", "consumers_missing", "shm")
 
     def __init__(self) -> None:
         self.received = 0
@@ -47,6 +47,9 @@ class StreamCounters:
         self.ended = False
         #: publishing side: graph consumers the plan declares that are not connected now
         self.consumers_missing = 0
+        #: the shared-memory plane of this stream, as this end sees it (`plane`: shm or
+        #: inline, slots, in_use, fallback by reason; a reader's pinned slots)
+        self.shm: dict[str, Any] = {}
 
     def on_idle(self, seq: int, t_recv_ns: int) -> int:
         """Account an idle message: the publisher is alive, and its `seq` (the next data
@@ -109,6 +112,8 @@ class StreamCounters:
             out["silent_s"] = round(silent, 1)
         if self.consumers_missing:
             out["consumers_missing"] = self.consumers_missing
+        if self.shm:
+            out["shm"] = self.shm
         for name, reservoir in (("latency", self.latency_ns), ("transit", self.transit_ns)):
             if reservoir:
                 p50, p99 = np.percentile(np.fromiter(reservoir, dtype=np.int64), [50, 99])

@@ -9,6 +9,10 @@ is built or in its `start`: bad params, a path that cannot be opened, a missing 
 prints one line naming the node and the cause and exits with code 3: not retried.
 
 Invoked by the supervisor as ``python -m sensorfuse.engine.runtime RUN_DIR NODE SESSION RESTARTS``.
+Under Ray (docs/cluster.md) the plan names the supervisor's tcp control endpoint
+(`control`) and says the CurveZMQ keys come on stdin (`keys_from: stdin`), never from a
+file or the command line; a `connect` control message points an input at the new
+address of a producer that moved to another host.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from sensorfuse.engine.errors import EXIT_CRASH, EXIT_OK, EXIT_STARTUP, StartupE
 from sensorfuse.engine.graph import GraphPlan, InputPlan, NodePlan, load_plan_json, resolve_kind
 from sensorfuse.engine.metrics import Counters
 from sensorfuse.engine.node import Node, NodeContext, Out
-from sensorfuse.engine.security import CurveKeys
+from sensorfuse.engine.security import CurveKeys, apply_client
+from sensorfuse.engine.shm import PoolReader, ShmOutput, pool_name
 from sensorfuse.engine.transport import Publisher, Subscriber
 
 #: Messages handled per input per loop turn before control and heartbeats get a look.
@@ -47,8 +52,11 @@ def startup_error(exc: Exception) -> StartupError:
 
 
 class NodeRunner:
-    def __init__(self, plan: dict[str, Any], node_name: str, *, session: str, restarts: int = 0) -> None:
+    def __init__(self, plan: dict[str, Any], node_name: str, *, session: str, restarts: int = 0,
+                 keys: CurveKeys | None = None) -> None:
         self.plan = plan
+        #: handed over by the launcher (Ray); else loaded from `keys_dir` in `setup`
+        self.keys = keys
         self.restarts = restarts
         self.np: dict[str, Any] = plan["nodes"][node_name]
         self.name = node_name
@@ -59,7 +67,9 @@ class NodeRunner:
         self.control = self.zctx.socket(zmq.DEALER)
         self.control.identity = node_name.encode("utf-8")
         self.control.linger = 500
-        self.control.connect(control.control_endpoint(plan["run_dir"]))
+        control_ep = plan.get("control") or control.control_endpoint(plan["run_dir"])
+        apply_client(self.control, control_ep, self.keys)
+        self.control.connect(control_ep)
         sup = plan["decl"]["supervisor"]
         self.heartbeat_interval = float(sup["heartbeat_interval_s"])
         self.startup_timeout = float(sup["startup_timeout_s"])
@@ -90,19 +100,22 @@ class NodeRunner:
     def setup(self) -> None:
         _, cls = resolve_kind(self.np["cls_path"])
         params = cls.parse_params(self.np["params"])  # a ParamsError (StartupError) names field and value
-        keys = CurveKeys.load(self.plan["keys_dir"]) if self.plan.get("keys_dir") else None
+        keys = self.keys or (CurveKeys.load(self.plan["keys_dir"]) if self.plan.get("keys_dir") else None)
         outside: dict[str, list[str]] = self.np.get("outside") or {}
         for port, stream in self.np["outputs"].items():
             self.publishers[port] = Publisher(
                 self.zctx, stream, [ep for ep in self.np["bind"][stream] if ep not in outside.get(stream, ())],
                 nodrop=self.np["nodrop"][stream], hwm=self.np["hwm"][stream], keys=keys,
                 counters=self.counters.streams[stream], outside=outside.get(stream, ()),
+                shm=self._shm_output(stream),
             )
         for ip in self.np["inputs"]:
             ip = InputPlan(**ip)
+            reader = PoolReader(ip.shm_row, ip.policy == "block") if ip.shm_row >= 0 else None
             self.subscribers.append(
                 Subscriber(self.zctx, ip.port, ip.stream, ip.endpoints, policy=ip.policy, queue=ip.queue,
-                           counters=self.counters, keys=keys, consumer=f"{self.name}/{ip.port}", idle_s=self.idle_s)
+                           counters=self.counters, keys=keys, consumer=f"{self.name}/{ip.port}", idle_s=self.idle_s,
+                           shm=reader)
             )
         ctx = NodeContext(self.name, self.session, self.clock, self.counters,
                           inputs={ip["port"]: ip["stream"] for ip in self.np["inputs"]}, outputs=self.np["outputs"],
@@ -114,6 +127,20 @@ class NodeRunner:
             self.node.start()
         except CONFIG_ERRORS as exc:
             raise startup_error(exc) from None
+
+    def _shm_output(self, stream: str) -> ShmOutput | None:
+        """The stream's pool when same-host graph consumers read it; a restart is a new
+        generation (a new pool: consumers map it with its first descriptor)."""
+        cfg = (self.np.get("shm") or {}).get(stream)
+        if cfg is None:
+            return None
+        return ShmOutput(pool_name(self.plan["run_dir"], self.name, stream, self.restarts), slots=cfg["slots"],
+                         slot_bytes=cfg["slot_bytes"], block=cfg["block"], min_bytes=cfg["min_bytes"],
+                         generation=self.restarts)
+
+    def bound(self) -> dict[str, str]:
+        """stream -> the address its graph socket bound last (the tcp one where there is one)."""
+        return {p.stream: p.sock.getsockopt(zmq.LAST_ENDPOINT).decode() for p in self.publishers.values()}
 
     def wait_for_subscribers(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -148,6 +175,10 @@ class NodeRunner:
                     self.stopping = True
                 elif msg["type"] == "start":
                     got = "start"
+                elif msg["type"] == "connect":
+                    for sub in self.subscribers:
+                        if sub.port == msg.get("port"):
+                            sub.reconnect(list(msg.get("endpoints") or []))
         return got
 
     def heartbeat(self, force: bool = False, busy: dict[str, Any] | None = None) -> None:
@@ -158,6 +189,10 @@ class NodeRunner:
         for p in self.publishers.values():
             missing = self.np["subscribers"][p.stream] - p.graph_consumers()
             p.counters.consumers_missing = max(0, missing) if self.running else 0
+            p.counters.shm = p.shm.stats() if p.shm is not None else {}
+        for sub in self.subscribers:
+            if sub.shm is not None:
+                sub.stats.shm = {"plane": "shm", "pinned": len(sub.shm.pins), "unpinned": sub.shm.unpinned}
         metrics = self.counters.snapshot(now - self._last_hb_snapshot)
         self._last_hb = self._last_hb_snapshot = now
         msg: dict[str, Any] = {"type": "heartbeat", "metrics": metrics}
@@ -353,7 +388,7 @@ class NodeRunner:
                 sub.ended = True
                 self.publish(node.end(sub.port))
                 continue
-            self.publish(node.step(sub.port, msg))
+            self._step(node, sub, msg)
             sub.drain()
 
     def _poll_only_unheld(self, poller: zmq.Poller, node: Node) -> None:
@@ -372,6 +407,20 @@ class NodeRunner:
         """Inputs with a queued message the node takes now (`Node.accepts`)."""
         return [s for s in self.subscribers if s.pending and node.accepts(s.port)]
 
+    def _step(self, node: Node, sub: Subscriber, msg: wire.Message) -> None:
+        """One message through the node; one whose payload is in shared memory under a
+        lease on its slot (skipped, counted `slot_recycled`, when the slot was reused)."""
+        if msg.shm is None:
+            self.publish(node.step(sub.port, msg))
+            return
+        lease = sub.hold(msg)
+        if lease is None:
+            return
+        try:
+            self.publish(node.step(sub.port, msg))
+        finally:
+            sub.let_go(msg, lease)
+
     def _deliver_watermarks(self, node: Node) -> None:
         """Hand the node the watermark of an input's last `idle` once nothing of that input
         is queued any more: then it comes after all the data sent before it."""
@@ -389,7 +438,7 @@ class NodeRunner:
                 if msg.header.kind == wire.KIND_EOS:
                     self.publish(self.node.end(sub.port))
                 else:
-                    self.publish(self.node.step(sub.port, msg))
+                    self._step(self.node, sub, msg)
 
     def close(self) -> None:
         for sub in self.subscribers:
@@ -400,6 +449,12 @@ class NodeRunner:
         self.zctx.term()
 
 
+#: The signal a node gets when its parent dies, if not SIGTERM: under Ray the parent is the
+#: actor, which dies with its host; an end of stream from the orphan would end its
+#: consumers, where a lost host must look like a crash (restarted, the gap counted).
+DEATH_SIGNAL_ENV = "SENSORFUSE_PARENT_DEATH_SIGNAL"
+
+
 def _die_with_parent() -> None:
     """Linux: get SIGTERM when the supervisor dies, even by SIGKILL, so no node outlives it."""
     if not sys.platform.startswith("linux"):
@@ -408,8 +463,22 @@ def _die_with_parent() -> None:
 
     pr_set_pdeathsig = 1
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+    signum = getattr(signal, os.environ.get(DEATH_SIGNAL_ENV, "SIGTERM"), signal.SIGTERM)
+    if libc.prctl(pr_set_pdeathsig, signum, 0, 0, 0) != 0:
         logging.getLogger("sensorfuse").warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+
+
+def _keys_from_stdin() -> CurveKeys:
+    """The keys a Ray actor writes to this process's stdin (JSON of Z85 text), CURVE on every tcp hop."""
+    import json
+
+    try:
+        text = json.loads(sys.stdin.read())
+    except ValueError as exc:
+        raise StartupError(f"no CurveZMQ keys on stdin: {exc}") from None
+    finally:
+        sys.stdin.close()
+    return CurveKeys.from_text(text, on_loopback=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -420,7 +489,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=f"[{node_name}] %(levelname)s %(message)s", stream=sys.stderr)
     log = logging.getLogger(f"sensorfuse.{node_name}")
     plan = load_plan_json(f"{run_dir}/plan.json")
-    runner = NodeRunner(plan, node_name, session=session, restarts=restarts)
+    try:
+        keys = _keys_from_stdin() if plan.get("keys_from") == "stdin" else None
+        runner = NodeRunner(plan, node_name, session=session, restarts=restarts, keys=keys)
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_STARTUP
 
     def on_signal(signum: int, _frame: Any) -> None:
         runner.stopping = True
@@ -441,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             runner.send_control({"type": "failed", "error": str(exc), "permanent": True})
             return EXIT_STARTUP
         runner.send_control({"type": "ready", "models": fingerprint.loaded_models(),
-                             "providers": fingerprint.used_providers()})
+                             "providers": fingerprint.used_providers(), "bound": runner.bound()})
         while not runner.stopping and runner._service_control(timeout_ms=50) != "start":
             runner.heartbeat()
         runner.start_running()

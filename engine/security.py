@@ -26,6 +26,27 @@ class CurveKeys:
     server_secret: bytes
     client_public: bytes
     client_secret: bytes
+    #: CURVE on loopback tcp too: a graph placed by Ray (docs/cluster.md) encrypts every tcp
+    #: hop alike, so a run on one machine's simulated cluster is the multi-host path
+    on_loopback: bool = False
+
+    @classmethod
+    def generate(cls, *, on_loopback: bool = False) -> CurveKeys:
+        """Fresh pairs in memory (never on disk): the Ray driver's, handed to its nodes."""
+        spub, ssec = zmq.curve_keypair()
+        cpub, csec = zmq.curve_keypair()
+        return cls(spub, ssec, cpub, csec, on_loopback)
+
+    def to_text(self) -> dict[str, str]:
+        """The Z85 keys as text (what a node reads from its stdin under Ray)."""
+        return {k: getattr(self, k).decode("ascii") for k in KEY_FIELDS}
+
+    @classmethod
+    def from_text(cls, text: dict[str, str], *, on_loopback: bool = False) -> CurveKeys:
+        try:
+            return cls(*(text[k].encode("ascii") for k in KEY_FIELDS), on_loopback)
+        except (KeyError, AttributeError, UnicodeEncodeError) as exc:
+            raise StartupError(f"CurveZMQ keys handed to the node are incomplete: {exc}") from None
 
     @classmethod
     def load(cls, keys_dir: str | os.PathLike[str]) -> CurveKeys:
@@ -41,6 +62,7 @@ class CurveKeys:
 
 
 KEY_NAMES = ("server", "client")
+KEY_FIELDS = ("server_public", "server_secret", "client_public", "client_secret")
 
 
 def generate(keys_dir: str | os.PathLike[str], *, force: bool = False) -> tuple[Path, Path]:
@@ -83,9 +105,14 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
+def _plain(endpoint: str, keys: CurveKeys | None) -> bool:
+    """Whether `endpoint` goes without CURVE: loopback, unless the keys ask for tcp on it too."""
+    return is_loopback(endpoint) and not (keys is not None and keys.on_loopback and endpoint.startswith("tcp://"))
+
+
 def apply_server(sock: zmq.Socket, endpoint: str, keys: CurveKeys | None) -> None:
     """Configure a socket about to bind `endpoint`; refuse a non-loopback bind without keys."""
-    if is_loopback(endpoint):
+    if _plain(endpoint, keys):
         return
     if keys is None:
         raise SecurityError(
@@ -99,7 +126,7 @@ def apply_server(sock: zmq.Socket, endpoint: str, keys: CurveKeys | None) -> Non
 
 def apply_client(sock: zmq.Socket, endpoint: str, keys: CurveKeys | None) -> None:
     """Configure a socket about to connect to `endpoint` (a CURVE server when non-loopback)."""
-    if is_loopback(endpoint) or keys is None:
+    if keys is None or _plain(endpoint, keys):
         return
     sock.curve_serverkey = keys.server_public
     sock.curve_publickey = keys.client_public

@@ -204,6 +204,16 @@ def _fingerprint_line(fp: dict[str, Any]) -> str:
             f" · {len(fp.get('models') or {})} models")
 
 
+def host_lines(status: dict[str, Any]) -> list[str]:
+    """One line per host and the nodes on it, for a graph whose nodes run elsewhere (`--ray`:
+    the Ray node each landed on); none when every node runs on this host."""
+    by_host: dict[str, list[str]] = {}
+    for name, node in status["nodes"].items():
+        if node.get("host") not in (None, "", "local"):
+            by_host.setdefault(node["host"], []).append(name)
+    return [f"host {host}: {', '.join(names)}" for host, names in by_host.items()]
+
+
 def drop_reasons(s: dict[str, Any], dropped: str = "drop:") -> dict[str, int]:
     """A stream's drops by reason, one key each: `dropped` + reason (the node's own policy
     drops), `bad:` + reason (malformed), `rej:` + reason (rejected by the node)."""
@@ -238,6 +248,27 @@ def alarms(stream: str | None, s: dict[str, Any]) -> list[str]:
     return out
 
 
+def plane(s: dict[str, Any]) -> str:
+    """How a stream's payloads travel as this end sees it: `shm IN_USE/SLOTS` (a producer's
+    pool: slots readers hold now of all), `shm` (a reader), or `inline`."""
+    info = s.get("shm") or {}
+    if info.get("plane") != "shm":
+        return "inline"
+    return f"shm {info['in_use']}/{info['slots']}" if "slots" in info else "shm"
+
+
+def _shm_lines(status: dict[str, Any]) -> list[str]:
+    """One line: every stream a producer sends through shared memory, slots in use, and
+    what its readers lost to recycled slots."""
+    recycled: dict[str, int] = {}
+    for _, _, stream, s, _, _ in _rows(status):
+        if stream:
+            recycled[stream] = recycled.get(stream, 0) + (s.get("dropped") or {}).get("slot_recycled", 0)
+    parts = [f"{stream} {plane(s)[4:]} slots in use, slot_recycled {recycled.get(stream, 0)}"
+             for _, _, stream, s, _, _ in _rows(status) if stream and "slots" in (s.get("shm") or {})]
+    return [f"shared memory: {' · '.join(parts)}"] if parts else []
+
+
 def _rows(status: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], str | None, dict[str, Any], bool, bool]]:
     """(node name, node, stream or None for a node without streams, its counters, first, last)
     for every stream of every node."""
@@ -270,6 +301,7 @@ def _compact(status: dict[str, Any], width: int) -> list[str]:
         lines += [f"{'':<{node_w}} {alarm}" for alarm in alarms(stream, s)]
         if last and node.get("last_error"):
             lines.append(f"{'':<{node_w}} last error: {node['last_error']}")
+    lines += _shm_lines(status)
     lines.append("rst restarts · msgs received+published · drops dropped+lost+malformed+rejected")
     lines.append(("!: under half its declared rate · " if slow_shown else "") + "--wide: drops by reason, all columns")
     return lines
@@ -285,16 +317,16 @@ def _wide(status: dict[str, Any]) -> list[str]:
     rows = list(_rows(status))
     node_w = max(14, *(len(r[0]) + 2 for r in rows))
     stream_w = max(22, *(len(r[2] or "-") + 2 for r in rows))
-    row = f"{{:<{node_w}}}{{:<10}}{{:>8}}  {{:<{stream_w}}}{{:>8}}{{:>9}}{{:>9}}{{:>7}}  {{:>8}} {{:>8}}  {{}}"
-    lines = [row.format("node", "state", "restarts", "stream", "rate/s", "recv", "pub", "lost", "p50 ms", "p99 ms",
-                        "drops/malformed/rejected")]
+    row = f"{{:<{node_w}}}{{:<10}}{{:>8}}  {{:<{stream_w}}}{{:<10}}{{:>8}}{{:>9}}{{:>9}}{{:>7}}  {{:>8}} {{:>8}}  {{}}"
+    lines = [row.format("node", "state", "restarts", "stream", "plane", "rate/s", "recv", "pub", "lost", "p50 ms",
+                        "p99 ms", "drops/malformed/rejected")]
     lines.append("-" * len(lines[0]))
     for name, node, stream, s, first, last in rows:
         p50, p99, mark = _latency(s)
         reasons = ",".join(f"{k}={v}" for k, v in sorted(drop_reasons(s).items()) if v)
         lines.append(row.format(
             *((name, node["state"], node["restarts"]) if first else ("", "", "")), stream or "-",
-            f"{s.get('rate_hz', 0.0):.1f}", s.get("received", 0), s.get("published", 0), s.get("lost", 0),
+            plane(s) if stream else "", f"{s.get('rate_hz', 0.0):.1f}", s.get("received", 0), s.get("published", 0), s.get("lost", 0),
             f"{_ms(p50)}{mark}" if p50 is not None else "-", f"{_ms(p99)}{mark}" if p99 is not None else "-",
             reasons + (" (slow)" if _slow(node, stream or "", s) else "")).rstrip())
         lines += [f"{'':<{node_w}}{alarm}" for alarm in alarms(stream, s)]
@@ -311,6 +343,7 @@ def render(status: dict[str, Any], *, width: int | None = MIN_WIDTH, wide: bool 
     lines = [f"{run}graph {status['graph']!r} · session {status.get('session', '-')}", _state_line(status)]
     if status.get("fingerprint"):
         lines.append(_fingerprint_line(status["fingerprint"]))
+    lines += host_lines(status)
     lines += _wide(status) if wide else _compact(status, max(width or MIN_WIDTH, MIN_WIDTH))
     transit = any(_latency(r[3])[2] for r in _rows(status))
     lines.append("p50/p99: capture → receipt" + ("; * publish → receipt (capture not on this host's clock)"

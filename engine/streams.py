@@ -42,6 +42,8 @@ STREAM_TYPES: dict[str, StreamType] = {
         StreamType("ticks", wire.KIND_RECORD, None, 30.0, "drop_oldest", 32,
                    "aligned tick: {t_ns, members, mask, late_ns, ...} (docs/time.md)"),
         StreamType("detections", wire.KIND_RECORD, None, 30.0, "drop_oldest", 32, "faces with boxes, keypoints, track ids"),
+        StreamType("objects", wire.KIND_RECORD, None, None, "drop_oldest", 32,
+                   "objects of the configured classes, with boxes and track ids, when a detector result enters"),
         StreamType("events", wire.KIND_RECORD, None, None, "drop_oldest", 256, "fused events (docs/protocol.md)"),
         StreamType("scores", wire.KIND_RECORD, None, 30.0, "drop_oldest", 32,
                    "per tick, the scores the event rules see, with their thresholds (docs/protocol.md)"),

@@ -20,6 +20,10 @@
   written to ``RUN/status.json`` for `sensorfuse status`, every `METRICS_INTERVAL_S`,
   with the supervisor's pid and start time; `close` writes the final state (finished,
   stopped or failed, with the exit code and end time) so a reader knows the run ended.
+- Where nodes run: a launcher (engine/launch.py) starts each node's process, on this
+  host or, with `--ray`, on a Ray node chosen by its placement (engine/cluster.py); the
+  rest of this module is the same for both. A node whose host is lost is restarted like
+  a crashed one, wherever its placement allows.
 - Cost: the checks above run every `CHECK_INTERVAL_S`, and at once when a node reports a
   state change (ready, done, failed); a heartbeat only refreshes the node's timestamp and
   metrics. So the supervisor's work grows with time and node count, not with message rate.
@@ -31,8 +35,6 @@ import json
 import logging
 import math
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -44,9 +46,10 @@ from typing import Any
 
 import zmq
 
-from sensorfuse.engine import control, fingerprint, rundir, wire
+from sensorfuse.engine import control, fingerprint, rundir, shm, wire
 from sensorfuse.engine.errors import EXIT_OK, EXIT_STARTUP
 from sensorfuse.engine.graph import GraphPlan
+from sensorfuse.engine.launch import Launcher, LocalLauncher, NodeProcess, PlacementError
 
 log = logging.getLogger("sensorfuse.supervisor")
 
@@ -67,7 +70,9 @@ DONE_GRACE_S = 0.5
 class NodeState:
     name: str
     state: str = "pending"  # pending|starting|ready|running|backoff|done|failed|stopped
-    proc: subprocess.Popen[bytes] | None = None
+    proc: NodeProcess | None = None
+    #: where its process runs ("local", or a Ray node with --ray)
+    host: str = ""
     restarts: int = 0
     restart_times: deque[float] = field(default_factory=deque)
     last_heartbeat: float = 0.0
@@ -81,6 +86,8 @@ class NodeState:
     #: models the node opened (name -> sha256) and the providers they run on, from READY
     models: dict[str, str] = field(default_factory=dict)
     providers: list[str] = field(default_factory=list)
+    #: stream -> the address the node reported it bound, from READY
+    bound: dict[str, str] = field(default_factory=dict)
     #: what a node said it is busy with in a long wait, and until when (monotonic)
     busy_why: str = ""
     busy_until: float = 0.0
@@ -97,19 +104,23 @@ class Supervisor:
     ended_at: float | None = None
 
     def __init__(self, plan: GraphPlan, *, session: str, local_host: str = "local", quiet: bool = False,
-                 cwd: str | None = None) -> None:
+                 cwd: str | None = None, launcher: Launcher | None = None) -> None:
         self.plan = plan
-        self.cwd = cwd  # the node processes' working directory (None: the supervisor's)
+        self.launcher = launcher or LocalLauncher(plan, session=session, cwd=cwd)
         self.cfg = plan.decl.supervisor
         self.session = session
         self.run_dir = plan.run_dir
-        self.local = [n for n, p in plan.nodes.items() if p.host == local_host]
+        self.local = [n for n, p in plan.nodes.items() if self.launcher.manages(p, local_host)]
         self.nodes = {n: NodeState(n) for n in self.local}
         self.quiet = quiet
         self.zctx = zmq.Context()
         self.router = self.zctx.socket(zmq.ROUTER)
         self.router.linger = 0
+        # A restarted node takes over its name at once, even while the connection of the
+        # process it replaces is not yet seen closed (a lost host's tcp link lingers).
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.router.bind(control.control_endpoint(self.run_dir))
+        self.launcher.attach(self.router)
         self.metrics_pub = self.zctx.socket(zmq.PUB)
         self.metrics_pub.linger = 0
         self.metrics_pub.bind(control.metrics_endpoint(self.run_dir))
@@ -127,15 +138,22 @@ class Supervisor:
 
     # -- processes -------------------------------------------------------------------
     def _spawn(self, st: NodeState) -> None:
-        cmd = [sys.executable, "-m", "sensorfuse.engine.runtime", self.run_dir, st.name, self.session,
-               str(st.restarts)]
-        # Own process group: a terminal Ctrl-C reaches only the supervisor, which then
-        # stops the nodes in order.
-        st.proc = subprocess.Popen(cmd, start_new_session=True, cwd=self.cwd)
+        try:
+            st.proc = self.launcher.start(st.name, st.restarts)
+        except PlacementError as exc:
+            st.proc = None
+            st.state = "failed"
+            st.last_error = str(exc)
+            self.graph_state = "degraded"
+            log.log(logging.ERROR if self.started else logging.INFO, "%s failed: %s", st.name, exc)
+            return
+        st.host = st.proc.host
         st.state = "starting"
         st.started_at = time.monotonic()
         st.last_heartbeat = st.started_at
-        log.info("started %s (pid %d)", st.name, st.proc.pid)
+        log.info("started %s (pid %d on %s)", st.name, st.proc.pid, st.host)
+        for name, msg in self.launcher.reconnects():  # it moved: its consumers dial its new address
+            self._send(name, msg)
 
     def _send(self, name: str, msg: dict[str, Any]) -> None:
         try:
@@ -146,8 +164,8 @@ class Supervisor:
     def _kill(self, st: NodeState, why: str) -> None:
         if st.alive:
             log.warning("killing %s: %s", st.name, why)
-            os.killpg(st.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
-            st.proc.wait()  # type: ignore[union-attr]
+            st.proc.kill()  # type: ignore[union-attr]
+            shm.remove_pools(self.run_dir, st.name)
 
     def _schedule_restart(self, st: NodeState, why: str) -> None:
         now = time.monotonic()
@@ -203,6 +221,7 @@ class Supervisor:
                 st.state = "ready"
                 st.models = dict(msg.get("models") or {})
                 st.providers = list(msg.get("providers") or [])
+                st.bound = dict(msg.get("bound") or {})
                 if self.started:
                     self._send(st.name, {"type": "start"})
                     st.state = "running"
@@ -296,6 +315,9 @@ class Supervisor:
             if code is None:
                 continue
             st.exit_codes.append(code)
+            # A node that closed cleanly unlinked its pools; one killed (SIGKILL, a crash in
+            # C code) could not: its consumers keep what they mapped, nothing new maps them.
+            shm.remove_pools(self.run_dir, st.name)
             self._handle_control()
             if code == EXIT_OK and st.state != "finishing" and not self.stop_requested:
                 self._await_done(st)
@@ -311,7 +333,8 @@ class Supervisor:
                 level = logging.ERROR if self.started else logging.INFO
                 log.log(level, "%s cannot start: %s (not restarted)", st.name, st.last_error or "startup error")
             else:
-                self._schedule_restart(st, f"exited with code {code}" + (f": {st.last_error}" if st.last_error else ""))
+                why = st.proc.exit_reason() or f"exited with code {code}"
+                self._schedule_restart(st, why + (f": {st.last_error}" if st.last_error else ""))
 
     def _await_done(self, st: Any, grace_s: float = DONE_GRACE_S) -> None:
         """A node that exited 0 sent its `done` just before: the message can still be on its
@@ -429,10 +452,11 @@ class Supervisor:
             "ended_at": self.ended_at,
             "fingerprint": self.fingerprint(),
             "nodes": {
-                n: {"state": st.state, "pid": st.proc.pid if st.proc else None, "restarts": st.restarts,
+                n: {"state": st.state, "pid": st.proc.pid if st.proc else None, "host": st.host,
+                    "restarts": st.restarts,
                     "last_error": st.last_error, "exit_codes": st.exit_codes,
                     "alive": st.alive, "heartbeat_age_s": round(time.monotonic() - st.last_heartbeat, 3),
-                    "models": st.models, **st.metrics}
+                    "models": st.models, "bound": st.bound, **st.metrics}
                 for n, st in self.nodes.items()
             },
         }
@@ -491,6 +515,8 @@ class Supervisor:
     def close(self) -> None:
         for st in self.nodes.values():
             self._kill(st, "supervisor closing")
+        shm.remove_pools(self.run_dir)
+        self.launcher.close()
         self._write_final_status()
         self.router.close(0)
         self.metrics_pub.close(0)

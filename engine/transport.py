@@ -28,6 +28,7 @@ tcp connections also run ZMTP heartbeats so that they dial again after a partiti
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections import deque
@@ -39,6 +40,7 @@ import zmq
 from sensorfuse.engine import wire
 from sensorfuse.engine.metrics import Counters, StreamCounters
 from sensorfuse.engine.security import CurveKeys, apply_client, apply_server
+from sensorfuse.engine.shm import Lease, PoolReader, ShmOutput
 
 #: pyzmq copies small frames anyway; zero-copy only pays above this size.
 ZERO_COPY_MIN_BYTES = 64 * 1024
@@ -89,11 +91,21 @@ class Publisher:
         keys: CurveKeys | None = None,
         counters: StreamCounters | None = None,
         outside: Sequence[str] = (),
+        shm: ShmOutput | None = None,
     ) -> None:
         """`endpoints`: where graph consumers (and lock-step outside ones) connect;
-        `outside`: endpoints for outside subscribers, on a socket that drops for them."""
+        `outside`: endpoints for outside subscribers, on a socket that drops for them;
+        `shm`: the stream's pool, for subscribers of its shared-memory channel."""
         self.stream = stream
         self.topic = stream.encode("utf-8")
+        self.shm = shm
+        self.shm_topic = wire.SHM_CHANNEL + self.topic
+        #: data subscriptions on the graph socket now: to the shm channel, to anything else
+        self.shm_subscribed = 0
+        self.plain_subscribed = 0
+        #: a message whose sending stopped half way (a block consumer's full queue): the
+        #: inline frames, the shm channel's frames (written into the pool once), what is sent
+        self._staged: list[Any] | None = None
         self.sock = self._xpub(zctx, endpoints, hwm, keys)
         if nodrop:
             self.sock.setsockopt(zmq.XPUB_NODROP, 1)
@@ -144,8 +156,10 @@ class Publisher:
             elif msg[:1] == b"\x01":
                 self.subscriptions += 1
                 self.joins += 1
+                self._count_channel(msg[1:], 1)
             elif msg[:1] == b"\x00":
                 self.unsubscriptions += 1
+                self._count_channel(msg[1:], -1)
         while self.outside is not None:
             try:
                 msg = self.outside.recv(zmq.NOBLOCK)
@@ -157,6 +171,12 @@ class Publisher:
             elif msg[:1] == b"\x00":
                 self.outside_subscribed -= 1
         return self.subscriptions
+
+    def _count_channel(self, topic: bytes, delta: int) -> None:
+        if topic == self.shm_topic:
+            self.shm_subscribed += delta
+        else:
+            self.plain_subscribed += delta
 
     def outside_subscribers(self) -> int:
         """Outside subscribers connected now, on either socket (graph consumers not counted)."""
@@ -176,9 +196,16 @@ class Publisher:
         `data=False` (end-of-stream and idle markers) is not counted as published;
         `outside=False` sends to graph consumers only."""
         copy = sum(len(f) if isinstance(f, (bytes, bytearray)) else memoryview(f).nbytes for f in frames) < ZERO_COPY_MIN_BYTES
+        if self.shm is not None:
+            return self._send_channels(frames, copy, block_until, data, outside)
+        if not self._send_graph(frames, copy, block_until):
+            return False
+        self._sent(frames, copy, data, outside)
+        return True
+
+    def _send_graph(self, frames: list[Any], copy: bool, block_until: float | None) -> bool:
         if not self.nodrop:
             self.sock.send_multipart(frames, copy=copy)
-            self._sent(frames, copy, data, outside)
             return True
         # XPUB always reports POLLOUT (libzmq #1597), so poll() cannot wait for room and the
         # old loop spun; libzmq's blocking send sleeps until a consumer reads, bounded by SNDTIMEO.
@@ -189,8 +216,55 @@ class Publisher:
             self.sock.send_multipart(frames, copy=copy)
         except zmq.Again:
             return False
+        return True
+
+    def _send_channels(self, frames: list[Any], copy: bool, block_until: float | None, data: bool,
+                       outside: bool) -> bool:
+        """One message to both channels of the graph socket: subscribers of the shm channel
+        get a descriptor (or, for small payloads, markers and fallbacks, the inline frames
+        under the channel's topic), the others inline bytes. Resumes a message a full
+        block queue stopped half way without writing its payload into the pool again."""
+        if self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+            self.poll_subscriptions()  # a (re)joining consumer: which channel it wants
+        staged = self._staged
+        if staged is None or staged[0] is not frames:
+            shm_frames = None
+            if self.shm_subscribed > 0:
+                shm_frames = self._shm_frames(frames, block_until)
+                if shm_frames is None:
+                    return False
+            staged = self._staged = [frames, shm_frames, shm_frames is None, self.plain_subscribed <= 0]
+        if not staged[2]:
+            if not self._send_graph(staged[1], copy or staged[1][-1] is not frames[-1], block_until):
+                return False
+            staged[2] = True
+        if not staged[3] and not self._send_graph(frames, copy, block_until):
+            return False
+        self._staged = None
         self._sent(frames, copy, data, outside)
         return True
+
+    def _shm_frames(self, frames: list[Any], block_until: float | None) -> list[Any] | None:
+        """The shm channel's version of a message; None when a block reader held the pool's
+        slot until `block_until`."""
+        inline = [self.shm_topic, *frames[1:]]
+        assert self.shm is not None
+        if len(frames) != 3:
+            return inline  # a marker
+        payload = frames[2]
+        n = len(payload) if isinstance(payload, (bytes, bytearray)) else memoryview(payload).nbytes
+        if n < self.shm.min_bytes:
+            return inline
+        header = wire.decode_header(frames[1])
+        if header.kind == wire.KIND_RECORD:
+            return inline
+        desc = self.shm.write(payload, n, block_until=block_until)
+        if desc is None:
+            return None
+        if desc is False:
+            return inline
+        header.ref = wire.REF_SHM
+        return [self.shm_topic, wire.encode_header(header), wire.encode_record(desc)]
 
     def _sent(self, frames: list[Any], copy: bool, data: bool, outside: bool) -> None:
         self.counters.published += int(data)
@@ -233,6 +307,8 @@ class Publisher:
         for sock in (self.sock, self.outside):
             if sock is not None:
                 self._send_nowait(sock, self._final)
+        if self.shm is not None and self.shm_subscribed > 0:
+            self._send_nowait(self.sock, [self.shm_topic, *self._final[1:]])
 
     @staticmethod
     def _send_nowait(sock: zmq.Socket, frames: list[Any]) -> bool:
@@ -246,6 +322,8 @@ class Publisher:
         self.sock.close(linger=linger_ms)
         if self.outside is not None:
             self.outside.close(linger=linger_ms)
+        if self.shm is not None:
+            self.shm.close()
 
 
 class Subscriber:
@@ -264,10 +342,13 @@ class Subscriber:
         keys: CurveKeys | None = None,
         consumer: str | None = None,
         idle_s: float = IDLE_S,
+        shm: PoolReader | None = None,
     ) -> None:
         """`consumer` names this input in the graph (``node/port``) for the readiness
         token; None: a unique one (every Subscriber is a consumer the publisher waits for).
-        `idle_s`: the publisher's idle period (liveness: see `arm_liveness`)."""
+        `idle_s`: the publisher's idle period (liveness: see `arm_liveness`). `shm`: this
+        input's reader row in the producer's pools: subscribe to the stream's shared-memory
+        channel (same host only) instead of its inline bytes."""
         if policy not in ("latest", "drop_oldest", "block"):
             raise ValueError(f"unknown policy {policy!r}")
         self.port = port
@@ -287,14 +368,30 @@ class Subscriber:
         if any(ep.startswith("tcp://") for ep in endpoints):
             _heartbeats(self.sock, idle_s)
         self.idle_s = idle_s
+        self.keys = keys
+        self.endpoints = list(endpoints)
         for ep in endpoints:
             apply_client(self.sock, ep, keys)
             self.sock.connect(ep)
-        self.sock.setsockopt(zmq.SUBSCRIBE, stream.encode("utf-8"))
+        self.shm = shm
+        channel = wire.SHM_CHANNEL if shm is not None else b""
+        self.sock.setsockopt(zmq.SUBSCRIBE, channel + stream.encode("utf-8"))
         token = consumer if consumer is not None else f"{port}@{uuid.uuid4().hex}"
         self.sock.setsockopt(zmq.SUBSCRIBE, READY_TOKEN + token.encode("utf-8"))
         # Bound one drain so a saturating producer cannot starve the node's own loop.
         self._drain_budget = 4 * self.sock.rcvhwm + 16
+
+    def reconnect(self, endpoints: Sequence[str]) -> None:
+        """Dial `endpoints` instead of the current ones: the producer moved to another host
+        (docs/cluster.md). Its subscriptions go along; what it sent meanwhile is a seq gap."""
+        for ep in self.endpoints:
+            if ep not in endpoints:
+                self.sock.disconnect(ep)
+        for ep in endpoints:
+            if ep not in self.endpoints:
+                apply_client(self.sock, ep, self.keys)
+                self.sock.connect(ep)
+        self.endpoints = list(endpoints)
 
     def drain(self) -> int:
         """Move available messages from the socket into the queue per policy."""
@@ -342,6 +439,59 @@ class Subscriber:
         self.pending.append(msg)
         self.watermark = None  # data after an idle says more than its watermark
 
+    def _resolve(self, msg: wire.Message) -> bool:
+        """Turn a descriptor into a read-only view of its pool slot (`msg.payload[0]`);
+        False when the slot holds a newer payload already (or the pool is gone)."""
+        if self.shm is None:
+            return False  # a descriptor we did not ask for
+        got = self.shm.resolve(msg.shm)
+        if got is None:
+            return False
+        root, mapping = got
+        root.flags.writeable = False
+        msg.shm = (mapping, msg.shm["slot"], msg.shm["seq"])
+        msg.payload = [root]
+        msg.header.ref = None  # what a node (and a recorder) sees is the inline message's header
+        return True
+
+    def hold(self, msg: wire.Message) -> Lease | None:
+        """Map a queued descriptor's slot and lease it for the handler; None (counted
+        `slot_recycled`) when the producer reused the slot since it was sent. Checked here,
+        not on receipt: what a policy drops anyway counts as its own drop (`overflow`). Call `let_go`
+        after the handler, from a frame as deep as this call's."""
+        if not self._resolve(msg):
+            self.stats.dropped["slot_recycled"] += 1
+            return None
+        assert self.shm is not None
+        mapping, slot, seq = msg.shm
+        lease = self.shm.acquire(mapping, slot, seq)
+        if lease is None:
+            self.stats.dropped["slot_recycled"] += 1
+            return None
+        root = msg.payload[0]
+        lease.msg_refs = sys.getrefcount(msg)
+        lease.root_refs = sys.getrefcount(root)
+        return lease
+
+    def let_go(self, msg: wire.Message, lease: Lease) -> None:
+        """After the handler. The view of the slot is valid while the handler runs: a node
+        that kept the message gets it detached (its payload copied out, still under the
+        lease); one that kept an array view of it pins the slot until that view is freed."""
+        assert self.shm is not None
+        root = msg.payload[0]
+        arr = msg._array
+        retained = sys.getrefcount(msg) > lease.msg_refs
+        # `root` is the base of every array made from it: count the references beyond ours
+        # (msg._array's included), and msg._array itself if the node kept that.
+        escaped = sys.getrefcount(root) - lease.root_refs - (arr is not None) > 0
+        escaped |= arr is not None and sys.getrefcount(arr) > 3  # msg._array, `arr`, the argument
+        if retained:
+            msg.payload = [root.tobytes()]
+            msg._array = None
+            msg.shm = None
+        del arr
+        self.shm.release(lease, root, escaped=escaped)
+
     def _evict_oldest_data(self) -> None:
         for i, queued in enumerate(self.pending):
             if queued.header.kind != wire.KIND_EOS:
@@ -365,3 +515,5 @@ class Subscriber:
 
     def close(self) -> None:
         self.sock.close(linger=0)
+        if self.shm is not None:
+            self.shm.close()

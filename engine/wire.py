@@ -38,6 +38,16 @@ DTYPES = frozenset(
 #: Largest accepted array, to refuse absurd shapes before allocating anything.
 MAX_PAYLOAD_BYTES = 1 << 30
 
+#: Topic prefix of the shared-memory channel of a stream: a subscriber of
+#: ``SHM_CHANNEL + stream`` gets the stream's large payloads as descriptors into a pool in
+#: /dev/shm (header field `ref` = REF_SHM) and everything else inline; a subscriber of the
+#: plain stream name always gets inline bytes (docs/protocol.md, "Shared memory").
+SHM_CHANNEL = b"\x00shm\x00"
+REF_SHM = "shm"
+#: Descriptor fields (a msgpack map): pool name, generation, slot, byte offset of the
+#: payload in the pool file, size, the slot's seq, and a reserved device-memory handle.
+DESCRIPTOR_FIELDS = ("pool", "gen", "slot", "offset", "size", "seq", "dev")
+
 
 class Header(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
     """The envelope carried by every message (msgpack map with these keys)."""
@@ -57,6 +67,8 @@ class Header(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
     rate: int | None = None
     sample0: int | None = None
     meta: dict[str, Any] = {}
+    #: how the payload frame is carried: None = inline bytes; REF_SHM = a descriptor
+    ref: str | None = None
 
 
 class ProtocolError(ValueError):
@@ -150,7 +162,7 @@ class Message:
     `array` is a read-only numpy view over the received frame (no copy).
     """
 
-    __slots__ = ("header", "payload", "t_recv_ns", "_array", "_record")
+    __slots__ = ("header", "payload", "t_recv_ns", "_array", "_record", "shm")
 
     def __init__(self, header: Header, payload: Sequence[Any], t_recv_ns: int = 0) -> None:
         self.header = header
@@ -158,6 +170,9 @@ class Message:
         self.t_recv_ns = t_recv_ns
         self._array: np.ndarray | None = None
         self._record: Any = _UNSET
+        #: a descriptor (dict) as received; once resolved by the subscriber, the pool slot
+        #: the payload is a view of (see `sensorfuse.engine.transport.Subscriber.hold`)
+        self.shm: Any = None
 
     @property
     def stream(self) -> str:
@@ -177,8 +192,11 @@ class Message:
             h = self.header
             if h.kind not in _ARRAY_KINDS or h.dtype is None or h.shape is None:
                 raise TypeError(f"message on {h.stream!r} is {h.kind!r}, not an array")
-            arr = np.frombuffer(_buffer(self.payload[0]), dtype=h.dtype)
-            self._array = arr.reshape(h.shape)
+            part = self.payload[0]
+            if isinstance(part, np.ndarray):  # a read-only view of a shared-memory slot
+                self._array = part.view(h.dtype).reshape(h.shape)
+            else:
+                self._array = np.frombuffer(_buffer(part), dtype=h.dtype).reshape(h.shape)
         return self._array
 
     @property
@@ -207,8 +225,9 @@ def decode_message(parts: Sequence[Any], t_recv_ns: int = 0) -> Message:
     """Validate a received multipart message. Raises `ProtocolError` (never anything else)."""
     if len(parts) < 2:
         raise ProtocolError("missing_frames", f"{len(parts)} frame(s), need at least topic and header")
+    raw_topic = bytes(_buffer(parts[0])).removeprefix(SHM_CHANNEL)
     try:
-        topic = bytes(_buffer(parts[0])).decode("utf-8")
+        topic = raw_topic.decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError("bad_topic", "topic frame is not UTF-8") from None
     header = decode_header(_buffer(parts[1]))
@@ -219,6 +238,8 @@ def decode_message(parts: Sequence[Any], t_recv_ns: int = 0) -> Message:
         return Message(header, payload, t_recv_ns)
     if len(payload) != 1:
         raise ProtocolError("payload_frames", f"kind {header.kind!r} needs 1 payload frame, got {len(payload)}")
+    if header.ref is not None:
+        return _descriptor_message(header, payload, t_recv_ns)
     if header.kind in _ARRAY_KINDS:
         if header.dtype is None or header.shape is None:
             raise ProtocolError("bad_header", f"kind {header.kind!r} needs header fields 'dtype' and 'shape'")
@@ -239,6 +260,30 @@ def decode_message(parts: Sequence[Any], t_recv_ns: int = 0) -> Message:
         msg._record = record  # validated once above: `Message.record` must not decode again
         return msg
     return Message(header, payload, t_recv_ns)
+
+
+def _descriptor_message(header: Header, payload: Sequence[Any], t_recv_ns: int) -> Message:
+    """A message whose payload is in shared memory: its descriptor checked, in `Message.shm`."""
+    if header.ref != REF_SHM or header.kind == KIND_RECORD:
+        raise ProtocolError("bad_ref", f"header field 'ref' is {header.ref!r} on kind {header.kind!r}")
+    try:
+        desc = decode_record(_buffer(payload[0]))
+    except _DECODE_ERRORS as exc:
+        raise ProtocolError("bad_descriptor", f"descriptor is not msgpack: {exc}") from None
+    if not isinstance(desc, dict) or any(
+            not isinstance(desc.get(k), int) or desc[k] < 0 for k in ("gen", "slot", "offset", "size", "seq")) \
+            or not isinstance(desc.get("pool"), str):
+        raise ProtocolError("bad_descriptor", f"descriptor {desc!r} lacks one of {DESCRIPTOR_FIELDS}")
+    if header.kind in _ARRAY_KINDS:
+        if header.dtype is None or header.shape is None:
+            raise ProtocolError("bad_header", f"kind {header.kind!r} needs header fields 'dtype' and 'shape'")
+        expected = array_nbytes(header.dtype, header.shape)
+        if desc["size"] != expected:
+            raise ProtocolError("payload_size", f"dtype {header.dtype} x shape {header.shape} is {expected} bytes, "
+                                f"descriptor says {desc['size']}")
+    msg = Message(header, payload, t_recv_ns)
+    msg.shm = desc
+    return msg
 
 
 def encode_payload(kind: str, data: Any) -> tuple[list[Any], dict[str, Any]]:

@@ -32,7 +32,10 @@ import numpy as np
 
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine import progressbar
+from sensorfuse.models.npm import NpmFile
 from sensorfuse.models.sources import PackagedFile
+
+Source = PackagedFile | NpmFile  # a file in an installed PyPI package, or in an npm tarball
 
 
 class Progress:
@@ -104,7 +107,7 @@ class PackEntry:
     name: str
     summary: str
     build: BuildFn
-    sources: tuple[PackagedFile, ...]
+    sources: tuple[Source, ...]
     recipe: int = 1
     depends: tuple[str, ...] = ()
     needs_torch: bool = False
@@ -246,7 +249,7 @@ def write_reference(ctx: BuildContext, name: str, feeds: dict[str, np.ndarray],
     return reference, path
 
 
-def provenance(source: PackagedFile) -> mf.Provenance:
+def provenance(source: Source) -> mf.Provenance:
     """Provenance record of a packaged source file (hash of the file actually used)."""
     return mf.Provenance(source.package, source.version, source.path,
                          mf.sha256_file(source.locate()))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from sensorfuse.models import build_objects as objects
 from sensorfuse.models import build_speech_text as speech_text
 from sensorfuse.models import build_vision as vision
-from sensorfuse.models import sources
+from sensorfuse.models import npm, sources
 from sensorfuse.models.builder import PackEntry
 
 PACK: tuple[PackEntry, ...] = (
@@ -27,6 +28,8 @@ PACK: tuple[PackEntry, ...] = (
     PackEntry("minilm_l6_v2_int8", "the same, int8 dynamic",
               speech_text.build_minilm_int8, (sources.MINILM_WEIGHTS, sources.MINILM_TOKENIZER),
               depends=("minilm_l6_v2",)),
+    PackEntry("nanodet_m_416", "objects: 80 COCO classes, boxes (416 px)",
+              objects.build_nanodet, (npm.NANODET_GRAPH, npm.NANODET_WEIGHTS)),
     PackEntry("mobilenet_v2", "bring-your-own example: alternative image encoder",
               vision.build_mobilenet_v2, (sources.MOBILENET_V2,), needs_torch=True),
 )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.resources
 import json
 import subprocess
 import sys
@@ -40,29 +41,38 @@ from sensorfuse.engine import view
 from sensorfuse.engine.cli import run_graph
 from sensorfuse.engine.errors import SensorfuseError, UsageError
 from sensorfuse.engine.perception.encoders import FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL
-from sensorfuse.nodes import demo_report
+from sensorfuse.engine.perception.objects import OBJECT_MODEL
+from sensorfuse.nodes.perceive import DEFAULT_CLASSES
+from sensorfuse.engine.perception.speech_text import words_error_rate
+from sensorfuse.nodes import demo_objects, demo_report, transcribe_eval
 
 DEMO_SEED = 1_000_042
 DEMO_DURATION_S = 20.0
-NEEDED = (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, VAD_MODEL, TEXT_MODEL)
+NEEDED = (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, VAD_MODEL, TEXT_MODEL, OBJECT_MODEL)
 #: Events before this event time are the same on every run of the demo session; in the
 #: last second, which stream's end-of-stream reaches the aligner first is arrival order
 #: (separate sockets), and the final flushed ticks' audio windows depend on it.
 STABLE_UNTIL_NS = 1_000_000_000 + int((DEMO_DURATION_S - 1.0) * 1e9)
+#: The demo's aligner at --rate max (lock-step): a lateness bound above any skew the
+#: pipeline can build (docs/replay.md, "Determinism"), and room for the ticks it holds.
+LOCKSTEP_LATENESS_MS = 10_000
+LOCKSTEP_PENDING_TICKS = 256
 #: What the demo graph replays from a session; text is optional (the aligner does not require it).
 REQUIRED_STREAMS = ("cam0/frame", "mic0/audio16k")
 OPTIONAL_STREAMS = ("text/in",)
-OUTPUTS = {"events": "demo-events.jsonl", "frames": "demo-frames.jsonl", "recorder": "demo-perception.mcap"}
+OUTPUTS = {"events": "demo-events.jsonl", "frames": "demo-frames.jsonl", "transcripts": "demo-transcripts.jsonl",
+           "recorder": "demo-perception.mcap"}
 REPORT = "demo-report.json"
 HTML_REPORT = "demo-report.html"  # the same run as pictures (nodes/demo_pictures.py)
 
 
 def demo_graph(session: Path, out_dir: Path, *, rate: str | float = "max", cache: Path | None = None,
-               head: str = "default", quiet: bool = False) -> dict[str, Any]:
+               head: str = "default", quiet: bool = False, spoken_queries: bool = False) -> dict[str, Any]:
     """The built-in demo graph as a dict: `session` replayed at `rate`, the events, frame
     times and recording in `out_dir` (events.jsonl, frames.jsonl, perception.mcap), the
     model pack in `cache` (default: the user cache), `quiet`: no console lines. For tests
-    and benchmarks that run the demo graph with their own files."""
+    and benchmarks that run the demo graph with their own files. `spoken_queries`: a
+    question the session's voices ask is a query too (`said`, docs/speech.md)."""
     import yaml
 
     from sensorfuse.engine import graph as graph_mod
@@ -70,8 +80,25 @@ def demo_graph(session: Path, out_dir: Path, *, rate: str | float = "max", cache
     decl: dict[str, Any] = yaml.safe_load((graph_mod.BUILTIN_GRAPHS_DIR / "demo.yaml").read_text())
     nodes = decl["nodes"]
     nodes["player"]["params"].update(path=str(session), rate=rate)
+    align = nodes["align"]
+    if spoken_queries:  # say it or type it: the newer of the typed and the said line is the query
+        align["params"]["streams"]["said"] = {"policy": "latest", "ttl_ms": 2500, "required": False}
+        align["inputs"]["said"] = {"stream": "speech/text", "policy": "block", "queue": 16}
+    if rate == "max":
+        # lock-step replay: ticks wait for the text streams' watermarks too, so a typed or
+        # said line always makes the tick it belongs to (at a finite rate that would cost latency)
+        for stream in ("text", "said"):
+            if stream in align["params"]["streams"]:
+                align["params"]["streams"][stream]["required"] = True
+    if rate == "max" and spoken_queries:
+        # ...and no lateness bound fires while Whisper decodes a question: the other streams
+        # run seconds ahead of the said stream's watermark then (socket buffers included)
+        align["params"].update(lateness_ms=LOCKSTEP_LATENESS_MS, max_pending_ticks=LOCKSTEP_PENDING_TICKS)
+    if cache:
+        nodes["transcribe"]["params"]["cache"] = str(Path(cache).absolute())
     nodes["perceive"]["params"] = {"head": head, **({"cache": str(Path(cache).absolute())} if cache else {})}
-    for name, file in (("events", "events.jsonl"), ("frames", "frames.jsonl"), ("recorder", "perception.mcap")):
+    for name, file in (("events", "events.jsonl"), ("frames", "frames.jsonl"), ("transcripts", "transcripts.jsonl"),
+                       ("recorder", "perception.mcap")):
         nodes[name]["params"]["path"] = str(Path(out_dir) / file)
     if quiet:
         nodes["console"]["params"] = {"every": 1_000_000}
@@ -155,25 +182,46 @@ def read_truth(path: Path) -> tuple[list[dict[str, Any]], dict[int, list[dict[st
     return labels, boxes, texts
 
 
+def recorded(path: Path, stream: str) -> list[dict[str, Any]]:
+    """The records of one stream in a recording (none when the file is not there)."""
+    from sensorfuse.engine import wire
+    from sensorfuse.replay.mcap_io import LogReader
+
+    if not path.is_file():
+        return []
+    with LogReader(path) as reader:
+        return [wire.decode_record(m.decode()[2]) for m in reader.iter_messages([stream])]
+
+
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def summarize(session: Path, out_dir: Path, run_dir: Path) -> dict[str, Any]:
+def summarize(session: Path, out_dir: Path, run_dir: Path, classes: list[str] | None = None) -> dict[str, Any]:
     """Scores (None when the session has no labels) against the truth of the replayed span,
-    latency, counts and drops of a finished demo run."""
+    objects per class (`classes`: perceive's, default its own), latency, counts and drops
+    of a finished demo run."""
     events = _jsonl(out_dir / OUTPUTS["events"])
     frames = {f["t_ns"]: f["t_pub_ns"] for f in _jsonl(out_dir / OUTPUTS["frames"])}
     labels, boxes, texts = read_truth(session)
     replayed_until = max(frames, default=None)
     last_frame = last_frame_ns(session)
     cut_short = replayed_until is None or (last_frame is not None and replayed_until < last_frame)
-    scores = None
+    scores = objects = None
     if labels:
         truth = demo_report.replayed_truth(labels, (replayed_until or 0) if cut_short else None)
         scores = demo_report.score_events([e["record"] for e in events], truth, boxes, texts)
+        results = recorded(out_dir / OUTPUTS["recorder"], "perceive/objects")
+        objects = demo_objects.score_objects(results, boxes, DEFAULT_CLASSES if classes is None else classes)
+    said = [t["record"] for t in _jsonl(out_dir / OUTPUTS["transcripts"])]
+    transcripts = {"segments": len(said)}
+    if labels:
+        truth = demo_report.replayed_truth(labels, (replayed_until or 0) if cut_short else None)
+        pairs = transcribe_eval.pair_with_labels(said, truth)
+        transcripts.update(wer=round(words_error_rate(pairs), 4), sentences=sum(1 for ref, _ in pairs if ref),
+                           pairs=[{"spoken": ref, "heard": hyp} for ref, hyp in pairs])
     latencies = demo_report.latency_ms(events, frames)
     status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").is_file() else {}
     gauges = status.get("nodes", {}).get("perceive", {}).get("gauges", {})
@@ -186,7 +234,9 @@ def summarize(session: Path, out_dir: Path, run_dir: Path) -> dict[str, Any]:
             if st.get("lost"):
                 drops[f"{name}:{stream}:lost"] = st["lost"]
     first = min(frames, default=None)
-    return {"session": str(session), "scores": scores, "latency_ms": latencies, "events": len(events),
+    return {"session": str(session), "scores": scores, "objects": objects, "transcripts": transcripts,
+            "latency_ms": latencies,
+            "events": len(events),
             "gauges": gauges, "drops": drops, "frames_published": len(frames), "cut_short": cut_short,
             "replayed_s": (replayed_until - first) / 1e9 if first is not None else 0.0,
             "session_s": (last_frame - first) / 1e9 if first is not None and last_frame is not None else None}
@@ -199,7 +249,9 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
     report = {**summary, "latency_ms": {"n": len(lat), **({"p50": float(np.percentile(lat, 50)),
                                                           "p99": float(np.percentile(lat, 99))} if lat else {})},
               "scores": None if scores is None else {
-                  k: {**dataclasses.asdict(v), "precision": v.precision, "recall": v.recall} for k, v in scores.items()}}
+                  k: {**dataclasses.asdict(v), "precision": v.precision, "recall": v.recall} for k, v in scores.items()},
+              "objects": None if summary["objects"] is None else {
+                  k: v.as_dict() for k, v in summary["objects"].items()}}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
@@ -230,6 +282,13 @@ def print_summary(summary: dict[str, Any]) -> None:
             print(f"scored against the truth of the replayed span ({summary['replayed_s']:.1f} s of "
                   f"{summary['session_s'] or 0:.1f} s)")
         print(demo_report.table(summary["scores"]))
+        print(demo_objects.table(summary["objects"]))
+    said = summary["transcripts"]
+    if "wer" in said:
+        print(f"transcripts: {said['segments']} speech segments, word error rate {said['wer']:.2f} over "
+              f"{said['sentences']} spoken sentences (Whisper tiny.en)")
+    else:
+        print(f"transcripts: {said['segments']} speech segments")
     if lat:
         p50, p99 = np.percentile(lat, [50, 99])
         print(f"capture→event latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(lat)} events")
@@ -264,8 +323,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return _run_demo(args, viewer)
 
 
+def demo_classes(text: str | None) -> list[str] | None:
+    """`--classes` checked against the detector's COCO names before anything is built."""
+    if text is None:
+        return None
+    from sensorfuse.engine.perception.objects import UnknownClass, check_classes, parse_classes
+
+    labels = (importlib.resources.files("sensorfuse.models") / "data" / "coco_labels.txt").read_text().splitlines()
+    try:
+        classes = parse_classes(text)
+        check_classes(classes, labels)
+    except (ValueError, UnknownClass) as exc:
+        raise UsageError(f"demo --classes: {exc}") from None
+    return classes
+
+
 def _run_demo(args: argparse.Namespace, viewer: Any) -> int:
     t0 = time.monotonic()
+    classes = demo_classes(args.classes)
     streams = session_streams(Path(args.session)) if args.session else list((*REQUIRED_STREAMS, *OPTIONAL_STREAMS))
     out_dir = _out_dir(args)
     ensure_pack()
@@ -277,10 +352,13 @@ def _run_demo(args: argparse.Namespace, viewer: Any) -> int:
             *(f"{node}.path={out_dir / name}" for node, name in OUTPUTS.items())]
     if args.head:
         sets.append(f"perceive.head={args.head}")
+    if classes is not None:
+        sets.append(f"perceive.classes={json.dumps(classes)}")
     print(f"demo: {session.name} at rate {args.rate} (events scroll below; outputs in {out_dir})", flush=True)
-    graph: Any = "demo" if viewer is None else viewer.add_to(demo_graph(session, out_dir))
+    decl = demo_graph(session, out_dir, rate=args.rate, spoken_queries=args.spoken_queries)
+    graph: Any = decl if viewer is None else viewer.add_to(decl)
     code = run_graph(graph, sets=sets, duration=args.duration, run_dir=str(run_dir), summary=False)  # ours below
-    summary = summarize(session, out_dir, run_dir)
+    summary = summarize(session, out_dir, run_dir, classes)
     print_summary(summary)
     write_report(summary, out_dir / REPORT)
     html = write_html_report(session, out_dir, summary)
@@ -294,12 +372,19 @@ def register(subparsers: Any) -> None:
         "demo", help="run the perception graph on a bundled sample session, then score it",
         description="run the perception graph on a generated sample session and score its events",
         epilog="examples:\n  sensorfuse demo\n  sensorfuse demo --rate max --head late\n"
+               "  sensorfuse demo --rate max --classes person,cat\n"
                "  sensorfuse sample -o s.mcap --duration 8 && sensorfuse demo --session s.mcap --out demo-out",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--duration", type=float, help="stop after this many seconds (scored against the span replayed)")
     p.add_argument("--rate", default="1", help="replay rate: 1 = real time (default), X, or max")
+    p.add_argument("--spoken-queries", action="store_true",
+                   help="a question the session's voices ask is a query too, like a typed line (at a finite "
+                        "rate when its transcript arrives; exactly at its end with --rate max)")
     p.add_argument("--head", help="fusion head: default, early, late, attention or a manifest path")
+    p.add_argument("--classes", metavar="NAMES",
+                   help="object classes to report and score, comma-separated COCO names (default: "
+                        "person,bicycle,car,motorcycle,bus,truck,cat,dog; none: objects off)")
     p.add_argument("--session", metavar="FILE",
                    help="replay this log (cam0/frame + mic0/audio16k) instead of the bundled sample; "
                         "scored where it carries labels")

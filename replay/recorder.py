@@ -8,7 +8,8 @@ Every file carries a `clock` metadata record, the wall-clock time of its first m
 (`sensorfuse.replay.wallclock`): log times stay capture times, the anchor maps them to dates.
 
 The node's `step` never touches the disk: it hands the message (header and payload,
-not copied) to a bounded write cache drained by a writer thread. When the cache is
+not copied; a frame that came through shared memory is copied out of its pool slot) to a
+bounded write cache drained by a writer thread. When the cache is
 full the message is dropped and counted per stream (``cache_full``), so a slow disk
 never blocks the live graph. The writer closes a chunk at least every ``flush_s``
 (default 0.5 s) and pushes it to the OS, so a SIGKILL loses at most that much (the
@@ -311,6 +312,10 @@ class RecorderNode(Node):
 
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         payload = getattr(msg.payload[0], "buffer", msg.payload[0]) if msg.payload else None
+        if msg.shm is not None:
+            # A view of the producer's shared-memory slot is valid while `step` runs; the
+            # writer thread gets it later, so copy it out now (the one copy a frame costs).
+            payload = payload.tobytes()
         self._last_t_ns = msg.header.t_ns
         reason = self.writer.offer(msg.header, payload)
         if reason is not None:

@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
+import sfhelpers
 from sfhelpers import GraphRun, pactl, wait_for
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_shared_memory_left() -> Iterator[None]:
+    """Every graph run that ended by itself removed its pools from /dev/shm (docs/engine.md)."""
+    yield
+    assert not sfhelpers.LEFT_POOLS, f"pools left in /dev/shm: {sfhelpers.LEFT_POOLS}"
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SENSORFUSE = [sys.executable, "-m", "sensorfuse.engine.cli"]
+#: shared-memory pools a finished run left in /dev/shm (conftest fails the session on any)
+LEFT_POOLS: list[str] = []
 
 
 def free_port() -> int:
@@ -101,8 +103,12 @@ class GraphRun:
         return [n["pid"] for n in st["nodes"].values() if n.get("pid")]
 
     def cleanup(self) -> None:
+        from sensorfuse.engine import shm
+
         pids = self.node_pids()
-        if self.proc.poll() is None:
+        if self.proc.poll() is not None:  # it ended by itself: it must have removed its pools
+            LEFT_POOLS.extend(shm.remove_pools(str(self.run_dir)))
+        else:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         for pid in pids:
@@ -110,6 +116,7 @@ class GraphRun:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 continue
+        shm.remove_pools(str(self.run_dir))  # what the processes killed here left
         self._out.close()
         self._err.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -133,6 +133,7 @@ class TickFeatures:
     sound_probs: dict[str, float] | None = None  # when the sound classifier ran this tick
     speech_prob: float | None = None
     in_speech: bool = False
+    speech_since_ns: int | None = None  # first tick of the VAD's current speech segment
     text: str | None = None
     status: dict[str, str] = field(default_factory=dict)
     refs: list[Ref] = field(default_factory=list)
@@ -206,6 +207,7 @@ class Perception:
         self.vad = encoders.vad_stream(self._vad_probs)
         self._fed_until: int | None = None  # absolute index of the next audio sample to feed
         self._prev_t: int | None = None
+        self._speech_since: int | None = None  # first tick of the VAD's current speech segment
         self._open: dict[int, deque[float]] = {}
         self._patch_change: dict[int, deque[float]] = {}
         self._last_patch: dict[int, tuple[int, np.ndarray]] = {}  # track → (frame number, patch)
@@ -380,6 +382,11 @@ class Perception:
         feats.inputs["audio_text"][0] = unit(prob * speech + (1.0 - prob) * quiet)
         feats.inputs["audio_mask"][0, 0] = 1.0
         feats.speech_prob, feats.in_speech = round(float(prob), 4), bool(in_speech)
+        if not in_speech:
+            self._speech_since = None
+        elif self._speech_since is None:
+            self._speech_since = tick.t_ns
+        feats.speech_since_ns = self._speech_since
 
 
 def warm_up(encoders: Encoders, label_embeddings: np.ndarray, frame_shape: tuple[int, int], **kwargs: int) -> None:

@@ -19,12 +19,10 @@ Rules (frames arrive in `seq` order on one subscription; ticks arrive in tick or
   frames are held (the oldest goes first) and at most `capacity` ticks wait (beyond
   that the oldest goes on without its frame: a frame stream that stalls cannot stall
   perception);
-- a lock-step caller asks `wants_frame` first and reads no frame while it is False (the
-  buffer is full and no tick waits for a newer frame): then nothing is evicted, and the
-  frames' publisher waits instead (replay at max rate runs ahead of perception at start);
-  likewise it reads no tick while `wants_tick` is False (`capacity` ticks wait for their
-  frames), so no tick goes on without a frame that is still coming. The two are never
-  False together: a waiting tick makes `wants_frame` True.
+- a lock-step caller asks `wants_frame` / `wants_tick` first and reads no frame (tick)
+  while it is False (the buffer is full and no tick waits for a newer frame / as many ticks
+  wait as the buffer holds): then nothing is evicted, and the publisher waits instead
+  (replay at max rate runs ahead of perception at start). The two are never both False.
 """
 
 from __future__ import annotations
@@ -79,8 +77,7 @@ class FrameJoin(Generic[T, F]):
         return len(self._frames) < self.capacity or bool(self._pending)
 
     def wants_tick(self) -> bool:
-        """False when one more waiting tick would send the oldest on without its frame (a
-        lock-step caller then reads the frames those ticks wait for first)."""
+        """False when one more waiting tick would push the oldest on without its frame."""
         return len(self._pending) < self.capacity
 
     def add_frame(self, seq: int, t_ns: int, frame: F) -> list[Joined[T, F]]:

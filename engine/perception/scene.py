@@ -1,4 +1,5 @@
-"""The scene encoder at its own rate, off the per-frame path, with event-time results.
+"""The scene encoder at its own rate, off the per-frame path, with event-time results
+(`sensorfuse.engine.perception.worker`).
 
 The scene classifier (EfficientNet-Lite0, two square crops of a wide frame) costs ~18 ms
 on one core of this kind of machine — four times the face path. Run inline, every
@@ -17,12 +18,13 @@ probability.
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 
 from sensorfuse.engine.perception.encoders import Encoders
+from sensorfuse.engine.perception.worker import EventTimeWorker
 
 CONSE_TOP = 10
 TEXT_DIM = 384
@@ -44,42 +46,30 @@ def unit(v: np.ndarray) -> np.ndarray:
 class SceneStage:
     def __init__(self, encoders: Encoders, label_embeddings: np.ndarray, *, period_ns: int, delay_ns: int,
                  top_k: int = 5, executor: Executor | None = None) -> None:
-        if not 0 <= delay_ns < period_ns:
-            raise ValueError(f"scene delay {delay_ns} ns must be ≥ 0 and below the scene period {period_ns} ns")
         self.enc = encoders
         self.label_embeddings = label_embeddings
-        self.period_ns = period_ns
-        self.delay_ns = delay_ns
         self.top_k = top_k
-        self.executor = executor
+        self.worker = EventTimeWorker(self._run, period_ns=period_ns, delay_ns=delay_ns, executor=executor,
+                                      what="scene")
         self.current: SceneResult | None = None
-        self._started_t: int | None = None  # frame time of the last run started
-        self._pending: tuple[int, Future[SceneResult] | SceneResult] | None = None  # (apply at, result)
 
     @property
     def text(self) -> np.ndarray:
         return self.current.text if self.current is not None else np.zeros(TEXT_DIM, np.float32)
 
     def due(self, t_ns: int) -> bool:
-        return self._pending is None and (self._started_t is None or t_ns - self._started_t >= self.period_ns)
+        return self.worker.due(t_ns)
 
     def start(self, t_ns: int, rgb: np.ndarray) -> None:
         """Run the encoder on the frame captured at `t_ns` (call when `due`)."""
-        self._started_t = t_ns
-        apply_at = t_ns + self.delay_ns
-        if self.executor is None:
-            self._pending = (apply_at, self._run(t_ns, rgb))
-        else:
-            self._pending = (apply_at, self.executor.submit(self._run, t_ns, rgb))
+        self.worker.start(t_ns, rgb)
 
     def advance(self, t_ns: int) -> bool:
         """At tick time `t_ns`: take a result that is due. True when `current` changed."""
-        if self._pending is None or t_ns < self._pending[0]:
-            return False
-        result = self._pending[1]
-        self.current = result.result() if isinstance(result, Future) else result
-        self._pending = None
-        return True
+        fresh, result = self.worker.advance(t_ns)
+        if fresh:
+            self.current = result
+        return fresh
 
     def _run(self, t_ns: int, rgb: np.ndarray) -> SceneResult:
         obs = self.enc.scene_probabilities(rgb)

@@ -3,8 +3,10 @@
 The aligner (`sensorfuse.nodes.aligner`, docs/time.md) publishes each tick as a record with the
 members embedded: a frame as ``{dtype, shape, layout, data}``, an audio window as
 ``{sample0, n, rate, channels, data, ...}``, the latest text as ``{text}``. Perception
-reads those three ports (names configurable) and keeps, for provenance, the stream and
-`seq`s of every member it used.
+reads those ports (names configurable) and keeps, for provenance, the stream and `seq`s
+of every member it used. The query is the newer of two text members: typed (``text``)
+and said (``said``: the `transcribe` node's `text` output), so a query can be typed or
+spoken.
 
 A frame member without ``data`` (the aligner's ``embed: false``) is a reference: the
 tick keeps it in `frame_wanted` and the caller attaches the frame it received itself
@@ -63,6 +65,7 @@ class Ports:
     frame: str = "frame"
     audio: str = "audio"
     text: str = "text"
+    said: str = "said"
 
 
 class BadTick(ValueError):
@@ -78,8 +81,9 @@ def tick_from_record(record: dict[str, Any], ports: Ports = Ports()) -> TickInpu
         tick = TickInput(int(record["tick"]), int(record["t_ns"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise BadTick(f"tick record without tick/t_ns: {exc}") from None
+    text_port = _newest_text(members, ports)
     tick.status = {"vision": status.get(ports.frame, "absent"), "audio": status.get(ports.audio, "absent"),
-                   "text": status.get(ports.text, "absent")}
+                   "text": status.get(text_port, "absent")}
     frame = members.get(ports.frame)
     if frame is not None and "data" not in frame and "seq" in frame:
         tick.frame_wanted = Ref(streams.get(ports.frame, ports.frame), int(frame["seq"]), int(frame["t_ns"]), "vision")
@@ -107,9 +111,24 @@ def tick_from_record(record: dict[str, Any], ports: Ports = Ports()) -> TickInpu
         seqs = audio.get("seqs") or []
         if seqs:  # the newest block is the one that completed this tick
             tick.refs.append(Ref(stream, int(seqs[-1]), int(audio.get("t_end_ns") or tick.t_ns), "audio"))
-    text = members.get(ports.text)
+    text = members.get(text_port)
     if text is not None and isinstance(text.get("text"), str):
         tick.text = text["text"]
-        tick.text_ref = Ref(streams.get(ports.text, ports.text), int(text["seq"]), int(text["t_ns"]), "text")
+        tick.text_ref = Ref(streams.get(text_port, text_port), int(text["seq"]), int(text["t_ns"]), "text")
         tick.refs.append(tick.text_ref)
     return tick
+
+
+def _newest_text(members: dict[str, Any], ports: Ports) -> str:
+    """The port of the query this tick: the typed or the said line, whichever is newer
+    (typed on a tie; typed when neither is there, for its status)."""
+    said = members.get(ports.said)
+    if not isinstance(said, dict) or not isinstance(said.get("text"), str):
+        return ports.text
+    typed = members.get(ports.text)
+    if not isinstance(typed, dict) or not isinstance(typed.get("text"), str):
+        return ports.said
+    try:
+        return ports.said if int(said["t_ns"]) > int(typed["t_ns"]) else ports.text
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadTick(f"text member without t_ns: {exc}") from None

@@ -9,6 +9,8 @@ are never reused within a session.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,11 +34,14 @@ class Track:
 
 
 class IouTracker:
-    def __init__(self, *, min_iou: float = 0.3, max_missed: int = 5) -> None:
+    """`ids`: where new track ids come from (trackers that share one never hand out the
+    same id; default: 1, 2, 3, ... of its own)."""
+
+    def __init__(self, *, min_iou: float = 0.3, max_missed: int = 5, ids: Iterator[int] | None = None) -> None:
         self.min_iou = min_iou
         self.max_missed = max_missed
         self.tracks: list[Track] = []
-        self._next_id = 1
+        self._ids = ids if ids is not None else itertools.count(1)
 
     def update(self, boxes: list[np.ndarray]) -> tuple[list[int], list[Track]]:
         """Match this frame's boxes; returns each box's track id and the tracks dropped now."""
@@ -58,9 +63,9 @@ class IouTracker:
                 track.missed += 1
         for bi, box in enumerate(boxes):
             if ids[bi] is None:
-                self.tracks.append(Track(self._next_id, box))
-                ids[bi] = self._next_id
-                self._next_id += 1
+                track_id = next(self._ids)
+                self.tracks.append(Track(track_id, box))
+                ids[bi] = track_id
         dropped = [t for t in self.tracks if t.missed > self.max_missed]
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         return [i for i in ids if i is not None], dropped

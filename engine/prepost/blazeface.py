@@ -49,6 +49,13 @@ class Faces:
 
 def letterbox(image_rgb: np.ndarray, pre: LetterboxPre) -> tuple[np.ndarray, Letterbox]:
     """HxWx3 uint8 RGB → ([1, 3, size, size] float32, the placement to undo it)."""
+    resized, placement = square_resize(image_rgb, pre.size)
+    tensor = (resized.astype(np.float32) - pre.mean) / pre.std
+    return np.ascontiguousarray(tensor.transpose(2, 0, 1)[None]), placement
+
+
+def square_resize(image_rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """HxWx3 uint8 → (size×size×3 uint8: centred on a black square, resized; its placement)."""
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB image, got shape {image_rgb.shape}")
     height, width = image_rgb.shape[:2]
@@ -58,10 +65,9 @@ def letterbox(image_rgb: np.ndarray, pre: LetterboxPre) -> tuple[np.ndarray, Let
         image_rgb, pad_top, square - height - pad_top, pad_left, square - width - pad_left,
         cv2.BORDER_CONSTANT, value=(0, 0, 0),
     )
-    interpolation = cv2.INTER_AREA if square > pre.size else cv2.INTER_LINEAR
-    resized = cv2.resize(padded, (pre.size, pre.size), interpolation=interpolation)
-    tensor = (resized.astype(np.float32) - pre.mean) / pre.std
-    return np.ascontiguousarray(tensor.transpose(2, 0, 1)[None]), Letterbox(square, pad_left, pad_top)
+    interpolation = cv2.INTER_AREA if square > size else cv2.INTER_LINEAR
+    resized = cv2.resize(padded, (size, size), interpolation=interpolation)
+    return resized, Letterbox(square, pad_left, pad_top)
 
 
 def anchor_centers(input_size: int, post: SsdFacePost) -> np.ndarray:

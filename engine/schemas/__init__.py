@@ -23,7 +23,7 @@ import json
 from typing import Any
 
 #: stream kinds (last path component) with a record schema, in the order docs/protocol.md lists them
-RECORD_SCHEMAS = ("events", "scores", "detections", "speech", "transcripts", "sound", "scene", "ticks", "status",
+RECORD_SCHEMAS = ("events", "scores", "detections", "objects", "speech", "transcripts", "sound", "scene", "ticks", "status",
                   "metrics")
 SUFFIX = ".schema.json"
 

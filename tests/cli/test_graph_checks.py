@@ -134,17 +134,18 @@ nodes:
   perceive:
     kind: perceive
     params:
+      cache: %s
       rules:
         face: {on: 0.7, off: %s}
     inputs: {ticks: align/ticks}
 """
 
 
-def test_rule_params_named_on_and_off_are_keys_not_booleans(tmp_path: Path) -> None:
-    out = cli("graph", "check", str(write(tmp_path, RULES % "0.3")))
+def test_rule_params_named_on_and_off_are_keys_not_booleans(tmp_path: Path, model_cache: Path) -> None:
+    out = cli("graph", "check", str(write(tmp_path, RULES % (model_cache, "0.3"))))
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("graph 'rules': 1 nodes")
-    assert refused(["graph", "check"], write(tmp_path, RULES % "0.9")) == \
+    assert refused(["graph", "check"], write(tmp_path, RULES % (model_cache, "0.9"))) == \
         "sensorfuse: graph rules: node perceive: rules.face.off: expected a score <= on (0.7), got 0.9"
 
 

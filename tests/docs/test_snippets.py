@@ -67,6 +67,11 @@ ALLOWED = {
     ("docs/replay.md", "import json"): "reads the recording `sensorfuse demo --out demo-out` writes; "
                                        "tests/replay/test_record_schemas.py reads a recording's schemas the same way",
     ("docs/time.md", "1.233  align/ticks"): "output of the console sink",
+    ("docs/cluster.md", "pip install -e '.[cluster]'"): "pip installs into the reader's environment; `make` "
+                                                        "installs the same from the locks",
+    ("docs/cluster.md", "kubectl apply -f sensorfuse-raycluster"): "needs a Kubernetes cluster with KubeRay; the "
+                                                                   "local Ray cluster of tests/cli/test_cluster.py "
+                                                                   "runs the same `--ray` path",
 }
 
 

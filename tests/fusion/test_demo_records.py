@@ -18,8 +18,8 @@ from sfhelpers import REPO, record_errors, recorded_records
 
 pytestmark = pytest.mark.timeout(240)
 #: what the demo's recording holds (the demo_run fixture adds the ticks)
-RECORDED = {"perceive/detections", "perceive/scene", "perceive/speech", "perceive/sound", "perceive/events",
-            "perceive/scores",
+RECORDED = {"perceive/detections", "perceive/objects", "perceive/scene", "perceive/speech", "perceive/sound", "perceive/events",
+            "perceive/scores", "perceive/transcripts", "speech/events",
             "align/ticks"}
 
 

@@ -100,3 +100,22 @@ def test_keys_starting_in_one_tick_get_ids_in_observation_order() -> None:
     obs = {k: Observation(1.0, ("vision",), ()) for k in keys}
     ids = {e.key: e.event_id for e in tracker.step(0, obs)}
     assert [ids[k] for k in keys] == [f"face:{i}" for i in range(1, 21)]
+
+
+def test_a_fast_detectors_onset_dates_the_start_within_backdate() -> None:
+    """A slow score (the head's 600 ms audio window) crosses `on` late; the VAD's onset
+    (`since_ns`) dates the event, at most `backdate_ns` back, and confirmation still
+    needs `min_duration_ns` of the score itself (the same events, earlier start times)."""
+    def starts(since_ms: int | None, backdate_ms: int) -> list[tuple[int, int]]:
+        tracker = EventTracker(EventRule("x", on=0.6, off=0.4, min_duration_ns=200 * MS, backdate_ns=backdate_ms * MS))
+        events = []
+        for i, score in enumerate([0.1, 0.1, 0.1, 0.1, 0.7, 0.7, 0.7, 0.7]):
+            since = None if since_ms is None else since_ms * MS
+            events += tracker.step(i * 100 * MS, {"k": Observation(score, since_ns=since)})
+        return [(e.start_ns // MS, e.t_ns // MS) for e in events if e.phase == "start"]
+
+    assert starts(None, 600) == [(400, 600)]
+    assert starts(100, 600) == [(100, 600)]  # 300 ms before the run: dated from the onset
+    assert starts(100, 200) == [(400, 600)]  # further back than backdate_ns: not this run's onset
+    assert starts(100, 0) == [(400, 600)]  # the rule does not date from onsets
+    assert starts(500, 600) == [(400, 600)]  # an onset after the run began says nothing about it

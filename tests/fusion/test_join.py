@@ -139,3 +139,14 @@ def test_a_full_buffer_wants_no_frame_until_a_tick_uses_one() -> None:
     assert join.add_tick("t3", ref(3)) == []
     assert join.wants_frame()  # a waiting tick needs a newer frame: read on
     assert names(join.add_frame(3, 300, "f3")) == [("t3", "f3", None)]
+
+
+def test_waiting_ticks_are_bounded_and_never_blocked_with_the_frames() -> None:
+    join: FrameJoin[str, str] = FrameJoin(capacity=2)
+    join.add_tick("t0", ref(0))
+    assert join.wants_tick() and join.wants_frame()
+    join.add_tick("t1", ref(1))
+    assert not join.wants_tick()  # a third would push t0 on without its frame
+    assert join.wants_frame()  # ...so frames are read: the two are never held at once
+    assert names(join.add_frame(0, 0, "f0")) == [("t0", "f0", None)]
+    assert join.wants_tick()

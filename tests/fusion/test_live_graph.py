@@ -21,10 +21,11 @@ import skimage.data
 import yaml
 
 from sensorfuse.engine import graph as graph_mod
+from sensorfuse.nodes.transcribe import is_question
 from sfhelpers import GraphRun, read_jsonl
 
 pytestmark = pytest.mark.timeout(150)
-SECONDS = 10
+SECONDS = 14
 
 
 def video(path: Path) -> Path:
@@ -44,8 +45,10 @@ def live_graph(camera: Path, out: Path, cache: Path) -> dict[str, Any]:
     nodes["mic"]["params"]["device"] = "pulse"  # what --mic sets
     nodes["text"]["params"] = {"source": "stdin"}
     nodes["perceive"]["params"] = {"cache": str(cache)}
+    nodes["transcribe"]["params"]["cache"] = str(cache)
     for stream, name in (("align/ticks", "ticks"), ("perceive/detections", "detections"),
-                         ("perceive/speech", "speech"), ("perceive/events", "events")):
+                         ("perceive/speech", "speech"), ("perceive/events", "events"),
+                         ("perceive/transcripts", "transcripts")):
         nodes[f"log_{name}"] = {"kind": "jsonl", "params": {"path": str(out / f"{name}.jsonl")},
                                 "inputs": {"in": {"stream": stream, "policy": "drop_oldest", "queue": 256}}}
     return decl
@@ -56,7 +59,7 @@ def test_live_graph_with_a_file_camera_and_a_pulseaudio_mic(null_sink: str, mode
     assert shutil.which("espeak-ng"), "apt-get install espeak-ng"
     speech = tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(speech), "hello there, this is a test of the live graph. "
-                    "the camera and the microphone should line up."], check=True, timeout=30)
+                    "the camera and the microphone should line up. where is the astronaut?"], check=True, timeout=30)
     run: GraphRun = graph_run(live_graph(video(tmp_path / "cam.avi"), tmp_path, model_cache),
                               ["--duration", str(SECONDS)])
     run.wait_running(timeout=60)
@@ -88,6 +91,11 @@ def test_live_graph_with_a_file_camera_and_a_pulseaudio_mic(null_sink: str, mode
     faces = [d for d in detections if d["faces"]]
     assert len(faces) > 0.8 * len(detections) > 0, "the astronaut's face is in every frame"
     assert any(s["in_speech"] for s in speech_out), "espeak speech was played into the microphone"
+    # say it or type it: what was said is transcribed, and the question became the query
+    said = [t["record"]["text"] for t in read_jsonl(tmp_path / "transcripts.jsonl")]
+    assert any("camera" in t.lower() for t in said), said
+    asked = [t["members"]["said"]["text"] for t in ticks if (t["members"].get("said") or {}).get("text")]
+    assert asked and set(asked) <= {t for t in said if is_question(t)}, (said, asked[:3])
     # nothing lost without a reason: frames perceive could not use are counted
     lost = sum(frames_in["dropped"].values()) + sum(frames_in["rejected"].values())
     assert set(frames_in["rejected"]) <= {"frame_not_received"}

@@ -36,6 +36,24 @@ def test_tick_decoding_and_provenance() -> None:
     assert tick.status == {"vision": "ok", "audio": "absent", "text": "absent"}
 
 
+def test_the_query_is_the_newer_of_the_typed_and_the_said_line() -> None:
+    """Say it or type it: a spoken line (the transcribe node's text, port `said`) is a query
+    like a typed one; whichever came later is the one asked."""
+    typed = {"seq": 2, "t_ns": 5, "text": "is there a cat?"}
+    said = {"seq": 0, "t_ns": 7, "text": "Is anyone speaking?"}
+    rec = record(text=typed, said=said)
+    rec["streams"]["said"] = "speech/text"
+    rec["status"].update(text="ok", said="ok")
+    tick = tick_from_record(rec)
+    assert tick.text == "Is anyone speaking?" and (tick.text_ref.stream, tick.text_ref.seq) == ("speech/text", 0)
+    assert tick.status["text"] == "ok"
+    assert tick_from_record(record(text=typed, said={**said, "t_ns": 5})).text == "is there a cat?"  # tie: typed
+    assert tick_from_record(record(said=said)).text == "Is anyone speaking?"
+    assert tick_from_record(record(text=typed)).text == "is there a cat?"
+    with pytest.raises(BadTick):
+        tick_from_record(record(text=typed, said={"seq": 0, "text": "no time"}))
+
+
 @pytest.mark.parametrize("members", [
     {"frame": {"seq": 1, "t_ns": 1, "dtype": "float32", "shape": [2, 2, 3], "data": b""}},
     {"frame": {"seq": 1, "t_ns": 1, "dtype": "uint8", "shape": [2, 2, 3], "data": b"\x00" * 5}},

@@ -146,3 +146,45 @@ def test_the_runtime_never_imports_torch(model_cache: Path) -> None:
             "print(sorted(m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+def test_say_it_or_type_it_a_spoken_question_becomes_the_query(demo_session: Path, model_cache: Path,
+                                                                 tmp_path: Path) -> None:
+    """`sensorfuse demo --spoken-queries` at --rate max: transcribe's questions go to the
+    aligner's `said` stream (required in lock-step: transcribe's in-line watermarks let ticks go on) and
+    perceive asks them like a typed line. The demo session's held-out voice asks "Can you
+    open the window?" at 1.2–2.9 s; from the tick at its end on, perceive's per-tick
+    scores carry it as the query, and statements never become one."""
+    from sensorfuse.nodes import demo
+    from sfhelpers import GraphRun
+
+    decl = demo.demo_graph(demo_session, tmp_path, cache=model_cache, spoken_queries=True)
+    nodes = decl["nodes"]
+    nodes["scores"] = {"kind": "jsonl", "params": {"path": str(tmp_path / "scores.jsonl")},
+                       "inputs": {"in": {"stream": "perceive/scores", "policy": "block", "queue": 64}}}
+    run = GraphRun(decl, tmp_path)
+    try:
+        assert run.wait_exit(timeout=150) == 0, run.stderr()
+    finally:
+        run.cleanup()
+    said = [r["record"] for r in read_jsonl(tmp_path / "transcripts.jsonl")]
+    questions = [r for r in said if r["text"].rstrip().endswith("?")]
+    assert questions and len(questions) < len(said), [r["text"] for r in said]  # statements are not queries
+    asked = {(s["t_ns"], q) for s in (r["record"] for r in read_jsonl(tmp_path / "scores.jsonl"))
+             for q in s.get("queries", {}).values()}
+    for question in questions:  # asked from the first tick at or after its end (15 fps ticks)
+        when = sorted(t for t, q in asked if q == question["text"] and t >= question["end_ns"])
+        assert when and when[0] < question["end_ns"] + 70_000_000, (question, when[:3])
+    first_end = min(q["end_ns"] for q in questions)
+    assert all(t >= first_end for t, q in asked if q in {r["text"] for r in questions})
+    assert not {q for _, q in asked} & {r["text"] for r in said if r not in questions}
+
+
+@pytest.mark.parametrize(("text", "asked"), [
+    ("Is anyone there?", True), ("where is the cat", True), ("Could you open the window.", True),
+    ("The weather is nice today.", False), ("I think the cat is asleep?", True), ("", False),
+    ("Hello, can you hear me?", True), ("Good morning, everyone.", False)])
+def test_what_counts_as_a_question(text: str, asked: bool) -> None:
+    from sensorfuse.nodes.transcribe import is_question
+
+    assert is_question(text) is asked
