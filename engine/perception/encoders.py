@@ -81,15 +81,24 @@ class Encoders:
         self.providers = {m.name: m.provider for m in (self.face, self.landmarks, self.scene, self.vad, self.text)}
 
     # -- vision ------------------------------------------------------------------------
+    @property
+    def face_input_size(self) -> int:
+        """Side of the face detector's square input, in pixels."""
+        pre = self.face.manifest.preprocessing
+        assert isinstance(pre, mf.LetterboxPre)
+        return pre.size
+
     def faces(self, rgb: np.ndarray, *, max_faces: int, min_score: float | None = None,
-              confirm_presence: float | None = None, rois: Sequence[tuple[int, int, int, int]] = (),
+              confirm_presence: float | None = None, presence_rule: landmarks.PresenceRule = (),
+              rois: Sequence[tuple[int, int, int, int]] = (),
               acquire: Sequence[tuple[int, int, int, int]] = ()) -> list[FaceObservation]:
         """Faces best first.
 
         `min_score` overrides the manifest's detection threshold. With `confirm_presence`,
         a detection scoring below the manifest's threshold is kept only when the landmark
         model's face-present probability on it reaches `confirm_presence` (the landmark
-        model runs on every detection anyway, for the mouth). The detector always sees the
+        model runs on every detection anyway, for the mouth). `presence_rule` asks the same
+        of every detection by its score (`landmarks.presence_needed`). The detector always sees the
         whole frame; `rois` adds regions (x0, y0, x1, y1), e.g. around the previous frame's
         faces (`blazeface.roi_tile`), whose candidates go through one weighted NMS with the
         whole frame's. `acquire` regions (tiles, `blazeface.square_tiles`) only add faces
@@ -124,6 +133,8 @@ class Encoders:
             runs_left -= 1
             mesh = self._mesh(rgb, box, landmarks.eye_angle(keypoints))
             if confirm_presence is not None and score < confident and mesh.presence < confirm_presence:
+                continue
+            if mesh.presence < landmarks.presence_needed(score, presence_rule):
                 continue
             result.append(self._observation(rgb, box.astype(np.float64), score, keypoints.astype(np.float64), mesh))
         return result

@@ -5,9 +5,9 @@ it on live/replayed ticks and `sensorfuse fusion train` calls it on ticks of gen
 sessions, so the head is trained on exactly what it sees at run time.
 
 Rates: face detector + landmarks on every frame (the detector on the whole frame, on a
-region around each face of the previous frame and on FACE_TILES_PER_FRAME of the
-overlapping tiles, in rotation), plus one landmark run per face of the previous frame
-that the detector missed (followed by landmarks alone); the scene encoder every
+region around each face of the previous frame and on a share of each level's tiles,
+in rotation: every tile within FACE_TILE_CYCLE frames), plus one landmark run per face
+of the previous frame that the detector missed (followed by landmarks alone); the scene encoder every
 `scene_period_ns` of event time, its result used from `scene_delay_ns` of event time
 after its frame until the next one (`sensorfuse.engine.perception.scene`); Silero VAD on each new
 audio sample exactly once (the windows of consecutive ticks overlap; we feed only what
@@ -45,7 +45,7 @@ from sensorfuse.engine.perception.scene import TEXT_DIM, SceneStage, unit
 from sensorfuse.engine.perception.sound import SoundClassifier
 from sensorfuse.engine.perception.ticks import Ref, TickInput
 from sensorfuse.engine.perception.tracking import IouTracker, iou
-from sensorfuse.engine.prepost import blazeface
+from sensorfuse.engine.prepost import blazeface, landmarks
 
 FACE_SLOTS = 3
 HIST = 8
@@ -59,10 +59,17 @@ OPEN_SCALE = 5.0  # mouth opening / eye distance is ~0.02..0.3; scaled to ~0.1..
 PATCH_SCALE = 10.0  # mean abs grey change of the mouth patch is ~0.01..0.15
 # Below the pack's 0.65: faces in profile (the held-out sessions' speaker) score 0.4-0.6;
 # the fusion head, not the detector threshold, decides who speaks. A detection between
-# FACE_MIN_SCORE and the pack's threshold is kept only when the landmark model confirms a
-# face (FACE_CONFIRM_PRESENCE): at 0.5 alone, textures and the cat pass too.
+# FACE_MIN_SCORE and 0.70 is kept only when the landmark model confirms a face (presence
+# ≥ 0.9, FACE_PRESENCE_RULE): at 0.5 alone, textures and the cat pass too. A face followed
+# by the landmark model alone needs presence ≥ FACE_CONFIRM_PRESENCE.
 FACE_MIN_SCORE = 0.5
 FACE_CONFIRM_PRESENCE = 0.7
+# Every detection below 0.85 needs the landmark model to see a face, more so the weaker it
+# is (`landmarks.presence_needed`): on face-free textured photos the detector's false faces
+# score 0.6–0.75 with presence ~0 (median 0.001) and the face-like ones (a headlight, a
+# cat) 0.5–0.7 with presence 0.7–0.99; faces of 32 px and more score ≥ 0.73 (5th
+# percentile) with presence 0.5–1 (bench/faces.py, docs/fusion.md).
+FACE_PRESENCE_RULE: landmarks.PresenceRule = ((0.70, 0.9), (0.85, 0.3))
 # Detector tiles of 3/4 of the frame's short side (`blazeface.square_tiles`): a face ~1/8
 # of the frame wide is too small for the short-range detector on the whole frame. On the
 # held-out sessions per-frame face recall went from ~0.5 to ~0.96 with every tile on every
@@ -74,6 +81,13 @@ FACE_CONFIRM_PRESENCE = 0.7
 # no frame waits behind a frame that ran all the tiles.
 FACE_TILE_FRACTION = 0.75
 FACE_TILES_PER_FRAME = 1
+# Finer tile levels too (`blazeface.tile_levels`): faces down to ~32 px tall at 640×480,
+# found in 0 % of frames with the 3/4 tiles alone (bench/faces.py, docs/fusion.md). Each
+# level runs max(FACE_TILES_PER_FRAME, ⌈its tiles / FACE_TILE_CYCLE⌉) tiles a frame, so a
+# new face waits at most FACE_TILE_CYCLE frames for its tile: 6 detector runs a frame at
+# 640×480 (1 + 2 + 3), 2 at 320×240.
+FACE_TILE_LEVELS = True
+FACE_TILE_CYCLE = 8
 # A face the detector misses is followed by the landmark model alone (MediaPipe's face
 # mesh tracking) for at most this many consecutive frames; then it needs a detection again.
 FACE_TRACK_FRAMES = 15
@@ -150,9 +164,10 @@ def clip_to_frame(box: np.ndarray, keypoints: np.ndarray, height: int, width: in
 
 
 @functools.lru_cache(maxsize=8)
-def _tiles(height: int, width: int, fraction: float) -> tuple[tuple[int, int, int, int], ...]:
-    """The detector tiles of a frame size (the same for every frame of a stream)."""
-    return tuple(blazeface.square_tiles(height, width, fraction))
+def _tile_levels(height: int, width: int, fraction: float,
+                 min_side: int) -> tuple[tuple[tuple[int, int, int, int], ...], ...]:
+    """The detector tiles of a frame size per level, coarse to fine (the same for every frame of a stream)."""
+    return tuple(tuple(level) for level in blazeface.tile_levels(height, width, fraction, min_side=min_side))
 
 
 def empty_inputs() -> dict[str, np.ndarray]:
@@ -167,12 +182,16 @@ class Perception:
                  scene_executor: Executor | None = None, max_faces: int = FACE_SLOTS, top_k: int = 5,
                  face_min_score: float = FACE_MIN_SCORE, face_tile_fraction: float | None = FACE_TILE_FRACTION,
                  face_track_frames: int = FACE_TRACK_FRAMES,
-                 face_tiles_per_frame: int = FACE_TILES_PER_FRAME, sound: SoundClassifier | None = None,
+                 face_tiles_per_frame: int = FACE_TILES_PER_FRAME, face_tile_levels: bool = FACE_TILE_LEVELS,
+                 face_tile_cycle: int = FACE_TILE_CYCLE,
+                 sound: SoundClassifier | None = None,
                  sound_period_ns: int = SOUND_PERIOD_NS) -> None:
         self.face_min_score = face_min_score
         self.face_tile_fraction = face_tile_fraction
         self.face_track_frames = face_track_frames
         self.face_tiles_per_frame = max(1, face_tiles_per_frame)
+        self.face_tile_levels = face_tile_levels
+        self.face_tile_cycle = max(1, face_tile_cycle)
         self.sound = sound
         self.sound_period_ns = sound_period_ns
         self._sound_window = np.zeros(sound.window_samples if sound else 0, np.float32)  # the newest samples
@@ -234,7 +253,7 @@ class Perception:
         feats.frame_shape = (rgb.shape[0], rgb.shape[1])
         height, width = rgb.shape[:2]
         observed = self.enc.faces(rgb, max_faces=self.max_faces, min_score=self.face_min_score,
-                                  confirm_presence=FACE_CONFIRM_PRESENCE,
+                                  presence_rule=FACE_PRESENCE_RULE,
                                   rois=[blazeface.roi_tile(o.box, height, width) for o in self._last_faces],
                                   acquire=self._tiles_now(height, width))
         observed += self._track_missed(rgb, observed)
@@ -279,12 +298,20 @@ class Perception:
         feats.inputs["vision_mask"][0, 0] = 1.0
 
     def _tiles_now(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
-        """This frame's share of the detector tiles (rotating with the frame count)."""
+        """This frame's share of the detector tiles: of each level max(`face_tiles_per_frame`,
+        ⌈tiles / `face_tile_cycle`⌉), each level rotating with the frame count on its own
+        (only the first level without `face_tile_levels`)."""
         if self.face_tile_fraction is None:
             return []
-        tiles = _tiles(height, width, self.face_tile_fraction)
-        first = (self.frames - 1) * self.face_tiles_per_frame
-        return [tiles[(first + j) % len(tiles)] for j in range(min(self.face_tiles_per_frame, len(tiles)))]
+        levels = _tile_levels(height, width, self.face_tile_fraction, self.enc.face_input_size)
+        if not self.face_tile_levels:
+            levels = levels[:1]
+        now = []
+        for tiles in levels:
+            count = max(self.face_tiles_per_frame, -(-len(tiles) // self.face_tile_cycle))
+            first = (self.frames - 1) * count
+            now += [tiles[(first + j) % len(tiles)] for j in range(min(count, len(tiles)))]
+        return now
 
     def _track_missed(self, rgb: np.ndarray, detected: list[FaceObservation]) -> list[FaceObservation]:
         """Last frame's faces that no detection of this frame overlaps, found by landmarks."""

@@ -17,6 +17,8 @@ import numpy as np
 from sensorfuse.engine.manifest import FaceCropPre, LandmarksPost
 
 RIGHT_EYE, LEFT_EYE = 0, 1
+#: (detector score below, face-present probability needed) pairs, ascending in score.
+PresenceRule = tuple[tuple[float, float], ...]
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,18 @@ def postprocess(raw_points: np.ndarray, presence_logit: np.ndarray, crop: FaceCr
     logit = float(np.clip(np.asarray(presence_logit).reshape(-1)[0], -100.0, 100.0))
     presence = 1.0 / (1.0 + np.exp(-logit))
     return FaceMesh(np.concatenate([frame_xy, z], axis=1), presence)
+
+
+def presence_needed(score: float, rule: PresenceRule) -> float:
+    """The landmark model's face-present probability a detection of `score` needs (0: none).
+
+    The first pair whose score bound lies above `score` applies; past the last, none is
+    needed. A rule must list its score bounds in ascending order.
+    """
+    bounds = [below for below, _ in rule]
+    if bounds != sorted(bounds):
+        raise ValueError(f"presence rule score bounds must ascend, got {bounds}")
+    for below, needed in rule:
+        if score < below:
+            return needed
+    return 0.0

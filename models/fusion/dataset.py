@@ -163,8 +163,10 @@ def feature_key(cache: Path | None, duration_s: float) -> str:
              encoders.TEXT_MODEL)]
     # the face settings change the features without changing a model or FEATURE_VERSION
     faces = [perception_features.FACE_MIN_SCORE, perception_features.FACE_CONFIRM_PRESENCE,
+             perception_features.FACE_PRESENCE_RULE,
              perception_features.FACE_TILE_FRACTION, perception_features.FACE_TRACK_FRAMES,
-             perception_features.FACE_TILES_PER_FRAME]
+             perception_features.FACE_TILES_PER_FRAME, perception_features.FACE_TILE_LEVELS,
+             perception_features.FACE_TILE_CYCLE]
     blob = json.dumps([FEATURE_VERSION, shas, align_params(), duration_s, QUERY_TEXTS, faces], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -10,7 +10,8 @@ import pytest
 import skimage.data as sk
 
 from sensorfuse.engine.perception import Encoders, Perception, label_embeddings
-from sensorfuse.engine.perception.features import FACE_TILE_FRACTION, FACE_TRACK_FRAMES
+from sensorfuse.engine.perception.features import FACE_TILE_CYCLE, FACE_TILE_FRACTION, FACE_TRACK_FRAMES
+from sensorfuse.engine.prepost import blazeface
 from sensorfuse.engine.prepost.blazeface import square_tiles
 from sensorfuse.engine.perception.ticks import TickInput
 from sensorfuse.engine.perception.tracking import iou
@@ -115,3 +116,59 @@ def test_roi_tile_is_a_square_inside_the_frame() -> None:
     assert roi_tile(np.array([100.0, 50.0, 140.0, 100.0]), 240, 320) == (58, 12, 183, 137)  # 2.5 × 50 around the centre
     assert roi_tile(np.array([0.0, 0.0, 20.0, 20.0]), 240, 320) == (0, 0, 64, 64)  # min side, moved inside
     assert roi_tile(np.array([250.0, 150.0, 330.0, 250.0]), 240, 320) == (80, 0, 320, 240)  # at most the short side
+
+
+def grey_inset_frame(face_px: float = 36.0) -> tuple[np.ndarray, np.ndarray]:
+    """A 640×480 grey frame: brick, with a 240×240 inset of the cameraman's photo scaled so
+    his face is `face_px` tall (as seen from outside: such a face was found in 0 of 180
+    frames), and the face's box. The face box is the detector's on the photo at its size."""
+    photo_box = np.array([178.0, 121.0, 263.0, 207.0])  # sk.camera(), short-range detector
+    scale = face_px / (photo_box[3] - photo_box[1])
+    side = int(round(512 * scale))
+    inset = np.full((240, 240), 128, np.uint8)
+    pad = (240 - side) // 2
+    inset[pad:pad + side, pad:pad + side] = cv2.resize(sk.camera(), (side, side), interpolation=cv2.INTER_AREA)
+    frame = cv2.resize(sk.brick(), (640, 640))[80:560]
+    x, y = 360, 200
+    frame[y:y + 240, x:x + 240] = inset
+    return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB), photo_box * scale + [x + pad, y + pad, x + pad, y + pad]
+
+
+def run_frames(encoders: Encoders, frames: list[np.ndarray]) -> list[list[np.ndarray]]:
+    perception = Perception(encoders, label_embeddings(encoders), scene_period_ns=10**18)
+    return [[np.asarray(f.box) for f in perception.process(
+        TickInput(i, i * 66_666_667, frame=frame, frame_layout="HWC/rgb8")).faces] for i, frame in enumerate(frames)]
+
+
+def test_a_small_grey_face_in_a_photo_inset_is_found_within_one_tile_cycle(encoders: Encoders) -> None:
+    frame, truth = grey_inset_frame()
+    published = run_frames(encoders, [shifted(frame, i, 0) for i in range(FACE_TILE_CYCLE + 4)])
+    hits = [any(iou(box, truth + [i, 0, i, 0]) > 0.3 for box in boxes) for i, boxes in enumerate(published)]
+    assert True in hits[:FACE_TILE_CYCLE], hits
+    assert all(hits[hits.index(True):]), hits  # once found, kept
+    assert all(len(boxes) <= 1 for boxes in published), published
+
+
+def test_a_face_free_textured_photo_yields_no_face(encoders: Encoders) -> None:
+    """The flower photo: face-like blobs the detector scores 0.6–0.75, the landmark model ~0."""
+    from sklearn.datasets import load_sample_image
+
+    flower = cv2.resize(load_sample_image("flower.jpg"), (640, 480))
+    frames = [np.ascontiguousarray(cv2.resize(flower, None, fx=1 + i / 60, fy=1 + i / 60)[:480, i:i + 640])
+              for i in range(30)]
+    assert run_frames(encoders, frames) == [[]] * 30
+
+
+def test_each_frame_runs_a_share_of_every_tile_level(encoders: Encoders) -> None:
+    perception = Perception(encoders, label_embeddings(encoders), scene_period_ns=10**18)
+    levels = blazeface.tile_levels(480, 640, FACE_TILE_FRACTION, min_side=encoders.face_input_size)
+    seen = []
+    for frame in range(1, FACE_TILE_CYCLE + 1):
+        perception.frames = frame
+        now = perception._tiles_now(480, 640)
+        assert len(now) == sum(-(-len(level) // FACE_TILE_CYCLE) for level in levels)  # 1 + 2 + 3
+        seen += now
+    assert sorted(set(seen)) == sorted(t for level in levels for t in level)  # every tile once a cycle
+    single = Perception(encoders, label_embeddings(encoders), scene_period_ns=10**18, face_tile_levels=False)
+    single.frames = 1
+    assert single._tiles_now(480, 640) == [levels[0][0]]

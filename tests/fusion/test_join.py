@@ -77,6 +77,22 @@ def test_bounded_frames_and_ticks() -> None:
         FrameJoin(capacity=0)
 
 
+def test_a_lock_step_caller_that_asks_first_loses_no_frame() -> None:
+    """Ticks run ahead of frames (a slow perceive reads several ticks in a row): asking
+    `wants_tick` / `wants_frame` before each read, every tick gets its frame, and the two
+    are never False together."""
+    join: FrameJoin[str, str] = FrameJoin(capacity=1)
+    ticks, frames, out = [f"t{i}" for i in range(6)], [f"f{i}" for i in range(6)], []
+    while ticks or frames:
+        assert join.wants_tick() or join.wants_frame()
+        if ticks and join.wants_tick():  # the tick socket is read first whenever it may be
+            out += join.add_tick(ticks[0], ref(int(ticks.pop(0)[1:])))
+        elif frames and join.wants_frame():
+            seq = int(frames[0][1:])
+            out += join.add_frame(seq, seq * 100, frames.pop(0))
+    assert names(out) == [(f"t{i}", f"f{i}", None) for i in range(6)]
+
+
 @given(st.lists(st.booleans(), min_size=1, max_size=60), st.sets(st.integers(0, 59)), st.integers(1, 8))
 def test_every_tick_leaves_once_in_order(order: list[bool], lost: set[int], lag: int) -> None:
     """Frames seq 0..n-1 (some lost on the way), one tick per frame arriving up to `lag`

@@ -70,6 +70,45 @@ def test_square_tiles_hold_every_face_up_to_half_a_tile(height: int, width: int,
     assert any(x0 <= x and x + face <= x1 and y0 <= y and y + face <= y1 for x0, y0, x1, y1 in tiles)
 
 
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(60, 1080), width=st.integers(60, 1920), fx=st.floats(0, 1), fy=st.floats(0, 1))
+def test_tile_levels_cover_the_frame_coarse_to_fine(height: int, width: int, fx: float, fy: float) -> None:
+    levels = blazeface.tile_levels(height, width, 0.75, min_side=128)
+    assert levels[0] == blazeface.square_tiles(height, width, 0.75)
+    sides = [level[0][2] - level[0][0] for level in levels]
+    assert sides == sorted(sides, reverse=True) and len(set(sides)) == len(sides)
+    if len(levels) > 1:
+        assert 128 <= sides[-1] <= 1.25 * 128 < sides[-2]
+    x, y = fx * (width - 1), fy * (height - 1)
+    for level, side in zip(levels, sides):
+        assert all(x1 - x0 == side and y1 - y0 == side for x0, y0, x1, y1 in level)
+        assert all(x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height for x0, y0, x1, y1 in level)
+        assert any(x0 <= x < x1 and y0 <= y < y1 for x0, y0, x1, y1 in level)  # every pixel in some tile
+
+
+def test_tile_levels_layouts() -> None:
+    levels = blazeface.tile_levels(480, 640, 0.75, min_side=128)
+    assert [(level[0][2] - level[0][0], len(level)) for level in levels] == [(360, 6), (216, 9), (130, 20)]
+    demo = blazeface.tile_levels(240, 320, 0.75, min_side=128)
+    assert sorted(demo[1]) == sorted((x, y, x + 128, y + 128) for y in (0, 112) for x in (0, 96, 192))
+    assert demo[1][:2] == [(96, 0, 224, 128), (96, 112, 224, 240)]  # centre first
+    assert blazeface.tile_levels(150, 150, 0.75, min_side=128) == [[(0, 0, 112, 112), (38, 0, 150, 112),
+                                                                     (0, 38, 112, 150), (38, 38, 150, 150)]]
+    assert blazeface.grid_tiles(100, 300, 100, overlap=0.5) == [(x, 0, x + 100, 100) for x in (0, 50, 100, 150, 200)]
+    with pytest.raises(ValueError, match="overlap"):
+        blazeface.grid_tiles(100, 300, 100, overlap=1.0)
+    with pytest.raises(ValueError, match="ratio"):
+        blazeface.tile_levels(240, 320, 0.75, min_side=128, ratio=1.0)
+
+
+def test_presence_needed_by_score() -> None:
+    rule = ((0.7, 0.9), (0.85, 0.3))
+    assert [landmarks.presence_needed(s, rule) for s in (0.5, 0.69, 0.7, 0.84, 0.85, 0.99)] == [0.9, 0.9, 0.3, 0.3, 0, 0]
+    assert landmarks.presence_needed(0.1, ()) == 0.0
+    with pytest.raises(ValueError, match="ascend"):
+        landmarks.presence_needed(0.5, ((0.8, 0.3), (0.7, 0.9)))
+
+
 def test_square_tiles_layouts() -> None:
     assert blazeface.square_tiles(240, 320, 1.0) == [(0, 0, 240, 240), (80, 0, 320, 240)]
     assert blazeface.square_tiles(240, 320, 0.75) == [(x, y, x + 180, y + 180) for y in (0, 60) for x in (0, 70, 140)]
