@@ -19,24 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.perception import Encoders, FusionHead, label_embeddings
-from sensorfuse.engine.perception.objects import OBJECT_MODEL
-from sensorfuse.engine.prepost import imagenet
-from sensorfuse.engine.perception.queries import QueryMatcher
+from sensorfuse.engine.perception import Encoders, FusionHead
 from sensorfuse.nodes.perceive import default_heads_dir, resolve_head
 from sensorfuse.replay import query_eval
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "queries"
-
-
-def build_matcher(encoders: Encoders, cache: Path | None) -> QueryMatcher:
-    manifest = mf.find_manifest(OBJECT_MODEL, cache)
-    labels = mf.load(manifest).labels
-    assert labels is not None
-    coco = imagenet.load_labels(manifest.parent / labels.file)
-    return QueryMatcher(encoders.embed_texts, object_classes=coco, scene_labels=encoders.labels,
-                        scene_embeddings=label_embeddings(encoders))
 
 
 def head_scores(heads: Path, states: dict, queries: list[dict[str, str]], encoders: Encoders) -> dict:
@@ -60,7 +47,8 @@ def head_scores(heads: Path, states: dict, queries: list[dict[str, str]], encode
 
 def table(name: str, counts: dict[str, query_eval.Counts]) -> None:
     print(f"\n{name}\n\n| meaning | P | R | TP | FP | FN |\n|---|---|---|---|---|---|")
-    for meaning, c in counts.items():
+    rows = {"perceivable": query_eval.combined(counts, query_eval.PERCEIVABLE), **counts}
+    for meaning, c in rows.items():
         print(f"| {meaning} | {c.precision:.2f} | {c.recall:.2f} | {c.tp} | {c.fp} | {c.fn} |")
 
 
@@ -75,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = query_eval.load_queries(DATA / "paraphrases.json", args.split)
     states = query_eval.load_states(args.states)
     encoders = Encoders(args.cache)
-    matcher = build_matcher(encoders, args.cache)
+    matcher = query_eval.matcher_for(encoders, args.cache)
     now = [[query_eval.perceived_at(t) for t in s["ticks"]] for s in states["sessions"]]
 
     def labels_score(s_i: int, t_i: int, text: str) -> float:
@@ -83,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
     table(f"label-space matcher, {args.split} queries × {args.split} sessions",
           query_eval.evaluate(states, queries, args.split, labels_score))
+    truth = [[query_eval.oracle_at(t) for t in s["ticks"]] for s in states["sessions"]]
+    table(f"label-space matcher on perfect perception (query understanding alone), {args.split}",
+          query_eval.evaluate(states, queries, args.split,
+                              lambda s, t, q: matcher.score(matcher.referents(q), truth[s][t])))
     if args.heads:
         rel = head_scores(args.heads, states, queries, encoders)
         table(f"fusion head relevance (before), {args.split}",
