@@ -185,7 +185,10 @@ class PerceiveNode(Node):
         #: what scores a text query: "labels" (what it is about, perceived now: docs/queries.md)
         #: or "head" (the fusion head's relevance, the tick's own text only)
         query_score: Literal["labels", "head"] = "labels"
-        query_ttl_ms: NonNegativeFloat = 2500.0  # how long a query lives; 0: until cancelled
+        query_ttl_ms: NonNegativeFloat = 2500.0  # how long a query lives after its line; 0: until cancelled
+        #: a query is scored from this long after its line (the same events however late, within
+        #: it, the line reached the ticks: engine/perception/query_life.py)
+        query_delay_ms: NonNegativeFloat = 500.0
         max_queries: PositiveInt = 8  # live at once; a new one ends the oldest
 
         def __post_init__(self) -> None:
@@ -195,6 +198,9 @@ class PerceiveNode(Node):
             if self.scene_delay_ms >= self.scene_period_ms:
                 raise param_error("scene_delay_ms", f"a scene delay below scene_period_ms ({self.scene_period_ms})",
                                   self.scene_delay_ms)
+            if self.query_ttl_ms and self.query_delay_ms >= self.query_ttl_ms:
+                raise param_error("query_delay_ms", f"a query delay below query_ttl_ms ({self.query_ttl_ms})",
+                                  self.query_delay_ms)
             if self.objects_delay_ms >= self.objects_period_ms:
                 raise param_error("objects_delay_ms",
                                   f"an objects delay below objects_period_ms ({self.objects_period_ms})",
@@ -255,7 +261,7 @@ class PerceiveNode(Node):
         except ValueError as exc:  # e.g. scene_delay_ms not below scene_period_ms (SceneStage checks)
             raise StartupError(f"perceive: {exc}") from None
         warm_up(self.encoders, labels, p.warmup_frame, **timing)
-        self.queries = ActiveQueries(round(p.query_ttl_ms * MS), p.max_queries)
+        self.queries = ActiveQueries(round(p.query_ttl_ms * MS), p.max_queries, round(p.query_delay_ms * MS))
         self.matcher = self._query_matcher(labels, Path(p.cache) if p.cache else None) \
             if p.query_score == "labels" else None
         self.last_sound: dict[str, float] = {}
@@ -478,7 +484,8 @@ class PerceiveNode(Node):
         assert self.matcher is not None
         if feats.present["query"] and feats.text is not None:
             ref = feats.text_ref
-            self.queries.offer(feats.t_ns, f"text:{ref.seq}" if ref else f"text:{feats.text}", feats.text, ref)
+            self.queries.offer(ref.t_ns if ref else feats.t_ns, f"text:{ref.seq}" if ref else f"text:{feats.text}",
+                               feats.text, ref)
         live = self.queries.live(feats.t_ns)
         if not live:
             return

@@ -46,7 +46,7 @@ def run(model_cache: Path, ticks: list[dict[str, Any]], **params: Any) -> dict[i
 
 def test_queries_live_until_cancelled(model_cache: Path, short_ticks: list[dict[str, Any]]) -> None:
     lines = {10: (10, "is anyone talking?"), 20: (11, "is there a giraffe?"), 40: (12, "cancel is anyone talking")}
-    scores = run(model_cache, with_lines(short_ticks, lines, 90), query_ttl_ms=0)
+    scores = run(model_cache, with_lines(short_ticks, lines, 90), query_ttl_ms=0, query_delay_ms=0)
     assert scores[5]["queries"] == {}
     assert scores[25]["queries"] == {"text:10": "is anyone talking?", "text:11": "is there a giraffe?"}
     # the aligner stopped repeating the lines at tick 26; they live on (ttl 0) until cancelled
@@ -56,16 +56,22 @@ def test_queries_live_until_cancelled(model_cache: Path, short_ticks: list[dict[
     assert all(s["scores"]["query.match"].get("text:11", 0.0) == 0.0 for s in scores.values())
 
 
-def test_queries_end_after_their_ttl(model_cache: Path, short_ticks: list[dict[str, Any]]) -> None:
-    scores = run(model_cache, with_lines(short_ticks, {5: (0, "is anyone talking?")}, 40), query_ttl_ms=1000)
-    t0 = short_ticks[5]["t_ns"]
+def test_queries_live_from_their_delay_to_their_ttl(model_cache: Path, short_ticks: list[dict[str, Any]]) -> None:
+    scores = run(model_cache, with_lines(short_ticks, {5: (0, "is anyone talking?")}, 40), query_ttl_ms=1000,
+                 query_delay_ms=300)
+    t0 = short_ticks[5]["t_ns"]  # the line's capture time
     alive = [i for i, s in scores.items() if s["queries"]]
-    assert alive == [i for i, s in scores.items() if t0 <= s["t_ns"] < t0 + 1_000_000_000]
+    assert alive == [i for i, s in scores.items() if t0 + 300_000_000 <= s["t_ns"] < t0 + 1_000_000_000]
+
+
+def test_a_query_delay_at_or_past_its_ttl_is_refused(model_cache: Path) -> None:
+    with pytest.raises(Exception, match="query_delay_ms"):
+        PerceiveNode.parse_params({"query_ttl_ms": 500, "query_delay_ms": 500})
 
 
 def test_a_speech_query_follows_the_vad(model_cache: Path, short_ticks: list[dict[str, Any]]) -> None:
-    h = NodeHarness(PerceiveNode, {"cache": str(model_cache), "classes": [], "query_ttl_ms": 0}, name="perceive",
-                    streams=STREAMS)
+    h = NodeHarness(PerceiveNode, {"cache": str(model_cache), "classes": [], "query_ttl_ms": 0,
+                                   "query_delay_ms": 0}, name="perceive", streams=STREAMS)
     msgs = []
     for record in with_lines(short_ticks, {0: (0, "can you hear somebody speak")}, len(short_ticks)):
         msgs += h.send("ticks", Out.record("ticks", record, record["t_ns"]))

@@ -130,6 +130,19 @@ def test_queries_live_until_cancelled() -> None:
     assert q.live(4 * S) == []
 
 
+def test_a_query_is_scored_from_its_delay_after_its_line() -> None:
+    q = ActiveQueries(ttl_ns=3 * S, delay_ns=S // 2)
+    q.offer(S // 10, "text:0", "is there a cat?")  # the tick that carried it is later than its line
+    assert q.live(S // 2) == []
+    assert [x.key for x in q.live(S // 2 + S // 10)] == ["text:0"]
+    assert q.live(3 * S + S // 10) == [], "the ttl counts from the line"
+    q.offer(4 * S, "text:1", "anyone talking?")
+    q.offer(5 * S, "text:2", "cancel")
+    q.offer(5 * S + 1, "text:3", "is there a dog?")  # asked after the cancel: not cancelled
+    assert [x.key for x in q.live(5 * S + S // 2 - 1)] == ["text:1"], "a cancel acts after the same delay"
+    assert [x.key for x in q.live(5 * S + S // 2 + 1)] == ["text:3"]
+
+
 def test_at_most_capacity_queries_live() -> None:
     q = ActiveQueries(ttl_ns=0, capacity=2)
     for i in range(3):
@@ -137,3 +150,5 @@ def test_at_most_capacity_queries_live() -> None:
     assert [x.key for x in q.live(3)] == ["text:1", "text:2"], "a new query ends the oldest"
     with pytest.raises(ValueError):
         ActiveQueries(ttl_ns=-1)
+    with pytest.raises(ValueError):
+        ActiveQueries(ttl_ns=0, delay_ns=-1)
