@@ -30,7 +30,7 @@ def setup(model_cache: Path) -> tuple:
 
 def test_the_paraphrase_set_is_split_and_labelled() -> None:
     queries = query_eval.load_queries(DATA / "paraphrases.json")
-    assert {q["split"] for q in queries} == {"tuning", "heldout"}
+    assert {q["split"] for q in queries} == {"tuning", "heldout", "heldout2"}
     assert len(query_eval.load_queries(DATA / "paraphrases.json", "heldout")) >= 45
     assert {q["meaning"] for q in queries} <= set(query_eval.MEANINGS)
     assert len({q["text"] for q in queries}) == len(queries), "no query twice"
