@@ -54,7 +54,7 @@ def table(name: str, counts: dict[str, query_eval.Counts]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--split", default="heldout", choices=("tuning", "heldout"))
+    ap.add_argument("--split", default="heldout", choices=("tuning", "heldout", "heldout2"))
     ap.add_argument("--states", type=Path, default=DATA / "states.json.gz")
     ap.add_argument("--heads", type=Path, default=None, help="head inputs saved by bench/query_states.py")
     ap.add_argument("--cache", type=Path, default=None, help="model pack directory (default: the user cache)")

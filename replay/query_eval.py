@@ -142,13 +142,19 @@ def guarded(ticks: list[dict[str, Any]], meaning: str) -> list[bool]:
     return [any(abs(t["t_ns"] - c) < GUARD_NS for c in changes) for t in ticks]
 
 
+def sessions_for(split: str) -> str:
+    """The sessions a query split is scored on: tuning queries on tuning sessions, held-out
+    queries (either set) on held-out sessions."""
+    return "tuning" if split == "tuning" else "heldout"
+
+
 def evaluate(states: dict[str, Any], queries: list[dict[str, str]], split: str,
              score: Callable[[int, int, str], float]) -> dict[str, Counts]:
-    """Counts per meaning and ``all`` over the sessions of `split`; `score(session index,
-    tick index, query text)` is the match score to judge."""
+    """Counts per meaning and ``all`` over the sessions for query split `split`;
+    `score(session index, tick index, query text)` is the match score to judge."""
     out: dict[str, Counts] = {"all": Counts()}
     for s_i, session in enumerate(states["sessions"]):
-        if session["split"] != split:
+        if session["split"] != sessions_for(split):
             continue
         ticks = session["ticks"]
         for q in queries:

@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import re
+
 import numpy as np
 
 #: Other ways people name some COCO classes ("a <class>" is always a phrase).
@@ -54,6 +56,15 @@ SOUND_PHRASES: dict[str, tuple[str, ...]] = {
     "tone": ("a beep", "a tone", "a beeping sound", "a whistle"),
     "noise": ("noise", "a loud noise", "static hiss", "white noise"),
 }
+#: How people wrap a query ("tell me when you see someone"): taken off the front before
+#: embedding, so the wrapper does not drown what is asked about (MiniLM places "tell me when
+#: you see someone" at 0.29 from "someone"). "hear" and "listen" stay: they say the query is
+#: about a sound.
+REQUEST_WRAPPERS = re.compile(
+    r"^(?:(?:please|ok|okay|hey)\s+|(?:tell|let|alert|notify|warn|show|remind)\s+me\s+(?:know\s+)?"
+    r"(?:when|if|whether|once|about)?\s*|(?:can|could|do|did|would)\s+(?:you|i|we)\s+"
+    r"(?:see|spot|find|detect|notice|tell)?\s*|(?:watch|look)\s+(?:out\s+)?for\s+|"
+    r"(?:you|i|we)\s+(?:see|spot)\s+)+")
 MIN_SIMILARITY = 0.45
 MARGIN = 0.08
 #: A scene label this close to "a <class>" is a kind of that object class ("tabby" of cat):
@@ -94,6 +105,14 @@ class Referents:
     text: str
     concepts: tuple[str, ...]
     similarity: float  # the best concept's cosine
+
+
+def core(text: str) -> str:
+    """`text` without its request wrappers and end punctuation ("tell me when you see
+    someone?" -> "someone"); the text itself when nothing would be left."""
+    line = " ".join(text.lower().split()).rstrip("?!. ")
+    stripped = REQUEST_WRAPPERS.sub("", line).strip()
+    return stripped or line
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -140,6 +159,11 @@ class QueryMatcher:
                 linked = tuple(f"scene:{k}" for k in kinds)
                 if linked:
                     self.links[f"object:{name}"] = linked
+        #: scene label → the object classes it is a kind of
+        self.kind_of: dict[str, tuple[str, ...]] = {}
+        for obj, labels in self.links.items():
+            for label in labels:
+                self.kind_of[label] = (*self.kind_of.get(label, ()), obj)
         self.concepts = sorted(set(owners), key=owners.index)
         index = {c: i for i, c in enumerate(self.concepts)}
         self._owner = np.asarray([index[o] for o in owners])
@@ -152,7 +176,10 @@ class QueryMatcher:
         hit = self._cache.get(text)
         if hit is not None:
             return hit
-        query = _unit(np.asarray(self.embed([text]) if vector is None else vector[None], np.float32))[0]
+        asked = core(text)
+        if asked != text or vector is None:
+            vector = np.asarray(self.embed([asked]), np.float32)[0]
+        query = _unit(np.asarray(vector, np.float32)[None])[0]
         per_phrase = self._vectors @ query
         per_concept = np.full(len(self.concepts), -1.0)
         np.maximum.at(per_concept, self._owner, per_phrase)
@@ -160,6 +187,8 @@ class QueryMatcher:
         chosen = np.flatnonzero(per_concept >= max(self.min_similarity, best - self.margin))
         order = chosen[np.argsort(-per_concept[chosen], kind="stable")]
         concepts = [self.concepts[i] for i in order]
+        for concept in list(concepts):  # a kind of an object class is about that class too
+            concepts += [c for c in self.kind_of.get(concept, ()) if c not in concepts]
         for concept in list(concepts):
             concepts += [c for c in self.links.get(concept, ()) if c not in concepts]
         found = Referents(text, tuple(concepts), round(best, 4))

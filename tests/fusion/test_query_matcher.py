@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from sensorfuse.engine.perception.queries import Perceived, QueryMatcher, perceived
+from sensorfuse.engine.perception.queries import Perceived, QueryMatcher, core, perceived
 from sensorfuse.engine.perception.query_life import ALL, ActiveQueries, cancel_target
 from sensorfuse.engine.perception.ticks import Ref
 
@@ -54,6 +54,20 @@ def test_scene_kinds_of_an_object_count_for_it(matcher: QueryMatcher) -> None:
     assert "scene:tabby" in matcher.referents("cat").concepts  # SCENE_KINDS: tabby is a cat
     assert matcher.score(matcher.referents("cat"), Perceived(scene={"tabby": 0.1})) == pytest.approx(0.5)
     assert matcher.score(matcher.referents("cat"), Perceived(scene={"lakeside": 0.9})) == 0.0
+
+
+def test_a_kind_of_an_object_class_is_about_the_class(matcher: QueryMatcher) -> None:
+    assert "object:cat" in matcher.referents("tabby").concepts
+    assert matcher.score(matcher.referents("tabby"), Perceived(objects={"cat": 0.9})) == 1.0
+
+
+def test_request_wrappers_are_taken_off() -> None:
+    assert core("Tell me when you see someone?") == "someone"
+    assert core("let me know if a cat shows up") == "a cat shows up"
+    assert core("can you see a face") == "a face"
+    assert core("do you hear an alarm") == "hear an alarm", "hearing says it is a sound"
+    assert core("is there a cat?") == "is there a cat"
+    assert core("show me") == "show me", "nothing left: the line itself"
 
 
 def test_the_score_is_the_most_present_referent(matcher: QueryMatcher) -> None:
