@@ -7,7 +7,7 @@ it (`dataset.aligned_inputs`, the node's own code, no sockets). Per tick (every
 `--every`-th) it keeps what a query can be matched against — the faces' scores, the VAD,
 the scene's top labels, the sound classes and the objects, each as the node last published
 them — and the truth at that tick from the session's labels (subjects in view, speech,
-sound). `tests/queries/test_paraphrases.py` scores the paraphrase set on this file in
+sound). `tests/fusion/test_query_paraphrases.py` scores the paraphrase set on this file in
 seconds. With `--heads-out`, the fusion head's inputs of the same ticks are saved too
 (.npz per session), so `bench/queries.py` can score the head's `relevance` on the same
 queries ("before").

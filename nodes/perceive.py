@@ -22,7 +22,9 @@ Ports
     sound       (out) when the sound-event classifier ran (every ``sound_period_ms`` of event
                       time, on the last 0.5 s of audio): ``{tick, t_ns, probabilities:
                       {speech, alarm, tone, noise, background}}`` (docs/sound.md)
-    events      (out) fused events, docs/protocol.md ("Events")
+    events      (out) fused events, docs/protocol.md ("Events"); text lines are queries scored
+                      against what is perceived (``query_score: labels``, docs/queries.md) from
+                      ``query_delay_ms`` after their line until ``query_ttl_ms`` or a ``cancel`` line
     scores      (out) per tick, what the event rules were given: ``{tick, t_ns, scores: {rule:
                       {key: score}}, queries: {key: text}, thresholds: {rule: {on, off}}}``
                       (docs/protocol.md); built only when the port is wired
@@ -57,7 +59,8 @@ Config example::
     perceive:
       kind: perceive
       params: {head: default, scene_period_ms: 333, sound: default,  # head: early | late | attention | PATH
-               classes: [person, car, dog]}  # object classes (COCO names); [] turns objects off
+               classes: [person, car, dog],  # object classes (COCO names); [] turns objects off
+               query_ttl_ms: 0}  # queries live until a `cancel` line
       inputs: {ticks: {stream: align/ticks, policy: block}, frame: {stream: cam0/frame, policy: block}}
       outputs: {detections: perceive/detections, objects: perceive/objects, scene: perceive/scene,
                 speech: perceive/speech, sound: perceive/sound, events: perceive/events,
