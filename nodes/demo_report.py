@@ -7,8 +7,11 @@ Matching rules (all times are the session's capture times):
   first tick above threshold) AND its face box overlaps that subject's true box at that
   time (IoU >= 0.3) — it names the right face. Recall: intervals with a right event.
 - ``speech.offscreen``: start inside an ``offscreen_speech`` interval (same slack).
-- ``query.match``: the event's text `seq` points at a ``query`` label whose `matches` is
-  not empty. Recall: such queries with an event.
+- ``query.match``: the event's text `seq` points at a ``query`` label whose target (speech
+  for "who is speaking?", the cat, the named object) is present at some time in the
+  query's life (`QUERY_LIFE_NS` from the query, perceive's default `query_ttl_ms`; a query
+  without a target: its `matches` at its time), and the event starts while it is (same
+  slack). Recall: such queries with a right event.
 - ``face.appeared``: start inside a ``face_visible`` interval of a face whose true box
   overlaps the event's box.
 - ``sound.alarm`` / ``sound.tone`` / ``sound.noise``: start inside a ``sound`` interval of
@@ -36,6 +39,9 @@ SOUND_TYPES = ("sound.alarm", "sound.tone", "sound.noise")
 #: the interval label each event type is scored against (``sound``: of the event's kind)
 TRUTH_LABELS = {"speaker.active": "speaker_visible", "speech.offscreen": "offscreen_speech",
                 "face.appeared": "face_visible", **{t: "sound" for t in SOUND_TYPES}}
+#: how long a query lives in the demo graph (perceive's default `query_ttl_ms`): it asks
+#: "tell me when", so what appears during its life is an answer
+QUERY_LIFE_NS = 2_500_000_000
 EVENT_TYPES = ("face.appeared", "speaker.active", "speech.offscreen", "query.match", *SOUND_TYPES)
 
 
@@ -61,11 +67,24 @@ class Score:
         return float(np.mean(np.abs(self.timing_errors_ms))) if self.timing_errors_ms else None
 
 
+def query_hits(query: dict[str, Any], labels: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """When a ``query`` label's target is present during its life (clipped to it)."""
+    t0, t1 = query["start_ns"], query["start_ns"] + QUERY_LIFE_NS
+    target = query.get("target")
+    if target is None:
+        return [(t0, t0 + 1)] if query.get("matches") else []
+    spans = [(r["start_ns"], r["end_ns"]) for r in labels
+             if (target == "speaker" and r["label"] == "speech")
+             or (target == "cat" and r["label"] == "cat_visible")
+             or (r["label"].endswith("_visible") and r.get("subject") == target)]
+    return sorted((max(s, t0), min(e, t1)) for s, e in spans if s < t1 and e > t0)
+
+
 def truth_for(etype: str, labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The label records an event type is scored against (``query.match``: the queries
-    something in view or earshot matches; scored once per query time)."""
+    whose target is present at some time in their life; scored once per query time)."""
     if etype == "query.match":
-        return [r for r in labels if r["label"] == "query" and r["matches"]]
+        return [r for r in labels if r["label"] == "query" and query_hits(r, labels)]
     label = TRUTH_LABELS[etype]
     return [r for r in labels if r["label"] == label and (label != "sound" or f"sound.{r['sound']}" == etype)]
 
@@ -107,15 +126,16 @@ def score_events(events: Iterable[dict[str, Any]], labels: list[dict[str, Any]],
                 found.add(i)
                 break
         out[etype] = Score(etype, len(evs), correct, len(truths), len(found), errors)
-    positives = {r["start_ns"] for r in truth_for("query.match", labels)}
+    positives = {r["start_ns"]: query_hits(r, labels) for r in truth_for("query.match", labels)}
     evs = [e for e in starts if e["type"] == "query.match"]
     correct, found_q, errors = 0, set(), []
     for e in evs:
         t_text = text_times.get(e.get("subject", {}).get("text_seq", -1))
-        if t_text in positives:
+        hit = next((s for s, end in positives.get(t_text, ()) if s - SLACK_NS <= e["start_ns"] < end), None)
+        if t_text is not None and hit is not None:
             correct += 1
             if t_text not in found_q:
-                errors.append((e["start_ns"] - t_text) / 1e6)
+                errors.append((e["start_ns"] - hit) / 1e6)
             found_q.add(t_text)
     out["query.match"] = Score("query.match", len(evs), correct, len(positives), len(found_q), errors)
     return out

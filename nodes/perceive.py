@@ -24,7 +24,9 @@ Ports
     sound       (out) when the sound-event classifier ran (every ``sound_period_ms`` of event
                       time, on the last 0.5 s of audio): ``{tick, t_ns, probabilities:
                       {speech, alarm, tone, noise, background}}`` (docs/sound.md)
-    events      (out) fused events, docs/protocol.md ("Events")
+    events      (out) fused events, docs/protocol.md ("Events"); text lines are queries scored
+                      against what is perceived (``query_score: labels``, docs/queries.md) from
+                      ``query_delay_ms`` after their line until ``query_ttl_ms`` or a ``cancel`` line
     scores      (out) per tick, what the event rules were given: ``{tick, t_ns, scores: {rule:
                       {key: score}}, queries: {key: text}, thresholds: {rule: {on, off}}}``
                       (docs/protocol.md); built only when the port is wired
@@ -59,7 +61,8 @@ Config example::
     perceive:
       kind: perceive
       params: {head: default, scene_period_ms: 333, sound: default,  # head: early | late | attention | PATH
-               classes: [person, car, dog]}  # object classes (COCO names); [] turns objects off
+               classes: [person, car, dog],  # object classes (COCO names); [] turns objects off
+               query_ttl_ms: 0}  # queries live until a `cancel` line
       inputs: {ticks: {stream: align/ticks, policy: block}, frame: {stream: cam0/frame, policy: block}}
       outputs: {detections: perceive/detections, objects: perceive/objects, scene: perceive/scene,
                 speech: perceive/speech, sound: perceive/sound, events: perceive/events,
@@ -73,7 +76,7 @@ import json
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -90,6 +93,8 @@ from sensorfuse.engine.perception.encoders import (FACE_MODEL, LANDMARK_MODEL, S
 from sensorfuse.engine.perception.features import TickFeatures, warm_up
 from sensorfuse.engine.perception.fusion import STRATEGIES, manifest_path_for
 from sensorfuse.engine.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
+from sensorfuse.engine.perception.queries import QueryMatcher, perceived
+from sensorfuse.engine.perception.query_life import ActiveQueries
 from sensorfuse.engine.perception.objects import (OBJECT_MODEL, ObjectDetector, ObjectsResult, ObjectStage,
                                                   UnknownClass, check_classes)
 from sensorfuse.engine.perception.sound import SoundClassifier
@@ -183,6 +188,14 @@ class PerceiveNode(Node):
         objects_period_ms: PositiveFloat = 333.0
         objects_delay_ms: NonNegativeFloat = 200.0
         objects_min_score: Probability | None = None  # default: the detector manifest's min_score
+        #: what scores a text query: "labels" (what it is about, perceived now: docs/queries.md)
+        #: or "head" (the fusion head's relevance, the tick's own text only)
+        query_score: Literal["labels", "head"] = "labels"
+        query_ttl_ms: NonNegativeFloat = 2500.0  # how long a query lives after its line; 0: until cancelled
+        #: a query is scored from this long after its line (the same events however late, within
+        #: it, the line reached the ticks: engine/perception/query_life.py)
+        query_delay_ms: NonNegativeFloat = 500.0
+        max_queries: PositiveInt = 8  # live at once; a new one ends the oldest
 
         def __post_init__(self) -> None:
             unknown = sorted(set(self.rules) - set(DEFAULT_RULES))
@@ -191,6 +204,9 @@ class PerceiveNode(Node):
             if self.scene_delay_ms >= self.scene_period_ms:
                 raise param_error("scene_delay_ms", f"a scene delay below scene_period_ms ({self.scene_period_ms})",
                                   self.scene_delay_ms)
+            if self.query_ttl_ms and self.query_delay_ms >= self.query_ttl_ms:
+                raise param_error("query_delay_ms", f"a query delay below query_ttl_ms ({self.query_ttl_ms})",
+                                  self.query_delay_ms)
             if self.objects_delay_ms >= self.objects_period_ms:
                 raise param_error("objects_delay_ms",
                                   f"an objects delay below objects_period_ms ({self.objects_period_ms})",
@@ -251,6 +267,9 @@ class PerceiveNode(Node):
         except ValueError as exc:  # e.g. scene_delay_ms not below scene_period_ms (SceneStage checks)
             raise StartupError(f"perceive: {exc}") from None
         warm_up(self.encoders, labels, p.warmup_frame, **timing)
+        self.queries = ActiveQueries(round(p.query_ttl_ms * MS), p.max_queries, round(p.query_delay_ms * MS))
+        self.matcher = self._query_matcher(labels, Path(p.cache) if p.cache else None) \
+            if p.query_score == "labels" else None
         self.last_sound: dict[str, float] = {}
         self.ports = Ports(p.frame_port, p.audio_port, p.text_port, p.said_port)
         rules = {**DEFAULT_RULES, **p.rules}
@@ -265,6 +284,21 @@ class PerceiveNode(Node):
         self.frame_wired = "frame" in self.ctx.inputs
         self.ctx.log.info("perceive: fusion head %s (%s), models on %s", self.head.path.name, self.head.strategy,
                           sorted(set(self.encoders.providers.values())))
+
+    def _query_matcher(self, scene_embeddings: Any, cache: Path | None) -> QueryMatcher:
+        """Queries are matched against every COCO class (not only the configured ones, so
+        "is there a giraffe?" is understood and never matches), scene labels, speech, sounds."""
+        if self.objects is not None:
+            classes = list(self.objects.detector.labels)
+        else:
+            try:
+                manifest_path = mf.find_manifest(OBJECT_MODEL, cache)
+                labels = mf.load(manifest_path).labels
+                classes = (manifest_path.parent / labels.file).read_text().splitlines() if labels else []
+            except (mf.ManifestError, OSError):
+                classes = []
+        return QueryMatcher(self.encoders.embed_texts, object_classes=classes or list(DEFAULT_CLASSES),
+                            scene_labels=self.encoders.labels, scene_embeddings=scene_embeddings)
 
     def accepts(self, port: str) -> bool:
         # Lock-step (`block` inputs): a frame waits in its queue rather than evict one whose
@@ -439,7 +473,9 @@ class PerceiveNode(Node):
             for name in SOUND_EVENTS if self.last_sound else ():
                 obs["sound"][name] = Observation(self.last_sound.get(name, 0.0), ("audio",), used(("audio",)),
                                                  {"sound": name})
-        if present["query"] and feats.text is not None:
+        if self.matcher is not None:
+            self._query_observations(feats, obs["query.match"], sensors, used)
+        elif present["query"] and feats.text is not None:
             text_ref = feats.text_ref
             key = f"text:{text_ref.seq}" if text_ref else f"text:{feats.text}"
             modalities = ("text", *sensors)
@@ -447,6 +483,29 @@ class PerceiveNode(Node):
                 float(scores["relevance"][0, 0]), modalities, used(modalities),
                 {"query": feats.text, "text_seq": text_ref.seq if text_ref else None})
         return obs
+
+    def _query_observations(self, feats: TickFeatures, out: dict[str, Observation], sensors: tuple[str, ...],
+                            used: Any) -> None:
+        """Every live query scored by the label-space matcher (`sensorfuse.engine.perception.queries`)."""
+        assert self.matcher is not None
+        if feats.present["query"] and feats.text is not None:
+            ref = feats.text_ref
+            self.queries.offer(ref.t_ns if ref else feats.t_ns, f"text:{ref.seq}" if ref else f"text:{feats.text}",
+                               feats.text, ref)
+        live = self.queries.live(feats.t_ns)
+        if not live:
+            return
+        current = self.objects.current if self.objects is not None else None
+        now = perceived(objects=[(o.label, o.score) for o in current.objects] if current is not None else [],
+                        faces=[f.score for f in feats.faces], speech_prob=feats.speech_prob,
+                        in_speech=feats.in_speech, sounds=self.last_sound, scene_top=feats.scene_top)
+        modalities = ("text", *sensors)
+        for query in live:
+            referents = self.matcher.referents(query.text, self.perception.text_embedding(query.text))
+            # the line of this tick is among its refs; an older query's line is added after them
+            refs = used(modalities) if query.ref is None or query.ref in feats.refs else (*used(sensors), query.ref)
+            out[query.key] = Observation(self.matcher.score(referents, now), modalities, refs,
+                                         {"query": query.text, "text_seq": query.ref.seq if query.ref else None})
 
     def _events(self, t_ns: int, obs: dict[str, dict[str, Observation]]) -> list[Out]:
         outs = []
