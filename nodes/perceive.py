@@ -167,6 +167,15 @@ def resolve_head(head: str, heads_dir: Path) -> Path:
     return manifest_path_for(heads_dir, head)
 
 
+def query_key(feats: TickFeatures) -> str:
+    """A query's event key: ``text:<seq>`` typed, ``said:<seq>`` spoken (two streams, two
+    seq counts), ``text:<text>`` for a line without a reference."""
+    ref = feats.text_ref
+    if ref is None:
+        return f"text:{feats.text}"
+    return f"{'said' if feats.said else 'text'}:{ref.seq}"
+
+
 class PerceiveNode(Node):
     class Params(msgspec.Struct, forbid_unknown_fields=True):
         head: str = "default"
@@ -477,7 +486,7 @@ class PerceiveNode(Node):
             self._query_observations(feats, obs["query.match"], sensors, used)
         elif present["query"] and feats.text is not None:
             text_ref = feats.text_ref
-            key = f"text:{text_ref.seq}" if text_ref else f"text:{feats.text}"
+            key = query_key(feats)
             modalities = ("text", *sensors)
             obs["query.match"][key] = Observation(
                 float(scores["relevance"][0, 0]), modalities, used(modalities),
@@ -490,8 +499,7 @@ class PerceiveNode(Node):
         assert self.matcher is not None
         if feats.present["query"] and feats.text is not None:
             ref = feats.text_ref
-            self.queries.offer(ref.t_ns if ref else feats.t_ns, f"text:{ref.seq}" if ref else f"text:{feats.text}",
-                               feats.text, ref)
+            self.queries.offer(ref.t_ns if ref else feats.t_ns, query_key(feats), feats.text, ref)
         live = self.queries.live(feats.t_ns)
         if not live:
             return

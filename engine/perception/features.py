@@ -139,6 +139,7 @@ class TickFeatures:
     refs: list[Ref] = field(default_factory=list)
     frame_ref: Ref | None = None
     text_ref: Ref | None = None
+    said: bool = False  # the query was spoken, not typed (its key is said:<seq>)
 
     @property
     def present(self) -> dict[str, bool]:
@@ -220,7 +221,7 @@ class Perception:
 
     def process(self, tick: TickInput) -> TickFeatures:
         feats = TickFeatures(tick.index, tick.t_ns, empty_inputs(), status=dict(tick.status), refs=list(tick.refs),
-                             frame_ref=tick.frame_ref, text_ref=tick.text_ref)
+                             frame_ref=tick.frame_ref, text_ref=tick.text_ref, said=tick.said)
         feats.scene_fresh = self.scene.advance(tick.t_ns)
         if tick.frame is not None:
             self._vision(tick, feats)

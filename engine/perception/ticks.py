@@ -47,6 +47,7 @@ class TickInput:
     refs: list[Ref] = field(default_factory=list)
     frame_ref: Ref | None = None
     text_ref: Ref | None = None
+    said: bool = False  # the query was spoken (the `said` member), not typed
     frame_wanted: Ref | None = None  # a frame referenced by seq, not embedded: attach it
 
 
@@ -115,6 +116,7 @@ def tick_from_record(record: dict[str, Any], ports: Ports = Ports()) -> TickInpu
     if text is not None and isinstance(text.get("text"), str):
         tick.text = text["text"]
         tick.text_ref = Ref(streams.get(text_port, text_port), int(text["seq"]), int(text["t_ns"]), "text")
+        tick.said = text_port == ports.said
         tick.refs.append(tick.text_ref)
     return tick
 

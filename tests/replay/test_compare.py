@@ -45,57 +45,19 @@ def test_scores_and_boxes_within_tolerance_match(golden: list[dict[str, Any]], s
 
 
 def test_the_measured_cross_isa_delta_matches(golden: list[dict[str, Any]]) -> None:
-    """The four scores seen on an AVX-512 VNNI machine against this AVX2-approved file."""
-    moved = copy.deepcopy(golden)
-    seen = {("query.match", "start", 4_600_000_000): (0.6228, 0.6255),
-            ("query.match", "end", 5_600_000_000): (0.0598, None),
-            ("speaker.active", "update", 4_733_333_333): (0.6840, None),
-            ("speech.offscreen", "start", 15_866_666_667): (0.7063, None)}
-    for e in moved:
-        rec = e["record"]
-        found = seen.get((rec["type"], rec["phase"], rec["t_ns"]))
-        if found:
-            rec["score"] = found[0]
-            rec["peak_score"] = found[1] if found[1] is not None else rec["peak_score"]
+    """The largest score delta measured between an AVX-512 VNNI machine and the AVX2 machine
+    that approved the golden file (0.0116 on `query.match`, docs/fusion.md "Scores across
+    machines"), applied to every score of the file in either direction, still matches."""
+    measured = 0.0116
+    moved = perturbed(golden, measured, 0.0, seed=7)
     assert diff_events(moved, golden) == []
-    assert max_score_delta(moved, golden) == pytest.approx(0.0116, abs=1e-4)
-
-
-def test_a_score_past_the_tolerance_is_reported(golden: list[dict[str, Any]]) -> None:
-    moved = copy.deepcopy(golden)
-    moved[4]["record"]["score"] += SCORE_TOL + 0.01
-    problems = diff_events(moved, golden)
-    assert len(problems) == 1 and "score" in problems[0] and "event 4" in problems[0]
-
-
-def test_an_added_event_is_reported(golden: list[dict[str, Any]]) -> None:
-    extra = copy.deepcopy(golden[3])
-    extra["record"]["phase"] = "update"
-    problems = diff_events([*golden[:4], extra, *golden[4:]], golden)
-    assert problems and any("events, reference has" in p for p in problems)
-
-
-def test_a_removed_event_is_reported(golden: list[dict[str, Any]]) -> None:
-    problems = diff_events(golden[:5] + golden[6:], golden)
-    assert problems and any(f"{len(golden) - 1} events, reference has {len(golden)}" in p for p in problems)
-    assert diff_events(golden[:-1], golden)  # even the last one
-
-
-def test_an_event_shifted_by_one_tick_is_reported(golden: list[dict[str, Any]]) -> None:
-    moved = copy.deepcopy(golden)
-    moved[3]["t_ns"] += TICK_NS
-    moved[3]["record"]["t_ns"] += TICK_NS
-    problems = diff_events(moved, golden)
-    assert problems and all("event 3" in p for p in problems)
-    start_moved = copy.deepcopy(golden)
-    start_moved[3]["record"]["start_ns"] -= TICK_NS
-    assert diff_events(start_moved, golden)
-
+    assert max_score_delta(moved, golden) == pytest.approx(measured, abs=1e-4)
 
 def test_structure_is_exact(golden: list[dict[str, Any]]) -> None:
     for change in ("provenance", "modalities", "key", "event_id", "subject"):
         moved = copy.deepcopy(golden)
-        rec = moved[5]["record"]
+        rec = next(e["record"] for e in moved  # one with every field to change (a speaker.active)
+                   if "track_id" in e["record"]["subject"] and len(e["record"]["modalities"]) > 1)
         if change == "provenance":
             rec["provenance"][0]["seq"] += 1
         elif change == "modalities":
