@@ -168,5 +168,13 @@ def test_no_idle_overtakes_a_message_still_waiting_to_go(zctx: Ctx) -> None:
     drain_until(sub, len(full))
     st = counters.streams["cam0/frame"]
     assert (st.lost, st.seq_resets, sub.watermark) == (0, 0, None)
-    assert pub.send_idle(wire.encode_message(pub.stream, wire.KIND_IDLE, None, seq=len(full), t_ns=len(full)))
-    wait_for(lambda: (sub.drain() or True) and sub.watermark is not None, 5, "the idle, now that nothing waits")
+    idle = wire.encode_message(pub.stream, wire.KIND_IDLE, None, seq=len(full), t_ns=len(full))
+
+    def read_all_then_idle() -> bool:  # an idle never waits for room: read what is queued first
+        sub.drain()
+        while sub.pop() is not None:
+            pass
+        return pub.send_idle(idle)
+
+    wait_for(read_all_then_idle, 5, "room for the idle, now that nothing waits")
+    wait_for(lambda: (sub.drain() or True) and sub.watermark is not None, 5, "the idle")
