@@ -155,8 +155,12 @@ def test_no_idle_overtakes_a_message_still_waiting_to_go(zctx: Ctx) -> None:
         sent += 1
     assert pub.in_flight  # the consumer is not reading: full[sent] waits
     assert not pub.send_idle(wire.encode_message(pub.stream, wire.KIND_IDLE, None, seq=sent + 1, t_ns=sent))
-    pub.in_flight = True  # as when the frame waits for a pool slot and the socket has room
-    drain_until(sub, 1)
+    for _ in range(3):  # the reader takes what is queued: now the socket has room ...
+        sub.drain()
+        while sub.pop() is not None:
+            pass
+        time.sleep(0.02)
+    pub.in_flight = True  # ... as when the frame waits for a pool slot instead
     assert not pub.send_idle(wire.encode_message(pub.stream, wire.KIND_IDLE, None, seq=sent + 1, t_ns=sent))
     while sent < len(full):  # the reader catches up: every message arrives, in order
         sub.drain()
