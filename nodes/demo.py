@@ -43,7 +43,6 @@ from sensorfuse.engine.errors import SensorfuseError, UsageError
 from sensorfuse.engine.perception.encoders import FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL
 from sensorfuse.engine.perception.objects import OBJECT_MODEL
 from sensorfuse.nodes.perceive import DEFAULT_CLASSES
-from sensorfuse.engine.perception.speech_text import words_error_rate
 from sensorfuse.nodes import demo_objects, demo_report, transcribe_eval
 
 DEMO_SEED = 1_000_042
@@ -210,18 +209,14 @@ def summarize(session: Path, out_dir: Path, run_dir: Path, classes: list[str] | 
     last_frame = last_frame_ns(session)
     cut_short = replayed_until is None or (last_frame is not None and replayed_until < last_frame)
     scores = objects = None
+    said = [t["record"] for t in _jsonl(out_dir / OUTPUTS["transcripts"])]
+    transcripts: dict[str, Any] = {"segments": len(said)}
     if labels:
         truth = demo_report.replayed_truth(labels, (replayed_until or 0) if cut_short else None)
         scores = demo_report.score_events([e["record"] for e in events], truth, boxes, texts)
         results = recorded(out_dir / OUTPUTS["recorder"], "perceive/objects")
         objects = demo_objects.score_objects(results, boxes, DEFAULT_CLASSES if classes is None else classes)
-    said = [t["record"] for t in _jsonl(out_dir / OUTPUTS["transcripts"])]
-    transcripts = {"segments": len(said)}
-    if labels:
-        truth = demo_report.replayed_truth(labels, (replayed_until or 0) if cut_short else None)
-        pairs = transcribe_eval.pair_with_labels(said, truth)
-        transcripts.update(wer=round(words_error_rate(pairs), 4), sentences=sum(1 for ref, _ in pairs if ref),
-                           pairs=[{"spoken": ref, "heard": hyp} for ref, hyp in pairs])
+        transcripts.update(transcribe_eval.score_pairs(transcribe_eval.pair_with_labels(said, truth)))
     latencies = demo_report.latency_ms(events, frames)
     status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").is_file() else {}
     gauges = status.get("nodes", {}).get("perceive", {}).get("gauges", {})

@@ -75,8 +75,12 @@ def evaluate(sessions: list[Path], params: dict[str, Any] | None = None) -> dict
         labels = [m.record for m in replay(session, ["labels"])]
         pairs += pair_with_labels(transcripts, labels)
         ratios.append(ratio)
+    return {**score_pairs(pairs), "decode_s_per_audio_s": round(sum(ratios) / max(len(ratios), 1), 3)}
+
+
+def score_pairs(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """WER, the number of spoken sentences and the pairs, from `pair_with_labels`."""
     return {"wer": round(words_error_rate(pairs), 4), "sentences": sum(1 for ref, _ in pairs if ref),
-            "decode_s_per_audio_s": round(sum(ratios) / max(len(ratios), 1), 3),
             "pairs": [{"spoken": ref, "heard": hyp} for ref, hyp in pairs]}
 
 

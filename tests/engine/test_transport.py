@@ -155,11 +155,13 @@ def test_no_idle_overtakes_a_message_still_waiting_to_go(zctx: Ctx) -> None:
         sent += 1
     assert pub.in_flight  # the consumer is not reading: full[sent] waits
     assert not pub.send_idle(wire.encode_message(pub.stream, wire.KIND_IDLE, None, seq=sent + 1, t_ns=sent))
-    for _ in range(3):  # the reader takes what is queued: now the socket has room ...
+    def reader_caught_up() -> bool:  # the reader takes all that is queued: the socket has room ...
         sub.drain()
         while sub.pop() is not None:
             pass
-        time.sleep(0.02)
+        return sub.stats.received >= sent and not sub.sock.get(zmq.EVENTS) & zmq.POLLIN
+
+    wait_for(reader_caught_up, 5, "the reader to take every message sent so far")
     pub.in_flight = True  # ... as when the frame waits for a pool slot instead
     assert not pub.send_idle(wire.encode_message(pub.stream, wire.KIND_IDLE, None, seq=sent + 1, t_ns=sent))
     while sent < len(full):  # the reader catches up: every message arrives, in order
