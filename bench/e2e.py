@@ -41,8 +41,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 from sensorfuse.engine import fingerprint, view
-from sensorfuse.engine.perception import Encoders, FusionHead, Perception, label_embeddings
-from sensorfuse.engine.perception.features import warm_up
+from sensorfuse.perception import Encoders, FusionHead, Perception, label_embeddings
+from sensorfuse.perception.features import warm_up
 from sensorfuse.models.fusion import dataset
 from sensorfuse.nodes import demo
 from sensorfuse.nodes.perceive import default_heads_dir, resolve_head

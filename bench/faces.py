@@ -43,8 +43,8 @@ import cv2
 import numpy as np
 
 from sensorfuse.engine.events import EventTracker, Observation
-from sensorfuse.engine.perception import Encoders, Perception, TickInput, label_embeddings
-from sensorfuse.engine.perception.tracking import iou
+from sensorfuse.perception import Encoders, Perception, TickInput, label_embeddings
+from sensorfuse.perception.tracking import iou
 from sensorfuse.models.sources import package_file
 from sensorfuse.nodes.perceive import DEFAULT_RULES
 

@@ -26,7 +26,7 @@ import onnxruntime as ort
 
 from sensorfuse.engine import inference
 from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.prepost import blazeface, imagenet, landmarks, text
+from sensorfuse.perception.prepost import blazeface, imagenet, landmarks, text
 
 Feeds = dict[str, np.ndarray]
 

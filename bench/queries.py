@@ -6,7 +6,7 @@
 Scores every (query, tick) pair of `tests/data/queries/paraphrases.json`'s `--split` on
 the recorded perceive states (`tests/data/queries/states.json.gz`, sessions of the same
 split) with `sensorfuse.replay.query_eval`: the label-space matcher
-(`sensorfuse.engine.perception.queries`) and, with `--heads`, the fusion head's
+(`sensorfuse.perception.queries`) and, with `--heads`, the fusion head's
 `relevance` (the default head, run on the same ticks' recorded inputs with each query).
 Prints P/R per meaning and overall (markdown), and per query the ticks it matched.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sensorfuse.engine.perception import Encoders, FusionHead
+from sensorfuse.perception import Encoders, FusionHead
 from sensorfuse.nodes.perceive import default_heads_dir, resolve_head
 from sensorfuse.replay import query_eval
 

@@ -183,12 +183,21 @@ def classes_set(text: str) -> str:
     """`--classes person,car` as the `--set` it stands for (the perceive node checks the names)."""
     import json
 
-    from sensorfuse.engine.perception.objects import parse_classes
-
     try:
         return f"perceive.classes={json.dumps(parse_classes(text))}"
     except ValueError as exc:
         raise UsageError(f"--classes: {exc}") from None
+
+
+def parse_classes(text: str) -> list[str]:
+    """`person,car,traffic light` → names (`none` or an empty string: no classes, objects off);
+    ValueError for an empty name between commas."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise ValueError(f"empty class name in {text!r} (use comma-separated COCO names, e.g. person,car)")
+    return names
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

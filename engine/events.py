@@ -23,10 +23,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sensorfuse.engine.perception.ticks import Ref
-
 PHASES = ("start", "update", "end")
 MAX_REFS = 16
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One input message behind a result: its stream and seq (and capture time), and the
+    modality it feeds (``vision``, ``audio``, ``text``), so a result lists only the inputs
+    of the modalities it used."""
+
+    stream: str
+    seq: int
+    t_ns: int
+    modality: str = ""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.prepost import nanodet
+from sensorfuse.perception.prepost import nanodet
 from sensorfuse.models import media, tfjs
 from sensorfuse.models.build_vision import BuildCheckFailed, check_onnx
 from sensorfuse.models.builder import Artifact, BuildContext, copy_into, extra_file, provenance, write_reference

@@ -8,7 +8,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.prepost import text
+from sensorfuse.perception.prepost import text
 from sensorfuse.models import quantize, specs
 from sensorfuse.models.build_vision import check_onnx
 from sensorfuse.models.builder import (Artifact, BuildContext, copy_into, extra_file, provenance,

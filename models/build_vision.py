@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.prepost import blazeface, imagenet, landmarks
+from sensorfuse.perception.prepost import blazeface, imagenet, landmarks
 from sensorfuse.models import media, mediapipe, quantize, specs
 from sensorfuse.models.builder import (Artifact, BuildContext, copy_into, extra_file, provenance,
                             write_reference)

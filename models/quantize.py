@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from sensorfuse.engine.prepost import imagenet, text
+from sensorfuse.perception.prepost import imagenet, text
 from sensorfuse.models import media, specs
 
 CALIBRATION_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle",

@@ -40,8 +40,8 @@ from sensorfuse.engine import manifest as mf
 from sensorfuse.engine import view
 from sensorfuse.engine.cli import run_graph
 from sensorfuse.engine.errors import SensorfuseError, UsageError
-from sensorfuse.engine.perception.encoders import FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL
-from sensorfuse.engine.perception.objects import OBJECT_MODEL
+from sensorfuse.perception.encoders import FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL
+from sensorfuse.perception.objects import OBJECT_MODEL
 from sensorfuse.nodes.perceive import DEFAULT_CLASSES
 from sensorfuse.nodes import demo_objects, demo_report, transcribe_eval
 
@@ -322,7 +322,8 @@ def demo_classes(text: str | None) -> list[str] | None:
     """`--classes` checked against the detector's COCO names before anything is built."""
     if text is None:
         return None
-    from sensorfuse.engine.perception.objects import UnknownClass, check_classes, parse_classes
+    from sensorfuse.engine.cli import parse_classes
+    from sensorfuse.perception.objects import UnknownClass, check_classes
 
     labels = (importlib.resources.files("sensorfuse.models") / "data" / "coco_labels.txt").read_text().splitlines()
     try:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from sensorfuse.engine.perception.tracking import iou
+from sensorfuse.perception.tracking import iou
 
 MIN_IOU = 0.1
 #: generator sprite kind or name → COCO class (kinds first: every face is a person)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from sensorfuse.engine.perception.tracking import iou
+from sensorfuse.perception.tracking import iou
 
 SLACK_NS = 500_000_000
 MIN_REPLAYED_NS = 500_000_000

@@ -96,8 +96,8 @@ def _model_pack(cache: Path) -> Check:
 
 def _shipped_models() -> Check:
     from sensorfuse.engine.errors import StartupError
-    from sensorfuse.engine.perception import FusionHead
-    from sensorfuse.engine.perception.sound import SoundClassifier
+    from sensorfuse.perception import FusionHead
+    from sensorfuse.perception.sound import SoundClassifier
     from sensorfuse.nodes.perceive import default_heads_dir, default_sound_manifest, resolve_head
 
     try:

@@ -46,7 +46,7 @@ from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.errors import StartupError, UsageError
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
 from sensorfuse.engine.params import PositiveInt
-from sensorfuse.engine.prepost import blazeface, imagenet, text, vad
+from sensorfuse.perception.prepost import blazeface, imagenet, text, vad
 
 NS = 1_000_000_000
 FACE_CROP_ELSEWHERE = ("face_crop models need face boxes as a second input; run them in the perceive node, "

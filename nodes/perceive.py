@@ -8,7 +8,7 @@ Ports
                       ``said_port``.
     frame       (in, optional) the camera stream itself, for ticks whose frame member is a
                       reference (aligner ``embed: false``): perceive joins tick and frame
-                      on ``seq`` (`sensorfuse.engine.perception.join`) and the ~1 MB frame crosses
+                      on ``seq`` (`sensorfuse.perception.join`) and the ~1 MB frame crosses
                       one socket, zero-copy, instead of being copied into every tick.
     detections  (out) per tick with a frame: ``{tick, t_ns, frame: {stream, seq},
                       size: [h, w], faces: [{track_id, box, score, keypoints, mouth_open,
@@ -87,18 +87,18 @@ from sensorfuse.engine.events import EventRule, EventTracker, Observation
 from sensorfuse.engine.inference import NonFiniteOutput
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
 from sensorfuse.engine.params import NonNegativeFloat, PositiveFloat, PositiveInt, Probability, param_error
-from sensorfuse.engine.perception import Encoders, FusionHead, Perception, Ports, label_embeddings, tick_from_record
-from sensorfuse.engine.perception.encoders import (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL,
+from sensorfuse.perception import Encoders, FusionHead, Perception, Ports, label_embeddings, tick_from_record
+from sensorfuse.perception.encoders import (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL,
                                                    to_rgb)
-from sensorfuse.engine.perception.features import TickFeatures, warm_up
-from sensorfuse.engine.perception.fusion import STRATEGIES, manifest_path_for
-from sensorfuse.engine.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
-from sensorfuse.engine.perception.queries import QueryMatcher, perceived
-from sensorfuse.engine.perception.query_life import ActiveQueries
-from sensorfuse.engine.perception.objects import (OBJECT_MODEL, ObjectDetector, ObjectsResult, ObjectStage,
+from sensorfuse.perception.features import TickFeatures, warm_up
+from sensorfuse.perception.fusion import STRATEGIES, manifest_path_for
+from sensorfuse.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
+from sensorfuse.perception.queries import QueryMatcher, perceived
+from sensorfuse.perception.query_life import ActiveQueries
+from sensorfuse.perception.objects import (OBJECT_MODEL, ObjectDetector, ObjectsResult, ObjectStage,
                                                   UnknownClass, check_classes)
-from sensorfuse.engine.perception.sound import SoundClassifier
-from sensorfuse.engine.perception.ticks import BadTick, Ref, TickInput, attach_frame
+from sensorfuse.perception.sound import SoundClassifier
+from sensorfuse.perception.ticks import BadTick, Ref, TickInput, attach_frame
 
 MS = 1_000_000
 #: the model pack `Encoders` opens
@@ -202,7 +202,7 @@ class PerceiveNode(Node):
         query_score: Literal["labels", "head"] = "labels"
         query_ttl_ms: NonNegativeFloat = 2500.0  # how long a query lives after its line; 0: until cancelled
         #: a query is scored from this long after its line (the same events however late, within
-        #: it, the line reached the ticks: engine/perception/query_life.py)
+        #: it, the line reached the ticks: perception/query_life.py)
         query_delay_ms: NonNegativeFloat = 500.0
         max_queries: PositiveInt = 8  # live at once; a new one ends the oldest
 
@@ -495,7 +495,7 @@ class PerceiveNode(Node):
 
     def _query_observations(self, feats: TickFeatures, out: dict[str, Observation], sensors: tuple[str, ...],
                             used: Any) -> None:
-        """Every live query scored by the label-space matcher (`sensorfuse.engine.perception.queries`)."""
+        """Every live query scored by the label-space matcher (`sensorfuse.perception.queries`)."""
         assert self.matcher is not None
         if feats.present["query"] and feats.text is not None:
             ref = feats.text_ref

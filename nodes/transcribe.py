@@ -19,7 +19,7 @@ Ports
                        live graph does: conversation is not a query).
 
 Segments: the pack's Silero VAD (the same model, thresholds and segmenter as perceive's
-speech activity, `sensorfuse.engine.prepost.vad`) runs on every sample, so a segment is
+speech activity, `sensorfuse.perception.prepost.vad`) runs on every sample, so a segment is
 cut sample-exactly, padded by the VAD's ``speech_pad_ms``; its times come from the
 audio's capture stamps (sample 0 of the run + index / rate). A segment longer than
 ``max_segment_s`` keeps its last ``max_segment_s`` (Whisper reads 30 s at most).
@@ -73,10 +73,10 @@ from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
 from sensorfuse.engine.params import NonNegativeFloat, PositiveFloat, PositiveInt
-from sensorfuse.engine.perception.encoders import VAD_MODEL
-from sensorfuse.engine.perception.speech_text import (MODEL_NAME, SAMPLE_RATE, SegmentAudio, Transcriber, Transcript,
+from sensorfuse.perception.encoders import VAD_MODEL
+from sensorfuse.perception.speech_text import (MODEL_NAME, SAMPLE_RATE, SegmentAudio, Transcriber, Transcript,
                                                       default_model_dir, words_record)
-from sensorfuse.engine.prepost import vad
+from sensorfuse.perception.prepost import vad
 
 NS = 1_000_000_000
 EVENT_TYPE = "speech.transcript"

@@ -4,7 +4,7 @@ Runs the node in-process (`NodeHarness`) on each session's ``mic0/audio16k`` and
 its transcripts against the ``speech`` labels the sample generator writes (the sentence
 each clip speaks): a transcript belongs to the label it overlaps most in capture time;
 one that overlaps none counts its words as insertions. WER = all word edits / all
-reference words (`sensorfuse.engine.perception.speech_text.words_error_rate`). Speed is
+reference words (`sensorfuse.perception.speech_text.words_error_rate`). Speed is
 decode seconds per second of segment audio, on one thread.
 
     python -m sensorfuse.nodes.transcribe_eval SESSION.mcap [SESSION.mcap ...]
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sensorfuse.engine.perception.speech_text import words_error_rate
+from sensorfuse.perception.speech_text import words_error_rate
 from sensorfuse.engine.testing import NodeHarness
 from sensorfuse.nodes.transcribe import TranscribeNode
 from sensorfuse.replay.player import PlayerNode

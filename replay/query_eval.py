@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.perception import Encoders, label_embeddings
-from sensorfuse.engine.perception.objects import OBJECT_MODEL
-from sensorfuse.engine.perception.queries import Perceived, QueryMatcher, perceived
-from sensorfuse.engine.prepost import imagenet
+from sensorfuse.perception import Encoders, label_embeddings
+from sensorfuse.perception.objects import OBJECT_MODEL
+from sensorfuse.perception.queries import Perceived, QueryMatcher, perceived
+from sensorfuse.perception.prepost import imagenet
 
 THRESHOLD = 0.6
 #: Meanings the engine perceives on the generated sessions: the VAD, the face detector and

@@ -25,7 +25,7 @@ from typing import Any
 
 from sensorfuse.engine import fingerprint, progressbar
 from sensorfuse.engine.errors import SensorfuseError
-from sensorfuse.engine.perception.fusion import STRATEGIES, FusionHead, manifest_path_for
+from sensorfuse.perception.fusion import STRATEGIES, FusionHead, manifest_path_for
 from sensorfuse.models import corpus, trained_dir
 
 DATA_DIR = Path(__file__).with_name("data")

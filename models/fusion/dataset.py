@@ -3,8 +3,8 @@
 A session is generated (`sensorfuse.replay.sample`), replayed by the real player node and cut into
 ticks by the real aligner node (both driven in-process by `sensorfuse.engine.testing.NodeHarness`,
 with the `align` params of the built-in demo graph; frames joined to ticks on seq as the
-perceive node does, `sensorfuse.engine.perception.join`), and every tick goes through
-`sensorfuse.engine.perception.Perception` — the code the perceive node runs. Labels come from the
+perceive node does, `sensorfuse.perception.join`), and every tick goes through
+`sensorfuse.perception.Perception` — the code the perceive node runs. Labels come from the
 session's ground truth (`labels`, `labels/boxes`). Features are cached per seed in
 `<cache>/fusion-features/<key>/`, keyed by everything that changes them.
 """
@@ -23,14 +23,14 @@ import numpy as np
 from sensorfuse.engine import graph as graph_mod
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine import progressbar
-from sensorfuse.engine.perception import Encoders, Perception, TickInput, label_embeddings, tick_from_record
-from sensorfuse.engine.perception import encoders
-from sensorfuse.engine.perception import features as perception_features
-from sensorfuse.engine.perception.features import FACE_SLOTS, FEATURES
-from sensorfuse.engine.perception.fusion import FEATURE_VERSION
-from sensorfuse.engine.perception.join import FrameJoin, FrameRef
-from sensorfuse.engine.perception.ticks import attach_frame
-from sensorfuse.engine.perception.tracking import iou
+from sensorfuse.perception import Encoders, Perception, TickInput, label_embeddings, tick_from_record
+from sensorfuse.perception import encoders
+from sensorfuse.perception import features as perception_features
+from sensorfuse.perception.features import FACE_SLOTS, FEATURES
+from sensorfuse.perception.fusion import FEATURE_VERSION
+from sensorfuse.perception.join import FrameJoin, FrameRef
+from sensorfuse.perception.ticks import attach_frame
+from sensorfuse.perception.tracking import iou
 from sensorfuse.engine.testing import NodeHarness
 from sensorfuse.models import corpus
 from sensorfuse.nodes.aligner import AlignerNode

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from sensorfuse.engine.perception.features import FEATURES
-from sensorfuse.engine.perception.fusion import OUTPUTS, mask_modalities
+from sensorfuse.perception.features import FEATURES
+from sensorfuse.perception.fusion import OUTPUTS, mask_modalities
 
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 CONDITIONS: dict[str, frozenset[str]] = {

@@ -1,6 +1,6 @@
 """The fusion head in torch: three strategies over the same inputs and outputs.
 
-Inputs are `sensorfuse.engine.perception.features.FEATURES` (batch first); outputs are
+Inputs are `sensorfuse.perception.features.FEATURES` (batch first); outputs are
 probabilities: ``speaking`` [B, F] (0 for empty slots), ``offscreen`` [B, 1],
 ``relevance`` [B, 1]. Every strategy takes the modality masks, so a missing sensor
 means "no evidence" rather than garbage input.
@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sensorfuse.engine.perception.features import AUDIO_DIM, FACE_DIM, FACE_SLOTS
+from sensorfuse.perception.features import AUDIO_DIM, FACE_DIM, FACE_SLOTS
 
 INPUT_NAMES = ("faces", "face_mask", "audio", "audio_text", "audio_mask", "scene", "vision_mask", "query",
                "query_mask")

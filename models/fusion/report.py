@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from sensorfuse.engine.perception.features import FEATURES
-from sensorfuse.engine.perception.fusion import OUTPUTS, FusionHead, manifest_path_for
+from sensorfuse.perception.features import FEATURES
+from sensorfuse.perception.fusion import OUTPUTS, FusionHead, manifest_path_for
 from sensorfuse.models.fusion import evaluate
 from sensorfuse.nodes import report_plots
 from sensorfuse.nodes.report_html import HtmlReport

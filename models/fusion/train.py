@@ -21,8 +21,8 @@ from torch import nn
 
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine import progressbar
-from sensorfuse.engine.perception.features import FEATURES, LIP_FEATURES, MODALITY_INPUTS
-from sensorfuse.engine.perception.fusion import FEATURE_VERSION, OUTPUTS, manifest_path_for
+from sensorfuse.perception.features import FEATURES, LIP_FEATURES, MODALITY_INPUTS
+from sensorfuse.perception.fusion import FEATURE_VERSION, OUTPUTS, manifest_path_for
 from sensorfuse.models.fusion.heads import INPUT_NAMES, STRATEGY_CLASSES, FusionBase
 
 PARITY_ATOL = 1e-4

@@ -19,7 +19,7 @@ from typing import Any
 
 from sensorfuse.engine import fingerprint
 from sensorfuse.engine.errors import SensorfuseError
-from sensorfuse.engine.perception.sound import SoundClassifier
+from sensorfuse.perception.sound import SoundClassifier
 from sensorfuse.models import corpus, trained_dir
 from sensorfuse.models.sound import DATA_DIR, MANIFEST_FILE, MODEL_NAME
 

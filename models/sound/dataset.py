@@ -4,7 +4,7 @@ A session is generated (`sensorfuse.replay.sample`, `sensorfuse.models.corpus`) 
 ``mic0/audio16k`` stream as the perceive node receives it, and the ground truth on
 ``labels``). Every sample gets a class from the truth intervals (`speech` records →
 speech; `sound` records → alarm / tone / noise, silence → background; uncovered →
-background). The session's log-mel frames (`sensorfuse.engine.perception.sound.log_mel`, the runtime
+background). The session's log-mel frames (`sensorfuse.perception.sound.log_mel`, the runtime
 code) and the per-sample classes are cached per seed in `<work_dir>/sound-features-<key>/`,
 keyed by everything that changes them. A window starting at frame k is frames
 [k, k + N_FRAMES) — exactly the features the runtime computes on samples
@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sensorfuse.engine import progressbar
-from sensorfuse.engine.perception.sound import (BACKGROUND, FEATURES, HOP_SAMPLES, LOG_FLOOR, N_FRAMES, SAMPLE_RATE,
+from sensorfuse.perception.sound import (BACKGROUND, FEATURES, HOP_SAMPLES, LOG_FLOOR, N_FRAMES, SAMPLE_RATE,
                                      SOUND_CLASSES, WINDOW_SAMPLES, log_mel)
 from sensorfuse.engine.testing import NodeHarness
 from sensorfuse.models import corpus

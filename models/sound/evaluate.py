@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sensorfuse.engine.perception.sound import INPUT_NAME, OUTPUT_NAME, SOUND_CLASSES, WINDOW_SAMPLES, SoundClassifier
+from sensorfuse.perception.sound import INPUT_NAME, OUTPUT_NAME, SOUND_CLASSES, WINDOW_SAMPLES, SoundClassifier
 from sensorfuse.models.sound import dataset
 
 EVAL_STRIDE_FRAMES = 10

@@ -1,6 +1,6 @@
 """The audio-event encoder: a small CNN over one window's log-mel patch.
 
-Input ``log_mel`` [B, N_FRAMES, N_MELS] (48 × 40, `sensorfuse.engine.perception.sound.log_mel`), output
+Input ``log_mel`` [B, N_FRAMES, N_MELS] (48 × 40, `sensorfuse.perception.sound.log_mel`), output
 ``probabilities`` [B, len(SOUND_CLASSES)] (softmax). Per-band normalisation (mean/std of
 the training features) is inside the graph, so the runtime feeds raw log-mel. Three 3×3
 conv layers (two 2×2 max-pools), then mean and max over time keep the frequency axis —
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sensorfuse.engine.perception.sound import N_FRAMES, N_MELS, SOUND_CLASSES
+from sensorfuse.perception.sound import N_FRAMES, N_MELS, SOUND_CLASSES
 
 
 class SoundNet(nn.Module):

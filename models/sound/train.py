@@ -21,7 +21,7 @@ from torch import nn
 
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine import progressbar
-from sensorfuse.engine.perception.sound import FEATURES, INPUT_NAME, N_FRAMES, N_MELS, OUTPUT_NAME, SOUND_CLASSES
+from sensorfuse.perception.sound import FEATURES, INPUT_NAME, N_FRAMES, N_MELS, OUTPUT_NAME, SOUND_CLASSES
 from sensorfuse.models.sound import MANIFEST_FILE, MODEL_NAME, dataset
 from sensorfuse.models.sound.model import SoundNet
 

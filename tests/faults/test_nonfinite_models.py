@@ -20,8 +20,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from sensorfuse.engine import inference
-from sensorfuse.engine.perception.features import FEATURES
-from sensorfuse.engine.perception.fusion import OUTPUTS
+from sensorfuse.perception.features import FEATURES
+from sensorfuse.perception.fusion import OUTPUTS
 from sensorfuse.nodes.perceive import default_heads_dir
 from sensorfuse.nodes.sinks import json_line
 from sensorfuse.replay import sample

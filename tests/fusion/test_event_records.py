@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sensorfuse.engine.perception.features import clip_to_frame
+from sensorfuse.perception.features import clip_to_frame
 from tests.fusion.test_perceive_node import by_stream, feed, harness
 
 pytestmark = pytest.mark.timeout(120)

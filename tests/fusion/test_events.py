@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sensorfuse.engine.events import EventRule, EventTracker, Observation
-from sensorfuse.engine.perception.ticks import Ref
+from sensorfuse.perception.ticks import Ref
 
 MS = 1_000_000
 pytestmark = pytest.mark.timeout(30)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import skimage.data as sk
 
-from sensorfuse.engine.perception import Encoders, Perception, label_embeddings
-from sensorfuse.engine.perception.features import FACE_TILE_CYCLE, FACE_TILE_FRACTION, FACE_TRACK_FRAMES
-from sensorfuse.engine.prepost import blazeface
-from sensorfuse.engine.prepost.blazeface import square_tiles
-from sensorfuse.engine.perception.ticks import TickInput
-from sensorfuse.engine.perception.tracking import iou
+from sensorfuse.perception import Encoders, Perception, label_embeddings
+from sensorfuse.perception.features import FACE_TILE_CYCLE, FACE_TILE_FRACTION, FACE_TRACK_FRAMES
+from sensorfuse.perception.prepost import blazeface
+from sensorfuse.perception.prepost.blazeface import square_tiles
+from sensorfuse.perception.ticks import TickInput
+from sensorfuse.perception.tracking import iou
 from sensorfuse.replay import scene
 
 pytestmark = pytest.mark.timeout(120)
@@ -111,7 +111,7 @@ def test_a_found_face_is_looked_for_around_its_last_box(encoders: Encoders) -> N
 
 
 def test_roi_tile_is_a_square_inside_the_frame() -> None:
-    from sensorfuse.engine.prepost.blazeface import roi_tile
+    from sensorfuse.perception.prepost.blazeface import roi_tile
 
     assert roi_tile(np.array([100.0, 50.0, 140.0, 100.0]), 240, 320) == (58, 12, 183, 137)  # 2.5 × 50 around the centre
     assert roi_tile(np.array([0.0, 0.0, 20.0, 20.0]), 240, 320) == (0, 0, 64, 64)  # min side, moved inside

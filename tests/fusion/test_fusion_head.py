@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sensorfuse.engine.perception.fusion import STRATEGIES, FusionHead, manifest_path_for
+from sensorfuse.perception.fusion import STRATEGIES, FusionHead, manifest_path_for
 from sensorfuse.models.fusion import evaluate, train
 from sensorfuse.nodes.perceive import default_heads_dir, resolve_head
 from tests.fusion.test_perceive_node import by_stream, feed, harness

@@ -1,4 +1,4 @@
-"""FrameJoin (engine.perception.join): ticks meet the frames they reference by seq."""
+"""FrameJoin (perception.join): ticks meet the frames they reference by seq."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sensorfuse.engine.perception.join import FRAME_MISMATCH, FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
+from sensorfuse.perception.join import FRAME_MISMATCH, FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
 
 
 def ref(seq: int) -> FrameRef:

@@ -14,8 +14,8 @@ import pytest
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.node import Out
-from sensorfuse.engine.perception.objects import ObjectStage, UnknownClass, check_classes
-from sensorfuse.engine.prepost import nanodet
+from sensorfuse.perception.objects import ObjectStage, UnknownClass, check_classes
+from sensorfuse.perception.prepost import nanodet
 from sensorfuse.engine.testing import NodeHarness
 from sensorfuse.models import media
 from sensorfuse.nodes.perceive import PerceiveNode

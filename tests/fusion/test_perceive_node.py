@@ -13,7 +13,7 @@ import pytest
 from sensorfuse.engine import wire
 from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.node import Out
-from sensorfuse.engine.perception.fusion import STRATEGIES
+from sensorfuse.perception.fusion import STRATEGIES
 from sensorfuse.engine.testing import NodeHarness
 from sensorfuse.nodes.perceive import PerceiveNode, default_heads_dir
 from sfhelpers import record_errors

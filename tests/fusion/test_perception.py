@@ -1,4 +1,4 @@
-"""Runtime perception (engine.perception): tick decoding, encoders at their rates, features."""
+"""Runtime perception (sensorfuse.perception): tick decoding, encoders at their rates, features."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sensorfuse.engine.perception import Encoders, Perception, label_embeddings, tick_from_record
-from sensorfuse.engine.perception.features import FEATURES, HIST
-from sensorfuse.engine.perception.ticks import BadTick
+from sensorfuse.perception import Encoders, Perception, label_embeddings, tick_from_record
+from sensorfuse.perception.features import FEATURES, HIST
+from sensorfuse.perception.ticks import BadTick
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,5 +1,5 @@
-"""The label-space query matcher (engine.perception.queries) and query lifetimes
-(engine.perception.query_life), on a toy text space: no model needed."""
+"""The label-space query matcher (perception.queries) and query lifetimes
+(perception.query_life), on a toy text space: no model needed."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import re
 import numpy as np
 import pytest
 
-from sensorfuse.engine.perception.queries import Perceived, QueryMatcher, core, perceived
-from sensorfuse.engine.perception.query_life import ALL, ActiveQueries, cancel_target
-from sensorfuse.engine.perception.ticks import Ref
+from sensorfuse.perception.queries import Perceived, QueryMatcher, core, perceived
+from sensorfuse.perception.query_life import ALL, ActiveQueries, cancel_target
+from sensorfuse.perception.ticks import Ref
 
 pytestmark = pytest.mark.timeout(30)
 S = 1_000_000_000

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sensorfuse.engine.perception import Encoders
+from sensorfuse.perception import Encoders
 from sensorfuse.replay import query_eval
 
 pytestmark = pytest.mark.timeout(120)
@@ -59,7 +59,7 @@ def test_held_out_paraphrases(setup: tuple, split: str) -> None:
 def test_the_reported_queries_now_match(setup: tuple) -> None:
     """Issue 15's two queries, seen at 0.18 and 0.22 relevance: each while its thing is perceived."""
     matcher, _ = setup
-    from sensorfuse.engine.perception.queries import Perceived
+    from sensorfuse.perception.queries import Perceived
 
     assert matcher.score(matcher.referents("is anyone speaking?"), Perceived(speech=1.0)) == 1.0
     assert matcher.score(matcher.referents("is anyone speaking?"), Perceived(face=0.9)) == 0.0

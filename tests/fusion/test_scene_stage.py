@@ -1,4 +1,4 @@
-"""SceneStage (engine.perception.scene): the scene result enters on event time, whatever the worker's speed."""
+"""SceneStage (perception.scene): the scene result enters on event time, whatever the worker's speed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from sensorfuse.engine.perception.scene import SceneStage
+from sensorfuse.perception.scene import SceneStage
 
 MS = 1_000_000
 

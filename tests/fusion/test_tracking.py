@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensorfuse.engine.perception.tracking import IouTracker, iou
+from sensorfuse.perception.tracking import IouTracker, iou
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sensorfuse.engine import inference
-from sensorfuse.engine.prepost import blazeface, imagenet, landmarks, text
+from sensorfuse.perception.prepost import blazeface, imagenet, landmarks, text
 from sensorfuse.models import specs
 
 ModelOpener = Callable[..., inference.ModelSession]

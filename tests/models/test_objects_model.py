@@ -12,7 +12,7 @@ import pytest
 
 from sensorfuse.engine import inference
 from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.prepost import imagenet, nanodet
+from sensorfuse.perception.prepost import imagenet, nanodet
 from sensorfuse.models import media, npm, tfjs
 from sensorfuse.models.sources import SourceMissing
 

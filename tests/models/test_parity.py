@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sensorfuse.engine import inference
-from sensorfuse.engine.prepost import blazeface, imagenet, landmarks, text
+from sensorfuse.perception.prepost import blazeface, imagenet, landmarks, text
 from sensorfuse.models import mediapipe, specs
 
 ModelOpener = Callable[..., inference.ModelSession]

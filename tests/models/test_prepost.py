@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.prepost import blazeface, imagenet, landmarks, text
+from sensorfuse.perception.prepost import blazeface, imagenet, landmarks, text
 from sensorfuse.models import specs
 
 

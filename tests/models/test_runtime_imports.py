@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 RUNTIME_MODULES = (
-    "sensorfuse.engine.manifest", "sensorfuse.engine.inference", "sensorfuse.engine.prepost.blazeface",
-    "sensorfuse.engine.prepost.landmarks", "sensorfuse.engine.prepost.imagenet",
-    "sensorfuse.engine.prepost.vad", "sensorfuse.engine.prepost.text", "sensorfuse.engine.prepost.nanodet",
+    "sensorfuse.engine.manifest", "sensorfuse.engine.inference", "sensorfuse.perception.prepost.blazeface",
+    "sensorfuse.perception.prepost.landmarks", "sensorfuse.perception.prepost.imagenet",
+    "sensorfuse.perception.prepost.vad", "sensorfuse.perception.prepost.text", "sensorfuse.perception.prepost.nanodet",
     "sensorfuse.models.verify",
     "sensorfuse.models.cli", "sensorfuse.models.specs",
 )
@@ -42,7 +42,7 @@ def test_every_engine_module_imports_nothing_above_it() -> None:
         "for info in pkgutil.walk_packages(engine.__path__, 'sensorfuse.engine.'):\n"
         "    if not info.name.endswith('__main__'): importlib.import_module(info.name)\n"
         "upper = sorted(m for m in sys.modules\n"
-        "               if m.startswith(('sensorfuse.nodes', 'sensorfuse.replay', 'sensorfuse.models')))\n"
+        "               if m.startswith(('sensorfuse.perception', 'sensorfuse.nodes', 'sensorfuse.replay', 'sensorfuse.models')))\n"
         "assert not upper, upper\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "assert not bad, bad[:5]\n"

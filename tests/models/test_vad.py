@@ -13,7 +13,7 @@ import soundfile
 
 from sensorfuse.engine import inference
 from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.prepost import vad
+from sensorfuse.perception.prepost import vad
 
 CLIP = Path(__file__).parent / "data" / "speech.flac"
 ModelOpener = Callable[..., inference.ModelSession]

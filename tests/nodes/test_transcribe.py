@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from sensorfuse.engine.errors import StartupError
-from sensorfuse.engine.perception.speech_text import SegmentAudio, normalize, word_edits, words_error_rate
+from sensorfuse.perception.speech_text import SegmentAudio, normalize, word_edits, words_error_rate
 from sensorfuse.engine.testing import NodeHarness
 from sensorfuse.nodes import transcribe_eval
 from sensorfuse.nodes.transcribe import TranscribeNode

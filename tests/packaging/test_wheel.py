@@ -31,9 +31,10 @@ from sfhelpers import REPO, read_jsonl
 pytestmark = pytest.mark.timeout(600)
 
 #: repository folder -> the package it installs as (pyproject.toml [tool.setuptools] package-dir)
-MAPPED = {"sensorfuse": "sensorfuse", "engine": "sensorfuse/engine", "nodes": "sensorfuse/nodes",
+MAPPED = {"sensorfuse": "sensorfuse", "engine": "sensorfuse/engine", "perception": "sensorfuse/perception",
+          "nodes": "sensorfuse/nodes",
           "models": "sensorfuse/models", "replay": "sensorfuse/replay"}
-RUNTIME_PACKAGES = ("sensorfuse.engine", "sensorfuse.nodes", "sensorfuse.replay")
+RUNTIME_PACKAGES = ("sensorfuse.engine", "sensorfuse.perception", "sensorfuse.nodes", "sensorfuse.replay")
 
 
 def _tracked_files() -> list[str]:
@@ -104,7 +105,7 @@ def test_sdist_and_wheel_hold_every_file_of_the_tree(dist: dict[str, Path]) -> N
 
 def test_fresh_venv_has_only_sensorfuse_at_top_level(venv: Path) -> None:
     site = _site_packages(venv)
-    for old in ("engine", "nodes", "models", "replay"):
+    for old in ("engine", "perception", "nodes", "models", "replay"):
         assert not (site / old).exists() and not (site / f"{old}.py").exists(), old
     (record,) = site.glob("sensorfuse-*.dist-info/RECORD")
     tops = {line.split("/", 1)[0] for line in record.read_text().splitlines() if line}

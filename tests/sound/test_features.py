@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensorfuse.engine.perception import sound
+from sensorfuse.perception import sound
 from sensorfuse.models.sound import dataset
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensorfuse.engine.perception.sound import SOUND_CLASSES, WINDOW_SAMPLES, SoundClassifier
+from sensorfuse.perception.sound import SOUND_CLASSES, WINDOW_SAMPLES, SoundClassifier
 from sensorfuse.models.sound import evaluate
 from sensorfuse.replay import sample
 
@@ -99,7 +99,7 @@ def test_cli_eval_writes_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_runtime_module_imports_no_torch() -> None:
-    code = ("import sys; import sensorfuse.engine.perception.sound\n"
+    code = ("import sys; import sensorfuse.perception.sound\n"
             "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
             "assert not bad, bad[:5]\n"
             "upper = sorted(m for m in sys.modules if m.startswith(('sensorfuse.nodes', 'sensorfuse.replay', 'sensorfuse.models')))\n"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sensorfuse.engine.errors import StartupError
-from sensorfuse.engine.perception.sound import SOUND_CLASSES, WINDOW_SAMPLES, SoundClassifier
+from sensorfuse.perception.sound import SOUND_CLASSES, WINDOW_SAMPLES, SoundClassifier
 from sensorfuse.models.sound import dataset, evaluate, train
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sensorfuse.engine.perception.ticks import Ref
+from sensorfuse.perception.ticks import Ref
 
 CANCEL_WORDS = ("cancel", "stop")
 CANCEL_ALL = ("cancel", "stop", "cancel all", "stop all", "never mind", "nevermind")

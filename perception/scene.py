@@ -1,5 +1,5 @@
 """The scene encoder at its own rate, off the per-frame path, with event-time results
-(`sensorfuse.engine.perception.worker`).
+(`sensorfuse.perception.worker`).
 
 The scene classifier (EfficientNet-Lite0, two square crops of a wide frame) costs ~18 ms
 on one core of this kind of machine — four times the face path. Run inline, every
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sensorfuse.engine.perception.encoders import Encoders
-from sensorfuse.engine.perception.worker import EventTimeWorker
+from sensorfuse.perception.encoders import Encoders
+from sensorfuse.perception.worker import EventTimeWorker
 
 CONSE_TOP = 10
 TEXT_DIM = 384

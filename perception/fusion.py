@@ -21,7 +21,7 @@ import numpy as np
 from sensorfuse.engine import inference
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.errors import StartupError
-from sensorfuse.engine.perception.features import FEATURES, MODALITY_INPUTS
+from sensorfuse.perception.features import FEATURES, MODALITY_INPUTS
 
 FEATURE_VERSION = 6  # 3: scene vector SCENE_DELAY_NS after its frame; 4: tiled faces; 5: rotating tiles; 6: tiles only add faces
 OUTPUTS = ("speaking", "offscreen", "relevance")

@@ -10,7 +10,7 @@ spoken.
 
 A frame member without ``data`` (the aligner's ``embed: false``) is a reference: the
 tick keeps it in `frame_wanted` and the caller attaches the frame it received itself
-(`attach_frame`, joined on seq by `sensorfuse.engine.perception.join`).
+(`attach_frame`, joined on seq by `sensorfuse.perception.join`).
 """
 
 from __future__ import annotations
@@ -20,17 +20,7 @@ from typing import Any
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Ref:
-    """One input message behind a result: its stream and seq (and capture time), and the
-    modality it feeds (``vision``, ``audio``, ``text``), so a result lists only the inputs
-    of the modalities it used."""
-
-    stream: str
-    seq: int
-    t_ns: int
-    modality: str = ""
+from sensorfuse.engine.events import Ref
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Every model is opened through `sensorfuse.engine.inference.open_model` (hash, graph and warm-up
 checks, one intra-op thread) from the model cache. Pre/post-processing is the pack's own
-(`sensorfuse.engine.prepost`), so a detection here is exactly what the `encoder` node would give.
+(`sensorfuse.perception.prepost`), so a detection here is exactly what the `encoder` node would give.
 
 Why the scene encoder looks at two square crops instead of the manifest's centre crop:
 the sample sessions (and real rooms) put objects near the frame edges; a 4:3 frame
@@ -22,7 +22,7 @@ import numpy as np
 
 from sensorfuse.engine import inference
 from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.prepost import blazeface, imagenet, landmarks, text, vad
+from sensorfuse.perception.prepost import blazeface, imagenet, landmarks, text, vad
 
 FACE_MODEL = "blazeface_short"
 LANDMARK_MODEL = "face_landmarks"

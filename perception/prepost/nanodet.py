@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sensorfuse.engine.manifest import ChannelLetterboxPre, GflBoxesPost
-from sensorfuse.engine.prepost.blazeface import Letterbox, box_iou, square_resize
+from sensorfuse.perception.prepost.blazeface import Letterbox, box_iou, square_resize
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Objects: NanoDet (80 COCO classes) at its own event-time rate, with IoU track ids.
 
 NanoDet-m at 416×416 costs ~30–40 ms on one core of this kind of machine — eight times
-the face path — so it runs like the scene encoder (`sensorfuse.engine.perception.worker`):
+the face path — so it runs like the scene encoder (`sensorfuse.perception.worker`):
 every `period_ns` of event time on a worker thread, its result entering at the first
 tick `delay_ns` of event time after its frame. Tracking happens when a result enters,
 in event-time order, so track ids are the same live, in replay and at any rate.
@@ -24,9 +24,9 @@ import numpy as np
 
 from sensorfuse.engine import inference
 from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.prepost import imagenet, nanodet
-from sensorfuse.engine.perception.tracking import IouTracker
-from sensorfuse.engine.perception.worker import EventTimeWorker
+from sensorfuse.perception.prepost import imagenet, nanodet
+from sensorfuse.perception.tracking import IouTracker
+from sensorfuse.perception.worker import EventTimeWorker
 
 OBJECT_MODEL = "nanodet_m_416"
 #: Runs an object may go undetected before its track ends (at 3 runs/s: about a second).
@@ -62,17 +62,6 @@ def check_classes(wanted: Sequence[str], labels: Sequence[str]) -> list[int]:
             raise UnknownClass(f"unknown object class {name!r} (closest: {', '.join(near)}; "
                                f"{len(labels)} COCO classes, see docs/objects.md)")
     return [index[name] for name in wanted]
-
-
-def parse_classes(text: str) -> list[str]:
-    """`person,car,traffic light` → names (`none` or an empty string: no classes, objects off);
-    ValueError for an empty name between commas."""
-    if text.strip().lower() in ("", "none"):
-        return []
-    names = [name.strip() for name in text.split(",")]
-    if not all(names):
-        raise ValueError(f"empty class name in {text!r} (use comma-separated COCO names, e.g. person,car)")
-    return names
 
 
 class ObjectDetector:

@@ -9,9 +9,9 @@ region around each face of the previous frame and on a share of each level's til
 in rotation: every tile within FACE_TILE_CYCLE frames), plus one landmark run per face
 of the previous frame that the detector missed (followed by landmarks alone); the scene encoder every
 `scene_period_ns` of event time, its result used from `scene_delay_ns` of event time
-after its frame until the next one (`sensorfuse.engine.perception.scene`); Silero VAD on each new
+after its frame until the next one (`sensorfuse.perception.scene`); Silero VAD on each new
 audio sample exactly once (the windows of consecutive ticks overlap; we feed only what
-is past the last fed sample); the sound-event classifier (`sensorfuse.engine.perception.sound`, when
+is past the last fed sample); the sound-event classifier (`sensorfuse.perception.sound`, when
 given) every `sound_period_ns` on the last 0.5 s of audio; the text encoder once per
 distinct text (cached). The sound classes are an output of their own, not a fusion-head
 input.
@@ -40,12 +40,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sensorfuse.engine.perception.encoders import Encoders, FaceObservation, to_rgb
-from sensorfuse.engine.perception.scene import TEXT_DIM, SceneStage, unit
-from sensorfuse.engine.perception.sound import SoundClassifier
-from sensorfuse.engine.perception.ticks import Ref, TickInput
-from sensorfuse.engine.perception.tracking import IouTracker, iou
-from sensorfuse.engine.prepost import blazeface, landmarks
+from sensorfuse.perception.encoders import Encoders, FaceObservation, to_rgb
+from sensorfuse.perception.scene import TEXT_DIM, SceneStage, unit
+from sensorfuse.perception.sound import SoundClassifier
+from sensorfuse.perception.ticks import Ref, TickInput
+from sensorfuse.perception.tracking import IouTracker, iou
+from sensorfuse.perception.prepost import blazeface, landmarks
 
 FACE_SLOTS = 3
 HIST = 8

@@ -17,10 +17,10 @@ import tempfile
 
 import numpy as np
 
-from sensorfuse.engine.perception.encoders import Encoders
-from sensorfuse.engine.perception.features import FEATURES, Perception, TickFeatures
-from sensorfuse.engine.perception.fusion import FusionHead, mask_modalities
-from sensorfuse.engine.perception.ticks import Ports, Ref, TickInput, tick_from_record
+from sensorfuse.perception.encoders import Encoders
+from sensorfuse.perception.features import FEATURES, Perception, TickFeatures
+from sensorfuse.perception.fusion import FusionHead, mask_modalities
+from sensorfuse.perception.ticks import Ports, Ref, TickInput, tick_from_record
 
 __all__ = ["Encoders", "FEATURES", "FusionHead", "Perception", "Ports", "Ref", "TickFeatures", "TickInput",
            "label_embeddings", "mask_modalities", "tick_from_record"]
