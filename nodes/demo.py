@@ -56,8 +56,9 @@ STABLE_UNTIL_NS = 1_000_000_000 + int((DEMO_DURATION_S - 1.0) * 1e9)
 #: pipeline can build (docs/replay.md, "Determinism"), and room for the ticks it holds.
 LOCKSTEP_LATENESS_MS = 10_000
 LOCKSTEP_PENDING_TICKS = 256
-#: What the demo graph replays from a session; text is optional (the aligner does not require it).
-REQUIRED_STREAMS = ("cam0/frame", "mic0/audio16k")
+MAX_CAMERAS = 8  # `sensorfuse sample --cameras` makes up to 8
+#: What the demo graph replays from a session besides its cameras (`required_streams`);
+#: text is optional (the aligner does not require it).
 OPTIONAL_STREAMS = ("text/in",)
 OUTPUTS = {"events": "demo-events.jsonl", "frames": "demo-frames.jsonl", "transcripts": "demo-transcripts.jsonl",
            "recorder": "demo-perception.mcap"}
@@ -65,13 +66,23 @@ REPORT = "demo-report.json"
 HTML_REPORT = "demo-report.html"  # the same run as pictures (nodes/demo_pictures.py)
 
 
+def camera_names(cameras: int) -> list[str]:
+    return [f"cam{k}" for k in range(cameras)]
+
+
+def required_streams(cameras: int = 1) -> tuple[str, ...]:
+    return (*(f"{c}/frame" for c in camera_names(cameras)), "mic0/audio16k")
+
+
 def demo_graph(session: Path, out_dir: Path, *, rate: str | float = "max", cache: Path | None = None,
-               head: str = "default", quiet: bool = False, spoken_queries: bool = False) -> dict[str, Any]:
+               head: str = "default", quiet: bool = False, spoken_queries: bool = False,
+               cameras: int = 1) -> dict[str, Any]:
     """The built-in demo graph as a dict: `session` replayed at `rate`, the events, frame
     times and recording in `out_dir` (events.jsonl, frames.jsonl, perception.mcap), the
     model pack in `cache` (default: the user cache), `quiet`: no console lines. For tests
     and benchmarks that run the demo graph with their own files. `spoken_queries`: a
-    question the session's voices ask is a query too (`said`, docs/speech.md)."""
+    question the session's voices ask is a query too (`said`, docs/speech.md). `cameras`:
+    replay cam0..camN-1 into one perceive (`with_cameras`)."""
     import yaml
 
     from sensorfuse.engine import graph as graph_mod
@@ -96,12 +107,36 @@ def demo_graph(session: Path, out_dir: Path, *, rate: str | float = "max", cache
     if cache:
         nodes["transcribe"]["params"]["cache"] = str(Path(cache).absolute())
     nodes["perceive"]["params"] = {"head": head, **({"cache": str(Path(cache).absolute())} if cache else {})}
+    if cameras > 1:
+        with_cameras(decl, cameras)
     for name, file in (("events", "events.jsonl"), ("frames", "frames.jsonl"), ("transcripts", "transcripts.jsonl"),
                        ("recorder", "perception.mcap")):
         nodes[name]["params"]["path"] = str(Path(out_dir) / file)
     if quiet:
         nodes["console"]["params"] = {"every": 1_000_000}
     return decl
+
+
+def with_cameras(decl: dict[str, Any], cameras: int) -> None:
+    """The demo graph with `cameras` cameras: the player replays cam0..camN-1, the aligner
+    ticks on cam0 and embeds every camera's frame in the tick (one tick stream carries
+    them all, docs/time.md "Several cameras"), one perceive perceives them all."""
+    nodes = decl["nodes"]
+    names = camera_names(cameras)
+    player = nodes["player"]
+    player["params"]["streams"] = [*(f"{c}/frame" for c in names), *player["params"]["streams"][1:]]
+    player["outputs"] = {**{f"{c}/frame": f"{c}/frame" for c in names},
+                         **{k: v for k, v in player["outputs"].items() if k != "cam0/frame"}}
+    align = nodes["align"]
+    frame = align["params"]["streams"].pop("frame")
+    queue = align["inputs"].pop("frame")
+    align["params"]["trigger"] = names[0]
+    for c in names:
+        align["params"]["streams"][c] = {**frame, "embed": True}
+        align["inputs"][c] = {**queue, "stream": f"{c}/frame"}
+    perceive = nodes["perceive"]
+    perceive["inputs"].pop("frame")
+    perceive["params"]["cameras"] = names
 
 
 def demo_dir() -> Path:
@@ -118,20 +153,20 @@ def ensure_pack() -> None:
             raise SensorfuseError("model pack build failed (see above); `make setup` installs what it needs")
 
 
-def ensure_session(seed: int = DEMO_SEED, duration_s: float = DEMO_DURATION_S) -> Path:
+def ensure_session(seed: int = DEMO_SEED, duration_s: float = DEMO_DURATION_S, cameras: int = 1) -> Path:
     from sensorfuse.replay import sample
 
-    path = demo_dir() / f"sample-{seed}-{duration_s:g}s.mcap"
+    path = demo_dir() / f"sample-{seed}-{duration_s:g}s{f'-{cameras}cam' if cameras > 1 else ''}.mcap"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         print(f"demo: generating the sample session {path}", flush=True)
         tmp = path.with_suffix(".tmp")
-        sample.generate(tmp, seed=seed, duration_s=duration_s)
+        sample.generate(tmp, seed=seed, duration_s=duration_s, **({"cameras": cameras} if cameras > 1 else {}))
         tmp.replace(path)
     return path
 
 
-def session_streams(path: Path) -> list[str]:
+def session_streams(path: Path, cameras: int = 1) -> list[str]:
     """The demo streams `path` holds (required ones first); a missing or non-MCAP file, or a
     log without the camera and 16 kHz audio, is a usage error naming the file."""
     from sensorfuse.replay.mcap_io import LogError, LogReader
@@ -146,12 +181,13 @@ def session_streams(path: Path) -> list[str]:
                 topics = {m.topic for m in reader.iter_messages()}
     except LogError as exc:
         raise UsageError(f"demo --session: {exc}") from None
-    missing = [t for t in REQUIRED_STREAMS if t not in topics]
+    required = required_streams(cameras)
+    missing = [t for t in required if t not in topics]
     if missing:
         raise UsageError(f"demo --session: {path} has no {' or '.join(missing)} stream "
-                         f"(the demo graph replays {', '.join(REQUIRED_STREAMS)}; streams in it: "
+                         f"(the demo graph replays {', '.join(required)}; streams in it: "
                          f"{', '.join(sorted(topics)) or 'none'})")
-    return [t for t in (*REQUIRED_STREAMS, *OPTIONAL_STREAMS) if t in topics]
+    return [t for t in (*required, *OPTIONAL_STREAMS) if t in topics]
 
 
 def last_frame_ns(path: Path) -> int | None:
@@ -161,8 +197,10 @@ def last_frame_ns(path: Path) -> int | None:
         return max((m.log_time for m in reader.iter_messages(["cam0/frame"])), default=None)
 
 
-def read_truth(path: Path) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]], dict[int, int]]:
-    """Labels, per-frame true boxes (by t_ns) and text capture times (by seq) of a session."""
+def read_truth(path: Path, camera: str = "cam0") -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]],
+                                                         dict[int, int]]:
+    """Labels, per-frame true boxes of `camera` (by t_ns) and text capture times (by seq)
+    of a session (a one-camera session's boxes name no camera: they are cam0's)."""
     from sensorfuse.replay.mcap_io import LogReader
     from sensorfuse.engine import wire
 
@@ -176,7 +214,7 @@ def read_truth(path: Path) -> tuple[list[dict[str, Any]], dict[int, list[dict[st
             record = wire.decode_record(payload)
             if header.stream == "labels":
                 labels.append(record)
-            else:
+            elif record.get("camera", "cam0") == camera:
                 boxes[header.t_ns] = record["boxes"]
     return labels, boxes, texts
 
@@ -198,24 +236,34 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def summarize(session: Path, out_dir: Path, run_dir: Path, classes: list[str] | None = None) -> dict[str, Any]:
+def summarize(session: Path, out_dir: Path, run_dir: Path, classes: list[str] | None = None,
+              cameras: int = 1) -> dict[str, Any]:
     """Scores (None when the session has no labels) against the truth of the replayed span,
     objects per class (`classes`: perceive's, default its own), latency, counts and drops
-    of a finished demo run."""
+    of a finished demo run; with several `cameras` also per camera (`per_camera`)."""
     events = _jsonl(out_dir / OUTPUTS["events"])
     frames = {f["t_ns"]: f["t_pub_ns"] for f in _jsonl(out_dir / OUTPUTS["frames"])}
     labels, boxes, texts = read_truth(session)
     replayed_until = max(frames, default=None)
     last_frame = last_frame_ns(session)
     cut_short = replayed_until is None or (last_frame is not None and replayed_until < last_frame)
-    scores = objects = None
+    scores = objects = per_camera = None
     said = [t["record"] for t in _jsonl(out_dir / OUTPUTS["transcripts"])]
     transcripts: dict[str, Any] = {"segments": len(said)}
     if labels:
         truth = demo_report.replayed_truth(labels, (replayed_until or 0) if cut_short else None)
-        scores = demo_report.score_events([e["record"] for e in events], truth, boxes, texts)
         results = recorded(out_dir / OUTPUTS["recorder"], "perceive/objects")
-        objects = demo_objects.score_objects(results, boxes, DEFAULT_CLASSES if classes is None else classes)
+        wanted = DEFAULT_CLASSES if classes is None else classes
+        if cameras > 1:
+            names = camera_names(cameras)
+            camera_boxes = {c: boxes if c == "cam0" else read_truth(session, c)[1] for c in names}
+            scores, per_camera = demo_report.score_cameras([e["record"] for e in events], truth, camera_boxes, texts)
+            by_camera = [demo_objects.score_objects([r for r in results if r.get("camera") == c], camera_boxes[c],
+                                                    wanted) for c in names]
+            objects = {c: demo_report.add_up(s[c] for s in by_camera) for c in wanted}
+        else:
+            scores = demo_report.score_events([e["record"] for e in events], truth, boxes, texts)
+            objects = demo_objects.score_objects(results, boxes, wanted)
         transcripts.update(transcribe_eval.score_pairs(transcribe_eval.pair_with_labels(said, truth)))
     latencies = demo_report.latency_ms(events, frames)
     status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").is_file() else {}
@@ -230,6 +278,7 @@ def summarize(session: Path, out_dir: Path, run_dir: Path, classes: list[str] | 
                 drops[f"{name}:{stream}:lost"] = st["lost"]
     first = min(frames, default=None)
     return {"session": str(session), "scores": scores, "objects": objects, "transcripts": transcripts,
+            "per_camera": per_camera,
             "latency_ms": latencies,
             "events": len(events),
             "gauges": gauges, "drops": drops, "frames_published": len(frames), "cut_short": cut_short,
@@ -246,7 +295,10 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
               "scores": None if scores is None else {
                   k: {**dataclasses.asdict(v), "precision": v.precision, "recall": v.recall} for k, v in scores.items()},
               "objects": None if summary["objects"] is None else {
-                  k: v.as_dict() for k, v in summary["objects"].items()}}
+                  k: v.as_dict() for k, v in summary["objects"].items()},
+              "per_camera": None if summary.get("per_camera") is None else {
+                  camera: {k: {**dataclasses.asdict(v), "precision": v.precision, "recall": v.recall}
+                           for k, v in scores.items()} for camera, scores in summary["per_camera"].items()}}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
@@ -277,6 +329,8 @@ def print_summary(summary: dict[str, Any]) -> None:
             print(f"scored against the truth of the replayed span ({summary['replayed_s']:.1f} s of "
                   f"{summary['session_s'] or 0:.1f} s)")
         print(demo_report.table(summary["scores"]))
+        if summary.get("per_camera"):
+            print(demo_report.camera_table(summary["per_camera"]))
         print(demo_objects.table(summary["objects"]))
     said = summary["transcripts"]
     if "wer" in said:
@@ -337,10 +391,14 @@ def demo_classes(text: str | None) -> list[str] | None:
 def _run_demo(args: argparse.Namespace, viewer: Any) -> int:
     t0 = time.monotonic()
     classes = demo_classes(args.classes)
-    streams = session_streams(Path(args.session)) if args.session else list((*REQUIRED_STREAMS, *OPTIONAL_STREAMS))
+    cameras = args.cameras
+    if not 1 <= cameras <= MAX_CAMERAS:
+        raise UsageError(f"demo --cameras: 1 to {MAX_CAMERAS} cameras, got {cameras}")
+    streams = session_streams(Path(args.session), cameras) if args.session \
+        else list((*required_streams(cameras), *OPTIONAL_STREAMS))
     out_dir = _out_dir(args)
     ensure_pack()
-    session = Path(args.session).absolute() if args.session else ensure_session()
+    session = Path(args.session).absolute() if args.session else ensure_session(cameras=cameras)
     from sensorfuse.engine.rundir import new_run_dir
 
     run_dir = new_run_dir(None)
@@ -351,10 +409,10 @@ def _run_demo(args: argparse.Namespace, viewer: Any) -> int:
     if classes is not None:
         sets.append(f"perceive.classes={json.dumps(classes)}")
     print(f"demo: {session.name} at rate {args.rate} (events scroll below; outputs in {out_dir})", flush=True)
-    decl = demo_graph(session, out_dir, rate=args.rate, spoken_queries=args.spoken_queries)
+    decl = demo_graph(session, out_dir, rate=args.rate, spoken_queries=args.spoken_queries, cameras=cameras)
     graph: Any = decl if viewer is None else viewer.add_to(decl)
     code = run_graph(graph, sets=sets, duration=args.duration, run_dir=str(run_dir), summary=False)  # ours below
-    summary = summarize(session, out_dir, run_dir, classes)
+    summary = summarize(session, out_dir, run_dir, classes, cameras)
     print_summary(summary)
     write_report(summary, out_dir / REPORT)
     html = write_html_report(session, out_dir, summary)
@@ -369,6 +427,7 @@ def register(subparsers: Any) -> None:
         description="run the perception graph on a generated sample session and score its events",
         epilog="examples:\n  sensorfuse demo\n  sensorfuse demo --rate max --head late\n"
                "  sensorfuse demo --rate max --classes person,cat\n"
+               "  sensorfuse demo --cameras 4\n"
                "  sensorfuse sample -o s.mcap --duration 8 && sensorfuse demo --session s.mcap --out demo-out",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -378,6 +437,9 @@ def register(subparsers: Any) -> None:
                    help="a question the session's voices ask is a query too, like a typed line (at a finite "
                         "rate when its transcript arrives; exactly at its end with --rate max)")
     p.add_argument("--head", help="fusion head: default, early, late, attention or a manifest path")
+    p.add_argument("--cameras", type=int, default=1, metavar="N",
+                   help=f"cameras cam0..camN-1 into one perceive, scored per camera (1 to {MAX_CAMERAS}; "
+                        "default 1): a sample with N cameras, or a --session that has them")
     p.add_argument("--classes", metavar="NAMES",
                    help="object classes to report and score, comma-separated COCO names (default: "
                         "person,bicycle,car,motorcycle,bus,truck,cat,dog; none: objects off)")

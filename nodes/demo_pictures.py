@@ -76,7 +76,9 @@ def read_perception(path: Path) -> dict[str, list[dict[str, Any]]]:
     with LogReader(path) as reader:
         for msg in reader.iter_messages(["perceive/detections", "perceive/sound", "perceive/speech"]):
             header, _, payload = msg.decode()
-            out[header.stream.rsplit("/", 1)[1]].append(wire.decode_record(payload))
+            record = wire.decode_record(payload)
+            if record.get("camera", "cam0") == "cam0":  # several cameras: the pictures show the first
+                out[header.stream.rsplit("/", 1)[1]].append(record)
     return out
 
 

@@ -25,6 +25,7 @@ replayed frame (a later one could not have been detected yet).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,8 @@ TRUTH_LABELS = {"speaker.active": "speaker_visible", "speech.offscreen": "offscr
 #: "tell me when", so what appears during its life is an answer
 QUERY_LIFE_NS = 2_500_000_000
 EVENT_TYPES = ("face.appeared", "speaker.active", "speech.offscreen", "query.match", *SOUND_TYPES)
+#: what one camera sees, scored per camera against that camera's labels and boxes
+PER_CAMERA_TYPES = ("face.appeared", "speaker.active")
 
 
 @dataclass
@@ -139,6 +142,51 @@ def score_events(events: Iterable[dict[str, Any]], labels: list[dict[str, Any]],
             found_q.add(t_text)
     out["query.match"] = Score("query.match", len(evs), correct, len(positives), len(found_q), errors)
     return out
+
+
+def add_up(scores: Iterable[Any]) -> Any:
+    """The sum of scores of one kind (`Score`, `demo_objects.ClassScore`): counts added,
+    lists joined, the other fields (names) of the first."""
+    scores = list(scores)
+    total = dataclasses.replace(scores[0])
+    for field in dataclasses.fields(total):
+        values = [getattr(s, field.name) for s in scores]
+        if isinstance(values[0], (int, list)):
+            setattr(total, field.name, sum(values[1:], values[0]))
+    return total
+
+
+def score_cameras(events: list[dict[str, Any]], labels: list[dict[str, Any]],
+                  boxes: dict[str, dict[int, list[dict[str, Any]]]], text_times: dict[int, int]
+                  ) -> tuple[dict[str, Score], dict[str, dict[str, Score]]]:
+    """A multi-camera run: what a camera sees (`PER_CAMERA_TYPES`) scored per camera
+    (`boxes`: camera → its true boxes; labels with a ``camera`` count for that camera
+    only, events by their subject's camera), and added up; the rest (speech, sound,
+    queries) scored once. Returns (all cameras, per camera)."""
+    per_camera = {}
+    for camera, camera_boxes in boxes.items():
+        mine = [e for e in events if e.get("subject", {}).get("camera") == camera]
+        seen = [r for r in labels if r.get("camera", camera) == camera]
+        scores = score_events(mine, seen, camera_boxes, text_times)
+        per_camera[camera] = {t: scores[t] for t in PER_CAMERA_TYPES}
+    total = score_events(events, labels, {}, text_times)  # its per-camera rows are replaced below
+    for etype in PER_CAMERA_TYPES:
+        total[etype] = add_up(scores[etype] for scores in per_camera.values())
+    return total, per_camera
+
+
+def camera_table(per_camera: dict[str, dict[str, Score]]) -> str:
+    """Per camera: events, precision and recall of what a camera sees."""
+    head = f"{'camera':<8}" + "".join(f" {t + ' P/R (events)':>28}" for t in PER_CAMERA_TYPES)
+    rows = [head]
+    for camera, scores in per_camera.items():
+        cells = []
+        for etype in PER_CAMERA_TYPES:
+            s = scores[etype]
+            pr = f"{s.precision:.2f}" if s.events else "-", f"{s.recall:.2f}" if s.truths else "-"
+            cells.append(f" {f'{pr[0]}/{pr[1]} ({s.events})':>28}")
+        rows.append(f"{camera:<8}" + "".join(cells))
+    return "\n".join(rows)
 
 
 def replayed_truth(labels: list[dict[str, Any]], end_ns: int | None) -> list[dict[str, Any]]:

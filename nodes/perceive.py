@@ -72,7 +72,9 @@ Config example::
 from __future__ import annotations
 
 import importlib.resources
+import itertools
 import json
+import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,6 +90,7 @@ from sensorfuse.engine.inference import NonFiniteOutput
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
 from sensorfuse.engine.params import NonNegativeFloat, PositiveFloat, PositiveInt, Probability, param_error
 from sensorfuse.perception import Encoders, FusionHead, Perception, Ports, label_embeddings, tick_from_record
+from sensorfuse.perception.cameras import CameraSet
 from sensorfuse.perception.encoders import (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL,
                                                    to_rgb)
 from sensorfuse.perception.features import TickFeatures, warm_up
@@ -98,7 +101,7 @@ from sensorfuse.perception.query_life import ActiveQueries
 from sensorfuse.perception.objects import (OBJECT_MODEL, ObjectDetector, ObjectsResult, ObjectStage,
                                                   UnknownClass, check_classes)
 from sensorfuse.perception.sound import SoundClassifier
-from sensorfuse.perception.ticks import BadTick, Ref, TickInput, attach_frame
+from sensorfuse.perception.ticks import BadTick, Ref, TickInput, attach_frame, camera_ticks
 
 MS = 1_000_000
 #: the model pack `Encoders` opens
@@ -167,6 +170,12 @@ def resolve_head(head: str, heads_dir: Path) -> Path:
     return manifest_path_for(heads_dir, head)
 
 
+def _used(views: Iterable[tuple[Any, TickFeatures, Any]], modalities: tuple[str, ...]) -> tuple[Ref, ...]:
+    """Provenance lists the inputs of the modalities an observation used, no others (each
+    once: the cameras' features share the audio and text refs)."""
+    return tuple(dict.fromkeys(r for _, feats, _ in views for r in feats.refs if r.modality in modalities))
+
+
 def query_key(feats: TickFeatures) -> str:
     """A query's event key: ``text:<seq>`` typed, ``said:<seq>`` spoken (two streams, two
     seq counts), ``text:<text>`` for a line without a reference."""
@@ -191,6 +200,9 @@ class PerceiveNode(Node):
         audio_port: str = "audio"
         text_port: str = "text"
         said_port: str = "said"  # a spoken query (transcribe's text output), docs/speech.md
+        #: several cameras: the tick members holding their frames (embedded: the aligner's
+        #: ``embed: true``), one perception each, named in every output (docs/time.md)
+        cameras: list[str] = []
         frame_buffer: PositiveInt = 32  # frames held for ticks still to come (and ticks waiting for frames)
         rules: dict[str, RuleParams] = {}
         classes: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CLASSES))  # [] turns objects off
@@ -207,6 +219,9 @@ class PerceiveNode(Node):
         max_queries: PositiveInt = 8  # live at once; a new one ends the oldest
 
         def __post_init__(self) -> None:
+            if len(set(self.cameras)) != len(self.cameras) or not all(re.fullmatch(r"[A-Za-z0-9_.-]+", c)
+                                                                       for c in self.cameras):
+                raise param_error("cameras", "distinct tick member names of letters, digits, _ . -", self.cameras)
             unknown = sorted(set(self.rules) - set(DEFAULT_RULES))
             if unknown:
                 raise ValueError(f"rules: unknown event rules {', '.join(unknown)} (known: {', '.join(DEFAULT_RULES)})")
@@ -269,10 +284,14 @@ class PerceiveNode(Node):
         sound = None if p.sound == "off" else SoundClassifier(
             default_sound_manifest() if p.sound == "default" else Path(p.sound))
         self.scene_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scene")
-        self.objects = self._object_stage(Path(p.cache) if p.cache else None)
+        #: camera name -> its object stage (None: one camera, outputs without a camera name)
+        self.object_stages = self._object_stages(Path(p.cache) if p.cache else None)
+        self.objects = next(iter(self.object_stages.values()), None)  # the detector, for the query matcher
+        kwargs: dict[str, Any] = dict(scene_executor=self.scene_worker, top_k=p.top_k, sound=sound,
+                                      sound_period_ns=round(p.sound_period_ms * MS), **timing)
         try:
-            self.perception = Perception(self.encoders, labels, scene_executor=self.scene_worker, top_k=p.top_k,
-                                         sound=sound, sound_period_ns=round(p.sound_period_ms * MS), **timing)
+            self.perception: Perception | CameraSet = CameraSet(self.encoders, labels, p.cameras, **kwargs) \
+                if p.cameras else Perception(self.encoders, labels, **kwargs)
         except ValueError as exc:  # e.g. scene_delay_ms not below scene_period_ms (SceneStage checks)
             raise StartupError(f"perceive: {exc}") from None
         warm_up(self.encoders, labels, p.warmup_frame, **timing)
@@ -320,16 +339,19 @@ class PerceiveNode(Node):
             return self.join.wants_frame()
         return port != "ticks" or "frame" not in self.ctx.blocking or self.join.wants_tick()
 
-    def _object_stage(self, cache: Path | None) -> ObjectStage | None:
+    def _object_stages(self, cache: Path | None) -> dict[str | None, ObjectStage]:
+        """One object stage per camera (None: the one camera), on one detector and worker."""
         p = self.params
         if not p.classes:
-            return None
+            return {}
         self.objects_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="objects")
         try:
             detector = ObjectDetector(mf.find_manifest(OBJECT_MODEL, cache))
-            return ObjectStage(detector, p.classes, period_ns=round(p.objects_period_ms * MS),
-                               delay_ns=round(p.objects_delay_ms * MS), min_score=p.objects_min_score,
-                               executor=self.objects_worker)
+            ids = itertools.count(1)  # an object track id names one object on one camera
+            return {camera: ObjectStage(detector, p.classes, period_ns=round(p.objects_period_ms * MS),
+                                        delay_ns=round(p.objects_delay_ms * MS), min_score=p.objects_min_score,
+                                        executor=self.objects_worker, ids=ids)
+                    for camera in (p.cameras or [None])}
         except (UnknownClass, mf.ManifestError) as exc:
             raise StartupError(f"perceive: {exc}") from None
 
@@ -340,6 +362,8 @@ class PerceiveNode(Node):
             record = msg.record
             if not isinstance(record, dict):
                 raise BadTick(f"tick is a {type(record).__name__}, not a map")
+            if self.params.cameras:
+                return self._perceive(self._camera_ticks(msg.header.stream, record))
             tick = tick_from_record(record, self.ports)
         except (BadTick, ValueError) as exc:
             self.ctx.reject(msg.header.stream, "bad_tick", str(exc))
@@ -352,6 +376,18 @@ class PerceiveNode(Node):
             tick.frame_wanted, tick.status["vision"] = None, "frame_not_wired"
             wanted = None
         return self._run(self.join.add_tick(tick, FrameRef(wanted.seq, wanted.t_ns) if wanted else None))
+
+    def _camera_ticks(self, stream: str, record: dict[str, Any]) -> list[TickInput]:
+        """A multi-camera tick per camera; a frame sent by reference cannot be joined here
+        (one `frame` input): counted, and that camera has no vision this tick."""
+        ticks = camera_ticks(record, self.ports, self.params.cameras)
+        for camera, tick in zip(self.params.cameras, ticks):
+            if tick.frame_wanted is not None:
+                self.ctx.reject(stream, "frame_not_embedded",
+                                f"tick {tick.index}: camera {camera!r} sent its frame by reference; "
+                                "several cameras need `embed: true` on the aligner's frame streams")
+                tick.frame_wanted, tick.status["vision"] = None, "frame_not_embedded"
+        return ticks
 
     def end(self, port: str) -> Iterable[Out]:
         return self._run(self.join.end_frames()) if port == "frame" else []
@@ -372,33 +408,45 @@ class PerceiveNode(Node):
                 reason = item.missing or FRAME_NOT_RECEIVED
                 self.ctx.reject(stream, reason, f"tick {tick.index}: frame seq {wanted.seq}")
                 tick.status["vision"] = reason
-            outs.extend(self._perceive(tick))
+            outs.extend(self._perceive([tick]))
         return outs
 
-    def _perceive(self, tick: TickInput) -> list[Out]:
+    def _perceive(self, ticks: list[TickInput]) -> list[Out]:
+        """One tick: as the one camera sees it, or as each of the cameras does (camera order)."""
         try:
-            feats = self.perception.process(tick)
-            scores = self.head.run(feats.inputs)
+            if isinstance(self.perception, CameraSet):
+                feats_list = self.perception.process(ticks)
+            else:
+                feats_list = [self.perception.process(ticks[0])]
+            scores_list = [self.head.run(feats.inputs) for feats in feats_list]
         except NonFiniteOutput as exc:
             # A model gave NaN/Inf: the tick counts as missing (no outputs, event state kept
             # as it was), so a broken model cannot start and end events at random.
-            self.ctx.reject(self.ctx.inputs.get("ticks", "ticks"), "bad_output", f"tick {tick.index}: {exc}")
+            self.ctx.reject(self.ctx.inputs.get("ticks", "ticks"), "bad_output", f"tick {ticks[0].index}: {exc}")
             return []
-        self.last_t = feats.t_ns
-        objects = None
-        if self.objects is not None:
-            objects = self.objects.step(tick.t_ns, to_rgb(tick.frame, tick.frame_layout)
-                                        if tick.frame is not None else None)
+        cameras: list[str | None] = list(self.params.cameras) or [None]
+        views = list(zip(cameras, feats_list, scores_list))
+        first = feats_list[0]
+        self.last_t = first.t_ns
+        objects = {}
+        for camera, tick in zip(cameras, ticks):
+            stage = self.object_stages.get(camera)
+            if stage is not None:
+                objects[camera] = stage.step(tick.t_ns, to_rgb(tick.frame, tick.frame_layout)
+                                             if tick.frame is not None else None)
         self.ctx.gauge("frames", float(self.perception.frames))
         self.ctx.gauge("audio_blocks", float(self.perception.audio_blocks))
-        self.ctx.gauge("ticks", float(feats.index + 1))
-        obs = self._observations(feats, scores)
-        outs = self._outputs(feats, scores)
-        if objects is not None:
-            outs.append(self._objects_out(feats, objects))
+        self.ctx.gauge("ticks", float(first.index + 1))
+        obs = self._observations(views)
+        outs = []
+        for i, (camera, feats, scores) in enumerate(views):
+            outs += self._outputs(feats, scores, camera, heard=i == 0)
+            result = objects.get(camera)
+            if result is not None:
+                outs.append(self._objects_out(feats, result, camera))
         if self.scores_wired:
-            outs.append(self._scores_out(feats, obs))
-        return [*outs, *self._events(feats.t_ns, obs)]
+            outs.append(self._scores_out(first, obs))
+        return [*outs, *self._events(first.t_ns, obs)]
 
     def finish(self) -> Iterable[Out]:
         outs = self._run(self.join.end_frames())
@@ -414,9 +462,13 @@ class PerceiveNode(Node):
         return [Out.record("events", rec, t, snapshot=True) for rec, t in self.open_events.values()]
 
     # -- outputs -------------------------------------------------------------------------
-    def _outputs(self, feats: TickFeatures, scores: dict[str, Any]) -> list[Out]:
+    def _outputs(self, feats: TickFeatures, scores: dict[str, Any], camera: str | None = None,
+                 heard: bool = True) -> list[Out]:
+        """A camera's detections and scene (named by `camera` when there are several), and
+        what is heard (`heard`: speech and sound, once a tick)."""
         outs = []
         t = feats.t_ns
+        named = {"camera": camera} if camera is not None else {}
         if feats.frame_shape is not None:
             speaking = {tid: float(scores["speaking"][0, i]) for i, tid in enumerate(feats.slot_ids)}
             frame_ref = feats.frame_ref
@@ -424,13 +476,15 @@ class PerceiveNode(Node):
                       "mouth_open": f.mouth_open, "speaking": round(speaking.get(f.track_id, 0.0), 4)}
                      for f in feats.faces]
             outs.append(Out.record("detections", {
-                "tick": feats.index, "t_ns": t, "size": list(feats.frame_shape), "faces": faces,
+                "tick": feats.index, "t_ns": t, **named, "size": list(feats.frame_shape), "faces": faces,
                 "frame": {"stream": frame_ref.stream, "seq": frame_ref.seq} if frame_ref else None}, t))
         if feats.scene_fresh and feats.scene_top is not None and feats.scene_embedding is not None:
             outs.append(Out.record("scene", {
-                "tick": feats.index, "t_ns": t, "frame_t_ns": feats.scene_frame_t_ns,
+                "tick": feats.index, "t_ns": t, **named, "frame_t_ns": feats.scene_frame_t_ns,
                 "labels": [[n, p] for n, p in feats.scene_top],
                 "embedding_f32": feats.scene_embedding.astype("<f4").tobytes()}, t))
+        if not heard:
+            return outs
         if feats.speech_prob is not None:
             outs.append(Out.record("speech", {"tick": feats.index, "t_ns": t, "probability": feats.speech_prob,
                                               "in_speech": feats.in_speech}, t))
@@ -439,79 +493,100 @@ class PerceiveNode(Node):
         return outs
 
     @staticmethod
-    def _objects_out(feats: TickFeatures, result: ObjectsResult) -> Out:
+    def _objects_out(feats: TickFeatures, result: ObjectsResult, camera: str | None = None) -> Out:
         objects = [{"class": o.label, "track_id": o.track_id, "box": o.box, "score": o.score}
                    for o in result.objects]
-        return Out.record("objects", {"tick": feats.index, "t_ns": feats.t_ns, "frame_t_ns": result.frame_t_ns,
-                                      "size": list(result.size), "objects": objects}, feats.t_ns)
+        named = {"camera": camera} if camera is not None else {}
+        return Out.record("objects", {"tick": feats.index, "t_ns": feats.t_ns, **named,
+                                      "frame_t_ns": result.frame_t_ns, "size": list(result.size),
+                                      "objects": objects}, feats.t_ns)
 
-    def _observations(self, feats: TickFeatures, scores: dict[str, Any]) -> dict[str, dict[str, Observation]]:
-        """What each event rule is given this tick: rule -> key -> observation."""
-        present = feats.present
-        sensors = tuple(m for m in ("vision", "audio") if present[m])
-
-        def used(modalities: tuple[str, ...]) -> tuple[Ref, ...]:
-            """Provenance lists the inputs of the modalities an observation used, no others."""
-            return tuple(r for r in feats.refs if r.modality in modalities)
-
+    def _observations(self, views: list[tuple[str | None, TickFeatures, dict[str, Any]]]
+                      ) -> dict[str, dict[str, Observation]]:
+        """What each event rule is given this tick: rule -> key -> observation. `views`: per
+        camera (None: the one camera) its features and head scores; what a camera sees is
+        keyed by it (``cam1:track:7``), what is heard and asked once."""
         obs: dict[str, dict[str, Observation]] = {name: {} for name in self.trackers}
+        for camera, feats, scores in views:
+            self._camera_observations(obs, camera, feats, scores)
+        _, first, first_scores = views[0]
+        sensors = tuple(m for m in ("vision", "audio") if any(f.present[m] for _, f, _ in views))
+        if first.present["audio"]:
+            # no face on any camera is speaking: the least offscreen of the cameras that see
+            offscreen = [float(s["offscreen"][0, 0]) for _, f, s in views if f.present["vision"]] \
+                or [float(first_scores["offscreen"][0, 0])]
+            obs["speech.offscreen"]["offscreen"] = Observation(min(offscreen), sensors, _used(views, sensors),
+                                                               since_ns=first.speech_since_ns)
+            if first.sound_probs is not None:
+                self.last_sound = first.sound_probs
+            for name in SOUND_EVENTS if self.last_sound else ():
+                obs["sound"][name] = Observation(self.last_sound.get(name, 0.0), ("audio",),
+                                                 _used(views, ("audio",)), {"sound": name})
+        if self.matcher is not None:
+            self._query_observations(views, obs["query.match"], sensors)
+        elif first.present["query"] and first.text is not None:
+            text_ref = first.text_ref
+            modalities = ("text", *sensors)
+            obs["query.match"][query_key(first)] = Observation(
+                float(first_scores["relevance"][0, 0]), modalities, _used(views, modalities),
+                {"query": first.text, "text_seq": text_ref.seq if text_ref else None})
+        return obs
+
+    def _camera_observations(self, obs: dict[str, dict[str, Observation]], camera: str | None,
+                             feats: TickFeatures, scores: dict[str, Any]) -> None:
+        """Faces, speakers and objects one camera sees."""
+        prefix, named = (f"{camera}:", {"camera": camera}) if camera is not None else ("", {})
+        sensors = tuple(m for m in ("vision", "audio") if feats.present[m])
+        used = _used([(camera, feats, scores)], ("vision",))
         boxes = {f.track_id: f.box for f in feats.faces}
-        if present["vision"]:
+        if feats.present["vision"]:
             for f in feats.faces:  # a face's score is its detector confidence
-                obs["face"][f"track:{f.track_id}"] = Observation(f.score, ("vision",), used(("vision",)),
-                                                                 {"track_id": f.track_id, "box": f.box})
+                obs["face"][f"{prefix}track:{f.track_id}"] = Observation(
+                    f.score, ("vision",), used, {"track_id": f.track_id, "box": f.box, **named})
             for i, tid in enumerate(feats.slot_ids):
-                obs["speaker.active"][f"track:{tid}"] = Observation(
-                    float(scores["speaking"][0, i]), sensors, used(sensors), {"track_id": tid, "box": boxes[tid]},
-                    feats.speech_since_ns)
-        else:  # no frame this tick: keep the faces as they were last seen rather than ending them
+                obs["speaker.active"][f"{prefix}track:{tid}"] = Observation(
+                    float(scores["speaking"][0, i]), sensors, _used([(camera, feats, scores)], sensors),
+                    {"track_id": tid, "box": boxes[tid], **named}, feats.speech_since_ns)
+        else:  # no frame this tick: keep the camera's faces as they were last seen rather than ending them
             face = self.trackers["face"]
             for key in face.active:
                 last = face.last_observation(key)
-                if last is not None:
+                if last is not None and key.startswith(f"{prefix}track:"):
                     obs["face"][key] = last
-        current = self.objects.current if self.objects is not None else None
+        stage = self.object_stages.get(camera)
+        current = stage.current if stage is not None else None
         for o in current.objects if current is not None else ():  # the last result holds until the next
-            obs["object"][f"track:{o.track_id}"] = Observation(
-                o.score, ("vision",), used(("vision",)), {"class": o.label, "track_id": o.track_id, "box": o.box})
-        if present["audio"]:
-            obs["speech.offscreen"]["offscreen"] = Observation(float(scores["offscreen"][0, 0]), sensors,
-                                                               used(sensors), since_ns=feats.speech_since_ns)
-            if feats.sound_probs is not None:
-                self.last_sound = feats.sound_probs
-            for name in SOUND_EVENTS if self.last_sound else ():
-                obs["sound"][name] = Observation(self.last_sound.get(name, 0.0), ("audio",), used(("audio",)),
-                                                 {"sound": name})
-        if self.matcher is not None:
-            self._query_observations(feats, obs["query.match"], sensors, used)
-        elif present["query"] and feats.text is not None:
-            text_ref = feats.text_ref
-            key = query_key(feats)
-            modalities = ("text", *sensors)
-            obs["query.match"][key] = Observation(
-                float(scores["relevance"][0, 0]), modalities, used(modalities),
-                {"query": feats.text, "text_seq": text_ref.seq if text_ref else None})
-        return obs
+            obs["object"][f"{prefix}track:{o.track_id}"] = Observation(
+                o.score, ("vision",), used, {"class": o.label, "track_id": o.track_id, "box": o.box, **named})
 
-    def _query_observations(self, feats: TickFeatures, out: dict[str, Observation], sensors: tuple[str, ...],
-                            used: Any) -> None:
-        """Every live query scored by the label-space matcher (`sensorfuse.perception.queries`)."""
+    def _query_observations(self, views: list[tuple[str | None, TickFeatures, dict[str, Any]]],
+                            out: dict[str, Observation], sensors: tuple[str, ...]) -> None:
+        """Every live query scored by the label-space matcher (`sensorfuse.perception.queries`)
+        against what any camera sees and what is heard."""
         assert self.matcher is not None
+        _, feats, _ = views[0]
         if feats.present["query"] and feats.text is not None:
             ref = feats.text_ref
             self.queries.offer(ref.t_ns if ref else feats.t_ns, query_key(feats), feats.text, ref)
         live = self.queries.live(feats.t_ns)
         if not live:
             return
-        current = self.objects.current if self.objects is not None else None
-        now = perceived(objects=[(o.label, o.score) for o in current.objects] if current is not None else [],
-                        faces=[f.score for f in feats.faces], speech_prob=feats.speech_prob,
-                        in_speech=feats.in_speech, sounds=self.last_sound, scene_top=feats.scene_top)
+        objects = [(o.label, o.score) for stage in self.object_stages.values() if stage.current is not None
+                   for o in stage.current.objects]
+        scene: dict[str, float] = {}
+        for _, f, _ in views:
+            for name, p in f.scene_top or ():
+                scene[name] = max(scene.get(name, 0.0), p)
+        now = perceived(objects=objects, faces=[f.score for _, v, _ in views for f in v.faces],
+                        speech_prob=feats.speech_prob, in_speech=feats.in_speech, sounds=self.last_sound,
+                        scene_top=list(scene.items()) if any(f.scene_top is not None for _, f, _ in views) else None)
         modalities = ("text", *sensors)
+        all_refs = {r for _, f, _ in views for r in f.refs}
         for query in live:
             referents = self.matcher.referents(query.text, self.perception.text_embedding(query.text))
             # the line of this tick is among its refs; an older query's line is added after them
-            refs = used(modalities) if query.ref is None or query.ref in feats.refs else (*used(sensors), query.ref)
+            refs = _used(views, modalities) if query.ref is None or query.ref in all_refs \
+                else (*_used(views, sensors), query.ref)
             out[query.key] = Observation(self.matcher.score(referents, now), modalities, refs,
                                          {"query": query.text, "text_seq": query.ref.seq if query.ref else None})
 

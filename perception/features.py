@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -186,7 +187,7 @@ class Perception:
                  face_tiles_per_frame: int = FACE_TILES_PER_FRAME, face_tile_levels: bool = FACE_TILE_LEVELS,
                  face_tile_cycle: int = FACE_TILE_CYCLE,
                  sound: SoundClassifier | None = None,
-                 sound_period_ns: int = SOUND_PERIOD_NS) -> None:
+                 sound_period_ns: int = SOUND_PERIOD_NS, track_ids: Iterator[int] | None = None) -> None:
         self.face_min_score = face_min_score
         self.face_tile_fraction = face_tile_fraction
         self.face_track_frames = face_track_frames
@@ -203,7 +204,7 @@ class Perception:
         self.scene = SceneStage(encoders, label_embeddings, period_ns=scene_period_ns, delay_ns=scene_delay_ns,
                                 top_k=top_k, executor=scene_executor)
         self.max_faces = max_faces
-        self.tracker = IouTracker()
+        self.tracker = IouTracker(ids=track_ids)  # `track_ids`: shared by the cameras of one perceive
         self._vad_probs: list[float] = []  # chunks of the current tick only (cleared per tick)
         self.vad = encoders.vad_stream(self._vad_probs)
         self._fed_until: int | None = None  # absolute index of the next audio sample to feed

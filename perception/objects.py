@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,13 +87,15 @@ class ObjectStage:
     """Detector + per-class trackers on the event-time schedule."""
 
     def __init__(self, detector: ObjectDetector, classes: Sequence[str], *, period_ns: int, delay_ns: int,
-                 min_score: float | None = None, executor: Executor | None = None) -> None:
+                 min_score: float | None = None, executor: Executor | None = None,
+                 ids: Iterator[int] | None = None) -> None:
+        """`ids`: where track ids come from (stages of several cameras share one)."""
         self.detector = detector
         self.class_ids = set(check_classes(classes, detector.labels))
         self.min_score = min_score if min_score is not None else detector.post.min_score
         self.worker = EventTimeWorker(self._run, period_ns=period_ns, delay_ns=delay_ns, executor=executor,
                                       what="objects")
-        ids = itertools.count(1)
+        ids = ids if ids is not None else itertools.count(1)
         self.trackers = {c: IouTracker(min_iou=0.3, max_missed=MAX_MISSED, ids=ids) for c in sorted(self.class_ids)}
         self.current: ObjectsResult | None = None
 

@@ -15,7 +15,8 @@ tick keeps it in `frame_wanted` and the caller attaches the frame it received it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,12 @@ def tick_from_record(record: dict[str, Any], ports: Ports = Ports()) -> TickInpu
         tick.said = text_port == ports.said
         tick.refs.append(tick.text_ref)
     return tick
+
+
+def camera_ticks(record: dict[str, Any], ports: Ports, cameras: Sequence[str]) -> list[TickInput]:
+    """A multi-camera tick as each camera sees it: the frame member named by the camera,
+    the same audio window and text (raises BadTick as `tick_from_record`)."""
+    return [tick_from_record(record, replace(ports, frame=camera)) for camera in cameras]
 
 
 def _newest_text(members: dict[str, Any], ports: Ports) -> str:
