@@ -12,6 +12,10 @@ scenes change every 4–8 s. Speech clips are spoken by a visible face (its mout
 with the clip's envelope), by a face that pans out of view, or offscreen; the second
 face stays still. Non-speech sounds: alarm, tone, noise burst, silence.
 
+With ``cameras=N`` (N > 1) the frames are ``cam0/frame`` … ``cam{N-1}/frame``, N cameras side
+by side over one world N views wide, and faces walk from view to view (`sample_rig`);
+the truth about what a camera sees names its ``camera`` (`sample_labels`).
+
 Seeds: the same seed gives the same session, byte for byte. Seeds below
 `HELDOUT_SEED_BASE` draw train media; seeds at or above it draw held-out media (unseen
 faces, backgrounds, objects, voices and sentences; see `scene.MEDIA_SPLIT`).

@@ -45,7 +45,7 @@ def eased(seg_start_s: float, seg_end_s: float, t: float) -> float:
 
 def plan(rng: np.random.Generator, cameras: int, view: tuple[int, int], faces: list[scene.Placement]) -> Shot:
     """The N > 1 cameras' pans and the faces' walks for one scene."""
-    vw, vh = view
+    vw = view[0]
     ww, wh = world_size(view, cameras)
 
     def look(k: int) -> View:

@@ -4,6 +4,7 @@ views, per-camera truth; one camera stays byte for byte the session it always wa
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def test_a_face_walks_from_one_camera_into_the_next(four: tuple[Path, Any]) -> N
     moves = []
     for subject, frames in seen.items():
         alone = sorted((f, next(iter(c))) for f, c in frames.items() if len(c) == 1)
-        for (fa, ca), (fb, cb) in zip(alone, alone[1:]):
+        for (fa, ca), (fb, cb) in itertools.pairwise(alone):
             same_scene = not any(fa < cut <= fb for cut in cuts)
             if ca != cb and same_scene:
                 moves.append((subject, fa, ca, fb, cb))
