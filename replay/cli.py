@@ -30,7 +30,8 @@ EXAMPLES = {
   sensorfuse record -o relay.mcap --graph examples/relay.yaml --streams cam0/frame --force""",
     "sample": """examples:
   sensorfuse sample -o s.mcap                         # 20 s, seed 0 (training media)
-  sensorfuse sample -o eval.mcap --seed 1000003       # held-out media (seeds >= 1000000)""",
+  sensorfuse sample -o eval.mcap --seed 1000003       # held-out media (seeds >= 1000000)
+  sensorfuse sample -o cams.mcap --cameras 4          # cam0..cam3 over one world, faces walk between them""",
     "log": """examples:
   sensorfuse log info s.mcap
   sensorfuse log export s.mcap --to out/ --start 2 --end 4   # PNG frames, WAV audio, JSONL records/text
@@ -45,6 +46,7 @@ REPLAY_JSONL = "replay.jsonl"
 MAX_SAMPLE_S = 3600.0
 MAX_SAMPLE_FPS = 120.0
 MAX_SAMPLE_SIZE = (3840, 2160)
+MAX_SAMPLE_CAMERAS = 8  # = sample_rig.MAX_CAMERAS, not imported here: numpy and cv2 would cost every command
 
 
 def _parser(sub: Any, name: str, help_: str) -> argparse.ArgumentParser:
@@ -114,6 +116,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--duration", type=float, default=20.0, help=f"seconds, up to {MAX_SAMPLE_S:g} (default 20)")
     p.add_argument("--size", default="320x240", help="frame size WxH (default 320x240)")
     p.add_argument("--fps", type=float, default=15.0, help=f"frames per second, up to {MAX_SAMPLE_FPS:g}")
+    p.add_argument("--cameras", type=int, default=1,
+                   help="cameras cam0..cam{N-1} side by side over one world, 1 to 8 (default 1)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(func=cmd_sample)
 
@@ -390,6 +394,8 @@ def _sample_size(args: argparse.Namespace) -> tuple[int, int]:
         raise UsageError(f"--fps wants a rate > 0 and <= {MAX_SAMPLE_FPS:g}, got {args.fps:g}")
     if args.duration * args.fps < 1:
         raise UsageError(f"--duration {args.duration:g} at --fps {args.fps:g} gives no frame")
+    if not 1 <= args.cameras <= MAX_SAMPLE_CAMERAS:
+        raise UsageError(f"--cameras wants 1 to {MAX_SAMPLE_CAMERAS}, got {args.cameras}")
     return w, h
 
 
@@ -402,7 +408,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     try:
         with progressbar.bar(total=args.duration, desc="sample", unit="s") as bar:
             summary = generate(args.output, seed=args.seed, duration_s=args.duration, size=size, fps=args.fps,
-                               force=args.force, on_progress=lambda t_s: progressbar.reach(bar, round(t_s, 1)))
+                               cameras=args.cameras, force=args.force, on_progress=lambda t_s: progressbar.reach(bar, round(t_s, 1)))
     except OSError as exc:
         raise SensorfuseError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     streams = ", ".join(f"{k} {v}" for k, v in summary["streams"].items())

@@ -65,7 +65,7 @@ def info(path: str | os.PathLike[str]) -> dict[str, Any]:
             s.bytes += len(m.data)
             if s.count == 1:
                 s.first_ns = m.log_time
-            else:
+            elif m.log_time != s.last_ns:  # records of one instant (one per camera) are no spacing
                 s.intervals.append(m.log_time - s.last_ns)
             s.last_ns = m.log_time
             try:

@@ -12,6 +12,10 @@ scenes change every 4–8 s. Speech clips are spoken by a visible face (its mout
 with the clip's envelope), by a face that pans out of view, or offscreen; the second
 face stays still. Non-speech sounds: alarm, tone, noise burst, silence.
 
+With ``cameras=N`` (N > 1) the frames are ``cam0/frame`` … ``cam{N-1}/frame``, N cameras side
+by side over one world N views wide, and faces walk from view to view (`sample_rig`);
+the truth about what a camera sees names its ``camera`` (`sample_labels`).
+
 Seeds: the same seed gives the same session, byte for byte. Seeds below
 `HELDOUT_SEED_BASE` draw train media; seeds at or above it draw held-out media (unseen
 faces, backgrounds, objects, voices and sentences; see `scene.MEDIA_SPLIT`).
@@ -32,7 +36,8 @@ import numpy as np
 import soundfile as sf
 
 from sensorfuse.engine import files, wire
-from sensorfuse.replay import scene
+from sensorfuse.engine.errors import UsageError
+from sensorfuse.replay import sample_rig, scene
 from sensorfuse.replay.mcap_io import HeaderStamper, LogWriter
 
 HELDOUT_SEED_BASE = 1_000_000
@@ -57,6 +62,7 @@ class Segment:
     faces: list[scene.Placement]
     cam_from: tuple[float, float, float]  # cx, cy, zoom
     cam_to: tuple[float, float, float]
+    rig: sample_rig.Shot | None = None  # N > 1 cameras: their pans and the faces' walks
 
 
 @dataclass
@@ -174,20 +180,28 @@ def _segment_at(segments: list[Segment], t: float) -> Segment:
     return segments[-1]
 
 
-def _camera(seg: Segment, t: float) -> tuple[tuple[float, float], float]:
-    u = (t - seg.start_s) / max(1e-6, seg.end_s - seg.start_s)
-    u = 0.5 - 0.5 * np.cos(np.pi * u)  # ease in/out
+def _cameras(seg: Segment, t: float) -> list[tuple[tuple[float, float], float]]:
+    """Every camera's (centre, zoom) at `t`."""
+    u = sample_rig.eased(seg.start_s, seg.end_s, t)
+    if seg.rig is not None:
+        return sample_rig.views_at(seg.rig, u)
     a, b = seg.cam_from, seg.cam_to
-    return (a[0] + (b[0] - a[0]) * u, a[1] + (b[1] - a[1]) * u), a[2] + (b[2] - a[2]) * u
+    return [((a[0] + (b[0] - a[0]) * u, a[1] + (b[1] - a[1]) * u), a[2] + (b[2] - a[2]) * u)]
 
 
 class _Session:
-    def __init__(self, seed: int, duration_s: float, size: tuple[int, int], fps: float, device_rate: int) -> None:
+    def __init__(self, seed: int, duration_s: float, size: tuple[int, int], fps: float, device_rate: int,
+                 cameras: int = 1) -> None:
         self.seed, self.duration_s, self.view, self.fps, self.device_rate = seed, duration_s, size, fps, device_rate
+        self.cameras = cameras
         self.split = split_of(seed)
-        self.world = (size[0] * 2, size[1] * 2)
+        self.world = sample_rig.world_size(size, cameras)
         rng = np.random.default_rng(seed)
         self.segments, self.sounds, self.texts = _script(rng, self.split, duration_s, self.world, size)
+        if cameras > 1:  # its own generator: the seed's one-camera session stays what it was
+            rig_rng = np.random.default_rng([seed, cameras])
+            for seg in self.segments:
+                seg.rig = sample_rig.plan(rig_rng, cameras, size, seg.faces)
         n = int(duration_s * RATE16K) // BLOCK * BLOCK
         room = rng.normal(0, 0.003, n).astype(np.float32)  # room tone, -50 dB
         self.audio = room
@@ -209,32 +223,40 @@ class _Session:
     def t_ns(self, seconds: float) -> int:
         return T0_NS + int(round(seconds * 1e9))
 
-    def frames(self) -> Iterator[tuple[np.ndarray, dict[str, Any], float]]:
+    def frames(self) -> Iterator[tuple[float, list[tuple[np.ndarray, dict[str, Any]]]]]:
+        """Per frame time: every camera's picture and truth record (the record names its
+        camera only when there are several)."""
         n = int(self.duration_s * self.fps)
+        tile_w = None if self.cameras == 1 else self.view[0] * 2
         for i in range(n):
             t = i / self.fps
             seg = _segment_at(self.segments, t)
             key = id(seg)
             if key not in self.canvases:
-                self.canvases = {key: scene.world_canvas(seg.background, self.world, seg.static)}
+                self.canvases = {key: scene.world_canvas(seg.background, self.world, seg.static, tile_w=tile_w)}
             world = self.canvases[key].copy()
             speaking = self._speaker_at(t)
-            for p in seg.faces:
+            faces = sample_rig.faces_at(seg.rig, seg.faces, sample_rig.eased(seg.start_s, seg.end_s, t))
+            for p in faces:
                 s = scene.sprite(p.sprite)
                 env = self.openness.get(p.subject)
                 openness = float(env[min(len(env) - 1, int(t * RATE16K) // BLOCK)]) if env is not None else 0.0
                 scene.paste(world, scene.open_mouth(s, openness), s.alpha, p)
-            center, zoom = _camera(seg, t)
-            m = scene.camera_matrix(center, zoom, self.view)
-            boxes = []
-            for p in [*seg.faces, *seg.static]:
-                vb = scene.view_box(p.world_box(), m)
-                frac = scene.visible_fraction(vb, self.view)
-                if frac >= 0.5:
-                    boxes.append({"subject": p.subject, "kind": scene.sprite(p.sprite).kind, "sprite": p.sprite,
-                                  "box": [round(float(v), 1) for v in vb], "visible": round(float(frac), 3),
-                                  "speaking": p.subject == speaking})
-            yield scene.render(world, m, self.view), {"frame": i, "boxes": boxes}, t
+            views = []
+            for k, (center, zoom) in enumerate(_cameras(seg, t)):
+                m = scene.camera_matrix(center, zoom, self.view)
+                boxes = []
+                for p in [*faces, *seg.static]:
+                    vb = scene.view_box(p.world_box(), m)
+                    frac = scene.visible_fraction(vb, self.view)
+                    if frac >= 0.5:
+                        boxes.append({"subject": p.subject, "kind": scene.sprite(p.sprite).kind, "sprite": p.sprite,
+                                      "box": [round(float(v), 1) for v in vb], "visible": round(float(frac), 3),
+                                      "speaking": p.subject == speaking})
+                truth = {"frame": i, "boxes": boxes} if self.cameras == 1 else \
+                    {"frame": i, "camera": f"cam{k}", "boxes": boxes}
+                views.append((scene.render(world, m, self.view), truth))
+            yield t, views
 
     def _speaker_at(self, t: float) -> str | None:
         for ev in self.sounds:
@@ -244,15 +266,18 @@ class _Session:
 
 
 def generate(path: str | os.PathLike[str], *, seed: int = 0, duration_s: float = 20.0, size: tuple[int, int] = (320, 240),
-             fps: float = 15.0, device_rate: int = 48_000, jpeg_quality: int = 90,
+             fps: float = 15.0, device_rate: int = 48_000, jpeg_quality: int = 90, cameras: int = 1,
              force: bool = True, on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Write a sample session; returns a summary (counts per stream, split, label counts).
     The file appears only when complete (`files.atomic_output`); with ``force=False`` an
     existing `path` is refused (`UsageError`). `on_progress(seconds)`: how much of the
-    session is written, called per message."""
+    session is written, called per message. `cameras` (1..`sample_rig.MAX_CAMERAS`):
+    frame streams ``cam0/frame`` … ``cam{N-1}/frame`` over one world (`sample_rig`)."""
     from sensorfuse.replay.sample_labels import intervals
 
-    sess = _Session(seed, duration_s, size, fps, device_rate)
+    if not 1 <= cameras <= sample_rig.MAX_CAMERAS:
+        raise UsageError(f"cameras wants 1 to {sample_rig.MAX_CAMERAS}, got {cameras}")
+    sess = _Session(seed, duration_s, size, fps, device_rate, cameras)
     session_id = f"sample-{seed}"
     header = HeaderStamper(session_id)
     counts = header.counts
@@ -260,16 +285,18 @@ def generate(path: str | os.PathLike[str], *, seed: int = 0, duration_s: float =
     frame_truth: list[dict[str, Any]] = []
 
     def frame_msgs() -> Iterator[tuple[int, int, Any]]:
-        for frame, truth, t in sess.frames():
+        for t, views in sess.frames():
             t_ns = sess.t_ns(t)
-            frame_truth.append({**truth, "t_ns": t_ns})
-            ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-            assert ok
-            h = header("cam0/frame", wire.KIND_TENSOR, t_ns, "camera", dtype="uint8", shape=list(frame.shape),
-                       layout="HWC/bgr8")
-            yield t_ns, 0, (h, b"", jpeg.tobytes())
-            hb = header("labels/boxes", wire.KIND_RECORD, t_ns, "sample")
-            yield t_ns, 5, (hb, wire.encode_record(truth), None)
+            for k, (frame, truth) in enumerate(views):  # every camera's frame, then every truth record
+                frame_truth.append({**truth, "t_ns": t_ns})
+                ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+                assert ok
+                h = header(f"cam{k}/frame", wire.KIND_TENSOR, t_ns, "camera", dtype="uint8", shape=list(frame.shape),
+                           layout="HWC/bgr8")
+                yield t_ns, 0, (h, b"", jpeg.tobytes())
+            for _, truth in views:
+                hb = header("labels/boxes", wire.KIND_RECORD, t_ns, "sample")
+                yield t_ns, 5, (hb, wire.encode_record(truth), None)
 
     def audio_msgs() -> Iterator[tuple[int, int, Any]]:
         blocks = sess.audio.reshape(-1, BLOCK)
@@ -294,8 +321,11 @@ def generate(path: str | os.PathLike[str], *, seed: int = 0, duration_s: float =
             yield t_ns, 3, (header("text/in", wire.KIND_BYTES, t_ns, "text", encoding="utf-8"), line.encode(), None)
 
     with files.atomic_output(path, force=force) as f:
-        log = LogWriter(f, metadata={"generator": "sensorfuse sample", "seed": str(seed), "split": sess.split,
-                                     "duration_s": str(duration_s), "fps": str(fps), "size": f"{size[0]}x{size[1]}"})
+        metadata = {"generator": "sensorfuse sample", "seed": str(seed), "split": sess.split,
+                    "duration_s": str(duration_s), "fps": str(fps), "size": f"{size[0]}x{size[1]}"}
+        if cameras > 1:
+            metadata["cameras"] = str(cameras)
+        log = LogWriter(f, metadata=metadata)
         for _, _, (h, payload, jpeg) in heapq.merge(frame_msgs(), audio_msgs(), text_msgs(),
                                                     key=lambda item: (item[0], item[1])):
             log.write(h, wire.encode_header(h), payload, jpeg=jpeg)

@@ -144,9 +144,17 @@ def paste(canvas: np.ndarray, image: np.ndarray, alpha: np.ndarray, p: Placement
     canvas[cy0:cy1, cx0:cx1] = (src * aa + dst * (1.0 - aa)).astype(np.uint8)
 
 
-def world_canvas(bg: str, size: tuple[int, int], static: list[Placement]) -> np.ndarray:
+def world_canvas(bg: str, size: tuple[int, int], static: list[Placement], *, tile_w: int | None = None) -> np.ndarray:
+    """The scene's background at `size` with its static sprites. With `tile_w`, the
+    background is scaled to that width and repeated, mirrored, across a wider world
+    (a many-camera world is not one photo stretched N times)."""
     w, h = size
-    canvas = cv2.resize(background(bg), (w, h), interpolation=cv2.INTER_AREA)
+    if tile_w is None:
+        canvas = cv2.resize(background(bg), (w, h), interpolation=cv2.INTER_AREA)
+    else:
+        tile = cv2.resize(background(bg), (tile_w, h), interpolation=cv2.INTER_AREA)
+        pair = np.concatenate([tile, tile[:, ::-1]], axis=1)
+        canvas = np.ascontiguousarray(np.tile(pair, (1, -(-w // pair.shape[1]), 1))[:, :w])
     for p in static:
         s = sprite(p.sprite)
         paste(canvas, s.image, s.alpha, p)

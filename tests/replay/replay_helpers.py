@@ -12,6 +12,7 @@ import numpy as np
 from sensorfuse.engine import wire
 from sensorfuse.engine.node import Out
 from sensorfuse.engine.testing import NodeHarness
+from sensorfuse.replay.mcap_io import LogReader
 from sensorfuse.replay.recorder import RecorderNode
 
 SESSION = "test-session"
@@ -136,3 +137,14 @@ class GatedFile:
 
     def close(self) -> None:
         self._f.close()
+
+
+def load_log(path: Path) -> dict[str, list[tuple[Any, Any]]]:
+    """Every message of a finalised, undamaged log: topic → [(header, payload)] in log order."""
+    out: dict[str, list[tuple[Any, Any]]] = {}
+    with LogReader(path) as reader:
+        assert reader.finalised and not reader.problems
+        for m in reader.iter_messages():
+            h, _, payload = m.decode()
+            out.setdefault(m.topic, []).append((h, payload))
+    return out

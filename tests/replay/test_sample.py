@@ -12,18 +12,9 @@ import pytest
 
 from sensorfuse.replay import sample, scene
 from sensorfuse.replay.mcap_io import LogReader
+from tests.replay.replay_helpers import load_log
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _load(path: Path) -> dict[str, list[tuple[Any, Any]]]:
-    out: dict[str, list[tuple[Any, Any]]] = {}
-    with LogReader(path) as reader:
-        assert reader.finalised and not reader.problems
-        for m in reader.iter_messages():
-            h, _, payload = m.decode()
-            out.setdefault(m.topic, []).append((h, payload))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +34,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
 
 def test_streams_shapes_and_time_base(session: tuple[Path, dict[str, Any]]) -> None:
     path, summary = session
-    streams = _load(path)
+    streams = load_log(path)
     assert {"cam0/frame", "mic0/audio", "mic0/audio16k", "text/in", "labels", "labels/boxes"} <= set(streams)
     frames = streams["cam0/frame"]
     assert len(frames) == 12 * 15 and frames[0][0].shape == [240, 320, 3] and frames[0][0].layout == "HWC/bgr8"
@@ -60,7 +51,7 @@ def test_streams_shapes_and_time_base(session: tuple[Path, dict[str, Any]]) -> N
 
 def test_labels_are_consistent_with_audio_and_boxes(session: tuple[Path, dict[str, Any]]) -> None:
     path, _ = session
-    streams = _load(path)
+    streams = load_log(path)
     labels = [msgspec.msgpack.decode(p) for _, p in streams["labels"]]
     kinds = {r["label"] for r in labels}
     assert {"face_visible", "speech", "sound", "query"} <= kinds
@@ -87,7 +78,7 @@ def test_speaking_mouth_moves_with_the_speech_envelope(tmp_path: Path) -> None:
     """Mouth-region darkness of the speaking face correlates with audio loudness."""
     path = tmp_path / "m.mcap"
     sample.generate(path, seed=3, duration_s=20.0)
-    streams = _load(path)
+    streams = load_log(path)
     audio = np.concatenate([np.frombuffer(p, np.float32) for _, p in streams["mic0/audio16k"]])
     darkness, loudness = [], []
     for (fh, frame), (_, boxes) in zip(streams["cam0/frame"], streams["labels/boxes"]):
@@ -109,7 +100,7 @@ def test_heldout_seeds_use_only_heldout_media(tmp_path: Path) -> None:
     assert summary["split"] == "heldout"
     with LogReader(path) as reader:
         assert reader.metadata()["sensorfuse"]["split"] == "heldout"
-    streams = _load(path)
+    streams = load_log(path)
     train = scene.MEDIA_SPLIT["train"]
     shared = set(scene.MEDIA_SPLIT["heldout"]["cats"])
     train_media = (set(train["faces"]) | set(train["objects"]) | set(train["backgrounds"])) - shared
