@@ -1,0 +1,86 @@
+"""`sensorfuse demo --cameras N` as a user runs it: a multi-camera sample through one batched
+perceive, scored per camera; wrong counts and logs without the cameras refused in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sensorfuse.engine import manifest as mf
+from sensorfuse.nodes import demo
+from sensorfuse.replay import sample
+from sensorfuse.replay.mcap_io import LogReader
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def sf(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sensorfuse.engine.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=280)
+
+
+def refused(out: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr + out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sensorfuse: "), out.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def session3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cams") / "cams3.mcap"
+    sample.generate(path, seed=demo.DEMO_SEED, duration_s=6.0, cameras=3)
+    return path
+
+
+def test_demo_with_three_cameras_scores_each(session3: Path, model_cache: Path, tmp_path: Path) -> None:
+    out = sf("demo", "--cameras", "3", "--session", str(session3), "--out", "out", "--rate", "max", cwd=tmp_path,
+             env={mf.CACHE_ENV: str(model_cache)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    report = json.loads((tmp_path / "out" / demo.REPORT).read_text())
+    assert sorted(report["per_camera"]) == ["cam0", "cam1", "cam2"]
+    for camera in ("cam0", "cam1", "cam2"):
+        assert f"\n{camera} " in out.stdout, out.stdout[-3000:]
+    assert report["gauges"]["frames"] == 3 * report["frames_published"], "every camera's every frame perceived"
+    assert report["drops"] == {}
+    # the summary's face rows add up the cameras' rows
+    for etype in ("face.appeared", "speaker.active"):
+        for field in ("events", "correct", "truths", "found"):
+            assert report["scores"][etype][field] == sum(report["per_camera"][c][etype][field]
+                                                          for c in report["per_camera"])
+    truths = sum(report["per_camera"][c]["face.appeared"]["truths"] for c in report["per_camera"])
+    assert truths > 0, "the sample shows faces to the cameras"
+    assert report["scores"]["face.appeared"]["found"] > 0
+    # what perceive recorded names its camera; a face track is seen by one camera only
+    with LogReader(tmp_path / "out" / demo.OUTPUTS["recorder"]) as reader:
+        from sensorfuse.engine import wire
+
+        detections = [wire.decode_record(m.decode()[2]) for m in reader.iter_messages(["perceive/detections"])]
+    cameras_of: dict[int, set[str]] = {}
+    for d in detections:
+        for f in d["faces"]:
+            cameras_of.setdefault(f["track_id"], set()).add(d["camera"])
+    assert cameras_of and all(len(c) == 1 for c in cameras_of.values()), cameras_of
+    assert {d["camera"] for d in detections} == {"cam0", "cam1", "cam2"}
+
+
+@pytest.mark.parametrize("value", ["0", "9"])
+def test_demo_refuses_a_camera_count_out_of_range(value: str, tmp_path: Path) -> None:
+    refused(sf("demo", "--cameras", value, cwd=tmp_path, env={"XDG_CACHE_HOME": str(tmp_path)}),
+            "--cameras", value)
+
+
+def test_demo_refuses_a_log_without_the_cameras(tmp_path: Path) -> None:
+    one = tmp_path / "one.mcap"
+    sample.generate(one, seed=0, duration_s=1.0)
+    refused(sf("demo", "--cameras", "2", "--session", str(one), cwd=tmp_path, env={"XDG_CACHE_HOME": str(tmp_path)}),
+            "one.mcap", "cam1/frame")
