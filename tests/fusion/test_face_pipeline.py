@@ -126,3 +126,18 @@ def test_a_camera_without_a_frame_keeps_its_tracks(encoders: Encoders, calls: di
 def test_an_empty_step_runs_no_model(encoders: Encoders, calls: dict[str, Any]) -> None:
     assert FacePipeline(encoders, cameras=3).step([None, None, None]) == [None, None, None]
     assert calls["detector"] == calls["landmarks"] == []
+
+
+def test_scene_batch_is_one_call_and_equals_frame_by_frame(encoders: Encoders, monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = camera_frames()  # 4:3 frames: two crops each
+    frames.append(np.ascontiguousarray(frames[3][:240, :240]))  # square: one crop
+    alone = [encoders.scene_probabilities(f) for f in frames]
+    sizes: list[int] = []
+    run = encoders.scene.run
+    monkeypatch.setattr(encoders.scene, "run", lambda feeds: (sizes.append(len(feeds["image"])), run(feeds))[1])
+    batched = encoders.scene_probabilities_batch(frames)
+    assert sizes == [2 * 4 + 1]
+    for a, b in zip(alone, batched):
+        assert np.abs(a.probabilities - b.probabilities).max() <= 1e-5
+        assert np.abs(a.embedding - b.embedding).max() <= 1e-4
+    assert encoders.scene_probabilities_batch([]) == []
