@@ -58,7 +58,8 @@ class Encoders:
         text_pre = self.text.manifest.preprocessing
         assert isinstance(text_pre, mf.TokenizerPre)
         self.tokenizer = text.load_tokenizer(self.text.manifest_path.parent / text_pre.file, text_pre)
-        self.providers = {m.name: m.provider for m in (self.face_model, self.landmark_model, self.scene, self.vad, self.text)}
+        self.providers = {m.name: m.provider
+                          for m in (self.face_model, self.landmark_model, self.scene, self.vad, self.text)}
 
     # -- vision ------------------------------------------------------------------------
     @property

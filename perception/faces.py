@@ -248,30 +248,7 @@ def find_faces(encoders: Encoders, requests: Sequence[FaceRequest], *, max_faces
     confident = post.min_score
     if min_score is not None and min_score != post.min_score:
         post = msgspec.structs.replace(post, min_score=min_score)
-    crops: list[tuple[int, Region]] = []  # (request, region); the whole frame first
-    for index, request in enumerate(requests):
-        height, width = request.rgb.shape[:2]
-        crops += [(index, region) for region in [(0, 0, width, height), *request.rois, *request.acquire]]
-    placed = [blazeface.letterbox(np.ascontiguousarray(requests[i].rgb[y0:y1, x0:x1]), pre)
-              for i, (x0, y0, x1, y1) in crops]
-    out = encoders.detect(np.concatenate([tensor for tensor, _ in placed])) if placed else {}
-    found_per_request: list[blazeface.Faces] = []
-    at = 0
-    for request in requests:
-        regions = 1 + len(request.rois)
-        window = range(at, at + regions + len(request.acquire))
-        regressors, scores = out["regressors"][window.start:window.stop], out["scores"][window.start:window.stop]
-        parts = [(regressors[k:k + 1], scores[k:k + 1], placed[at + k][1], crops[at + k][1]) for k in range(len(window))]
-        if not request.rois:
-            # the whole frame alone: its own NMS in the model's square, as a single call did
-            found = blazeface.postprocess(parts[0][0], parts[0][1], parts[0][2], pre, post)
-        else:
-            found = blazeface.merge_tiles([blazeface.tile_candidates(*p, pre, post) for p in parts[:regions]], post)
-        if request.acquire:
-            new = blazeface.merge_tiles([blazeface.tile_candidates(*p, pre, post) for p in parts[regions:]], post)
-            found = blazeface.add_new_faces(found, new, post.iou_threshold)
-        found_per_request.append(found)
-        at = window.stop
+    found_per_request = _detections(encoders, requests, pre, post)
     # Rejected candidates cost a landmark run each: bounded so a textured frame full of
     # weak candidates cannot blow the frame budget.
     candidates = [[i for i in range(len(found)) if found.boxes[i][2] - found.boxes[i][0] >= 4
@@ -294,6 +271,37 @@ def find_faces(encoders: Encoders, requests: Sequence[FaceRequest], *, max_faces
                                       found.keypoints[i].astype(np.float64), mesh))
         results.append(result)
     return results
+
+
+def _detections(encoders: Encoders, requests: Sequence[FaceRequest], pre: mf.LetterboxPre,
+                post: mf.SsdFacePost) -> list[blazeface.Faces]:
+    """The detector on the whole frame, regions and tiles of every request in one call;
+    the detections of each request, best first."""
+    crops: list[tuple[int, Region]] = []  # (request, region); the whole frame first
+    for index, request in enumerate(requests):
+        height, width = request.rgb.shape[:2]
+        crops += [(index, region) for region in [(0, 0, width, height), *request.rois, *request.acquire]]
+    placed = [blazeface.letterbox(np.ascontiguousarray(requests[i].rgb[y0:y1, x0:x1]), pre)
+              for i, (x0, y0, x1, y1) in crops]
+    out = encoders.detect(np.concatenate([tensor for tensor, _ in placed])) if placed else {}
+    found_per_request: list[blazeface.Faces] = []
+    at = 0
+    for request in requests:
+        regions = 1 + len(request.rois)
+        # per crop of this request: its outputs (batch 1), letterbox placement and region
+        parts = [(out["regressors"][k:k + 1], out["scores"][k:k + 1], placed[k][1], crops[k][1])
+                 for k in range(at, at + regions + len(request.acquire))]
+        at += len(parts)
+        if not request.rois:
+            # the whole frame alone: its own NMS in the model's square, as a single call did
+            found = blazeface.postprocess(parts[0][0], parts[0][1], parts[0][2], pre, post)
+        else:
+            found = blazeface.merge_tiles([blazeface.tile_candidates(*p, pre, post) for p in parts[:regions]], post)
+        if request.acquire:
+            new = blazeface.merge_tiles([blazeface.tile_candidates(*p, pre, post) for p in parts[regions:]], post)
+            found = blazeface.add_new_faces(found, new, post.iou_threshold)
+        found_per_request.append(found)
+    return found_per_request
 
 
 def follow_face(encoders: Encoders, rgb: np.ndarray, previous: FaceObservation, mesh: landmarks.FaceMesh, *,
