@@ -44,6 +44,7 @@ import numpy as np
 
 from sensorfuse.engine.events import EventTracker, Observation
 from sensorfuse.perception import Encoders, Perception, TickInput, label_embeddings
+from sensorfuse.perception import faces as face_pipeline
 from sensorfuse.perception.tracking import iou
 from sensorfuse.models.sources import package_file
 from sensorfuse.nodes.perceive import DEFAULT_RULES
@@ -216,15 +217,16 @@ class Runner:
         self.encoders = Encoders(cache)
         self.labels = label_embeddings(self.encoders)
         self.frame_ms: list[float] = []
-        # model runs per frame: a cost that does not depend on how loaded the machine is
+        # model runs (images) per frame: a cost that does not depend on how loaded the machine is;
+        # a batched call of N crops counts N
         self.runs = {"detector": 0, "landmarks": 0}
-        for key, session in (("detector", self.encoders.face), ("landmarks", self.encoders.landmarks)):
+        for key, session in (("detector", self.encoders.face_model), ("landmarks", self.encoders.landmark_model)):
             session.run = self._counted(key, session.run)  # type: ignore[method-assign]
 
     def _counted(self, key: str, run: Callable[..., Any]) -> Callable[..., Any]:
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.runs[key] += 1
-            return run(*args, **kwargs)
+        def counted(feeds: dict[str, np.ndarray]) -> Any:
+            self.runs[key] += len(feeds["image"])
+            return run(feeds)
 
         return counted
 
@@ -243,7 +245,7 @@ class Runner:
     def truth_box(self, photo_bgr_image: np.ndarray) -> np.ndarray:
         """The detector's box of the one face in a photo at its own size."""
         rgb = cv2.cvtColor(photo_bgr_image, cv2.COLOR_BGR2RGB)
-        found = self.encoders.faces(rgb, max_faces=3)
+        [found] = face_pipeline.find_faces(self.encoders, [face_pipeline.FaceRequest(rgb)], max_faces=3)
         if len(found) != 1:
             raise SystemExit(f"expected one face in the reference photo, found {len(found)}")
         return found[0].box

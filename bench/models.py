@@ -1,8 +1,9 @@
 """Model latency: the engine's ModelSession vs bare onnxruntime, on the same input.
 
 For every model of the pack (fp32 and int8), batch 1 and the batch sizes the graph uses
-(image encoders: 4 crops; face landmarks: 4 faces = 4 sequential runs, as the converted
-graph has a fixed batch of 1), with 1 and 2 intra-op threads: median and p90 latency of
+(image encoders: 4 crops; face detector: 6 crops, the tiles and regions of a 640×480
+frame, as one batched call and as 6 calls; face landmarks: 4 faces, batched and as 4
+calls), with 1 and 2 intra-op threads: median and p90 latency of
 the bare `InferenceSession.run`, of `ModelSession.run` (input checks, output dict), the
 ratio of the two medians (the node's overhead), and the median cost of the numpy/OpenCV
 pre- and post-processing around the model.
@@ -60,15 +61,20 @@ def cases_for(manifest_path: Path, photo: np.ndarray) -> list[Case]:
             return blazeface.postprocess(regressors, scores, p, pre, post)
         session = ort.InferenceSession(str(mf.model_path(manifest_path, m)), providers=["CPUExecutionProvider"])
         regressors, scores = session.run(["regressors", "scores"], {"image": tensor})
-        return [Case(m.name, "1 frame", {"image": tensor}, prepost=detector_prepost)]
+        six = np.concatenate([tensor, tensor[..., ::-1], tensor * 0.5, tensor[..., ::-1, :], -tensor, tensor * 0.8])
+        return [Case(m.name, "1 frame", {"image": tensor}, prepost=detector_prepost),
+                Case(m.name, "6 crops, batch 6", {"image": six}),
+                Case(m.name, "6 crops, 6 calls", {"image": tensor}, 6)]
     if isinstance(pre, mf.FaceCropPre):
         box = np.array([178.0, 81.0, 272.0, 175.0])
         raw = np.zeros((1, 1404, 1, 1), np.float32)
         def landmark_prepost() -> object:
             crop, placement = landmarks.crop_face(photo, box, pre, angle=0.1)
             return landmarks.postprocess(raw, np.zeros((1, 1, 1, 1)), placement, post)
+        four = np.concatenate([feeds["image"], feeds["image"][..., ::-1], feeds["image"] * 0.5, feeds["image"] * 0.8])
         return [Case(m.name, "1 face", feeds, 1, landmark_prepost),
-                Case(m.name, "4 faces", feeds, 4, landmark_prepost)]
+                Case(m.name, "4 faces, batch 4", {"image": four}),
+                Case(m.name, "4 faces, 4 calls", feeds, 4, landmark_prepost)]
     if isinstance(pre, mf.CenterCropPre):
         one = feeds["image"][:1]
         four = np.concatenate([feeds["image"], feeds["image"][:1]])

@@ -56,6 +56,11 @@ def _tflite_entry(ctx: BuildContext, name: str, task: str, model: mediapipe.Tfli
     feeds = {"image": feeds_image}
     expected = mediapipe.tflite_reference(model, feeds_image)
     check_onnx(onnx_path, feeds, expected, atol=2e-3, min_cosine=0.99999, what="TFLite")
+    # the batch is symbolic (mediapipe.batch_dynamic): three different images in one call
+    # must each give the interpreter's batch-1 output
+    batch = np.concatenate([feeds_image, feeds_image[..., ::-1], feeds_image * 0.5])
+    check_onnx(onnx_path, {"image": batch}, mediapipe.tflite_reference(model, batch), atol=2e-3,
+               min_cosine=0.99999, what="TFLite, image by image")
     reference, reference_path = write_reference(
         ctx, name, feeds, expected, atol=2e-3, min_cosine=0.99999,
         origin=f"TFLite interpreter (ai-edge-litert) on {model.source.path}")

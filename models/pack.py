@@ -8,13 +8,14 @@ from sensorfuse.models import build_vision as vision
 from sensorfuse.models import npm, sources
 from sensorfuse.models.builder import PackEntry
 
+# recipe 2 of the MediaPipe entries: a symbolic batch dimension (models/mediapipe.py)
 PACK: tuple[PackEntry, ...] = (
     PackEntry("blazeface_short", "face detector, short range (128 px)",
-              vision.build_blazeface_short, (sources.BLAZEFACE_SHORT,)),
+              vision.build_blazeface_short, (sources.BLAZEFACE_SHORT,), recipe=2),
     PackEntry("blazeface_full", "face detector, full range (192 px)",
-              vision.build_blazeface_full, (sources.BLAZEFACE_FULL,)),
+              vision.build_blazeface_full, (sources.BLAZEFACE_FULL,), recipe=2),
     PackEntry("face_landmarks", "468-point face mesh",
-              vision.build_face_landmarks, (sources.FACE_LANDMARK,)),
+              vision.build_face_landmarks, (sources.FACE_LANDMARK,), recipe=2),
     PackEntry("efficientnet_lite0", "ImageNet labels + 1280-d image embedding",
               vision.build_efficientnet, (sources.EFFICIENTNET_LITE0,), needs_torch=True),
     PackEntry("efficientnet_lite0_int8", "the same, int8 static QDQ",

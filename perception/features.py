@@ -33,20 +33,21 @@ Times are event time only (tick `t_ns`); nothing reads a clock.
 
 from __future__ import annotations
 
-import functools
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from sensorfuse.perception.encoders import Encoders, FaceObservation, to_rgb
+from sensorfuse.perception.encoders import Encoders, to_rgb
+from sensorfuse.perception.faces import (CameraFaces, FACE_CONFIRM_PRESENCE, FACE_MIN_SCORE, FACE_PRESENCE_RULE,
+                                         FACE_TILE_CYCLE, FACE_TILE_FRACTION, FACE_TILE_LEVELS,
+                                         FACE_TILES_PER_FRAME, FACE_TRACK_FRAMES, FacePipeline,
+                                         FaceObservation)
 from sensorfuse.perception.scene import TEXT_DIM, SceneStage, unit
 from sensorfuse.perception.sound import SoundClassifier
 from sensorfuse.perception.ticks import Ref, TickInput
-from sensorfuse.perception.tracking import IouTracker, iou
-from sensorfuse.perception.prepost import blazeface, landmarks
 
 FACE_SLOTS = 3
 HIST = 8
@@ -58,40 +59,6 @@ SCENE_PERIOD_NS = 333_000_000
 SCENE_DELAY_NS = 100_000_000
 OPEN_SCALE = 5.0  # mouth opening / eye distance is ~0.02..0.3; scaled to ~0.1..1.5
 PATCH_SCALE = 10.0  # mean abs grey change of the mouth patch is ~0.01..0.15
-# Below the pack's 0.65: faces in profile (the held-out sessions' speaker) score 0.4-0.6;
-# the fusion head, not the detector threshold, decides who speaks. A detection between
-# FACE_MIN_SCORE and 0.70 is kept only when the landmark model confirms a face (presence
-# ≥ 0.9, FACE_PRESENCE_RULE): at 0.5 alone, textures and the cat pass too. A face followed
-# by the landmark model alone needs presence ≥ FACE_CONFIRM_PRESENCE.
-FACE_MIN_SCORE = 0.5
-FACE_CONFIRM_PRESENCE = 0.7
-# Every detection below 0.85 needs the landmark model to see a face, more so the weaker it
-# is (`landmarks.presence_needed`): on face-free textured photos the detector's false faces
-# score 0.6–0.75 with presence ~0 (median 0.001) and the face-like ones (a headlight, a
-# cat) 0.5–0.7 with presence 0.7–0.99; faces of 32 px and more score ≥ 0.73 (5th
-# percentile) with presence 0.5–1 (bench/faces.py, docs/fusion.md).
-FACE_PRESENCE_RULE: landmarks.PresenceRule = ((0.70, 0.9), (0.85, 0.3))
-# Detector tiles of 3/4 of the frame's short side (`blazeface.square_tiles`): a face ~1/8
-# of the frame wide is too small for the short-range detector on the whole frame. On the
-# held-out sessions per-frame face recall went from ~0.5 to ~0.96 with every tile on every
-# frame, for ~3x the face cost. Instead each frame gets FACE_TILES_PER_FRAME tiles in
-# rotation (a small new face is found within one cycle: 6 frames for the 6 tiles of a 4:3
-# frame; held-out recall ~0.96 as with every tile on every frame)
-# plus a region around each face of the previous frame (`blazeface.roi_tile`), where a face
-# once found is looked for at a scale the detector sees: the same cost on every frame, so
-# no frame waits behind a frame that ran all the tiles.
-FACE_TILE_FRACTION = 0.75
-FACE_TILES_PER_FRAME = 1
-# Finer tile levels too (`blazeface.tile_levels`): faces down to ~32 px tall at 640×480,
-# found in 0 % of frames with the 3/4 tiles alone (bench/faces.py, docs/fusion.md). Each
-# level runs max(FACE_TILES_PER_FRAME, ⌈its tiles / FACE_TILE_CYCLE⌉) tiles a frame, so a
-# new face waits at most FACE_TILE_CYCLE frames for its tile: 6 detector runs a frame at
-# 640×480 (1 + 2 + 3), 2 at 320×240.
-FACE_TILE_LEVELS = True
-FACE_TILE_CYCLE = 8
-# A face the detector misses is followed by the landmark model alone (MediaPipe's face
-# mesh tracking) for at most this many consecutive frames; then it needs a detection again.
-FACE_TRACK_FRAMES = 15
 SOUND_PERIOD_NS = 100_000_000
 LIP_FEATURES = tuple(range(HIST)) + (2 * HIST, 2 * HIST + 1, 2 * HIST + 2)  # the landmark-based ones
 SPEECH_CONCEPTS = ("someone is speaking", "silence")
@@ -165,13 +132,6 @@ def clip_to_frame(box: np.ndarray, keypoints: np.ndarray, height: int, width: in
             [[round(float(a), 1), round(float(b), 1)] for a, b in zip(px, py)])
 
 
-@functools.lru_cache(maxsize=8)
-def _tile_levels(height: int, width: int, fraction: float,
-                 min_side: int) -> tuple[tuple[tuple[int, int, int, int], ...], ...]:
-    """The detector tiles of a frame size per level, coarse to fine (the same for every frame of a stream)."""
-    return tuple(tuple(level) for level in blazeface.tile_levels(height, width, fraction, min_side=min_side))
-
-
 def empty_inputs() -> dict[str, np.ndarray]:
     return {name: np.zeros(shape, np.float32) for name, shape in FEATURES.items()}
 
@@ -187,24 +147,22 @@ class Perception:
                  face_tiles_per_frame: int = FACE_TILES_PER_FRAME, face_tile_levels: bool = FACE_TILE_LEVELS,
                  face_tile_cycle: int = FACE_TILE_CYCLE,
                  sound: SoundClassifier | None = None,
-                 sound_period_ns: int = SOUND_PERIOD_NS, track_ids: Iterator[int] | None = None) -> None:
-        self.face_min_score = face_min_score
-        self.face_tile_fraction = face_tile_fraction
-        self.face_track_frames = face_track_frames
-        self.face_tiles_per_frame = max(1, face_tiles_per_frame)
-        self.face_tile_levels = face_tile_levels
-        self.face_tile_cycle = max(1, face_tile_cycle)
+                 sound_period_ns: int = SOUND_PERIOD_NS) -> None:
         self.sound = sound
         self.sound_period_ns = sound_period_ns
         self._sound_window = np.zeros(sound.window_samples if sound else 0, np.float32)  # the newest samples
         self._sound_filled = 0
         self._sound_t: int | None = None
-        self._last_faces: list[FaceObservation] = []  # the previous frame's faces, for landmark tracking
         self.enc = encoders
         self.scene = SceneStage(encoders, label_embeddings, period_ns=scene_period_ns, delay_ns=scene_delay_ns,
                                 top_k=top_k, executor=scene_executor)
         self.max_faces = max_faces
-        self.tracker = IouTracker(ids=track_ids)  # `track_ids`: shared by the cameras of one perceive
+        #: how this perception finds faces (also for a pipeline it shares with other cameras: `face_pipeline`)
+        self.face_settings: dict[str, Any] = dict(
+            max_faces=max_faces, min_score=face_min_score, presence_rule=FACE_PRESENCE_RULE,
+            track_presence=FACE_CONFIRM_PRESENCE, track_frames=face_track_frames, tile_fraction=face_tile_fraction,
+            tiles_per_frame=face_tiles_per_frame, tile_levels=face_tile_levels, tile_cycle=face_tile_cycle)
+        self.faces = self.face_pipeline(1)
         self._vad_probs: list[float] = []  # chunks of the current tick only (cleared per tick)
         self.vad = encoders.vad_stream(self._vad_probs)
         self._fed_until: int | None = None  # absolute index of the next audio sample to feed
@@ -220,12 +178,20 @@ class Perception:
         self.frames = 0
         self.audio_blocks = 0
 
-    def process(self, tick: TickInput) -> TickFeatures:
+    def face_pipeline(self, cameras: int) -> FacePipeline:
+        """A face pipeline with this perception's settings for `cameras` cameras."""
+        return FacePipeline(self.enc, cameras=cameras, **self.face_settings)
+
+    def process(self, tick: TickInput, faces: CameraFaces | None = None, rgb: np.ndarray | None = None
+                ) -> TickFeatures:
+        """`faces`: this tick's faces, found by a pipeline shared with other cameras
+        (`sensorfuse.perception.cameras`) on `rgb` (the tick's frame as RGB); None: this
+        perception's own pipeline finds them."""
         feats = TickFeatures(tick.index, tick.t_ns, empty_inputs(), status=dict(tick.status), refs=list(tick.refs),
                              frame_ref=tick.frame_ref, text_ref=tick.text_ref, said=tick.said)
         feats.scene_fresh = self.scene.advance(tick.t_ns)
         if tick.frame is not None:
-            self._vision(tick, feats)
+            self._vision(tick, feats, faces, rgb)
         if tick.audio is not None:
             self._audio(tick, feats)
         if tick.text is not None:
@@ -247,42 +213,39 @@ class Perception:
         return self._text_cache[text]
 
     # -- vision ------------------------------------------------------------------------
-    def _vision(self, tick: TickInput, feats: TickFeatures) -> None:
+    def _vision(self, tick: TickInput, feats: TickFeatures, faces: CameraFaces | None,
+                rgb: np.ndarray | None) -> None:
         assert tick.frame is not None
-        rgb = to_rgb(tick.frame, tick.frame_layout)
+        if rgb is None:
+            rgb = to_rgb(tick.frame, tick.frame_layout)
         self.frames += 1
         height = rgb.shape[0]
         feats.frame_shape = (rgb.shape[0], rgb.shape[1])
         height, width = rgb.shape[:2]
-        observed = self.enc.faces(rgb, max_faces=self.max_faces, min_score=self.face_min_score,
-                                  presence_rule=FACE_PRESENCE_RULE,
-                                  rois=[blazeface.roi_tile(o.box, height, width) for o in self._last_faces],
-                                  acquire=self._tiles_now(height, width))
-        observed += self._track_missed(rgb, observed)
-        self._last_faces = observed
-        ids, dropped = self.tracker.update([o.box for o in observed])
-        known = set(self._open)
-        for track in dropped:
-            self._open.pop(track.track_id, None)
-            self._patch_change.pop(track.track_id, None)
-            self._last_patch.pop(track.track_id, None)
-            feats.left.append(track.track_id)
-        by_id: dict[int, FaceObservation] = dict(zip(ids, observed))
-        for track in self.tracker.tracks:
-            hist = self._open.setdefault(track.track_id, deque([float("nan")] * HIST, maxlen=HIST))
-            changes = self._patch_change.setdefault(track.track_id, deque([0.0] * HIST, maxlen=HIST))
-            obs = by_id.get(track.track_id)
+        found = faces if faces is not None else self.faces.step([rgb])[0]
+        assert found is not None
+        ids = found.track_ids
+        for track_id in found.left:
+            self._open.pop(track_id, None)
+            self._patch_change.pop(track_id, None)
+            self._last_patch.pop(track_id, None)
+            feats.left.append(track_id)
+        by_id: dict[int, FaceObservation] = dict(zip(ids, found.observations))
+        for track_id in found.live:
+            hist = self._open.setdefault(track_id, deque([float("nan")] * HIST, maxlen=HIST))
+            changes = self._patch_change.setdefault(track_id, deque([0.0] * HIST, maxlen=HIST))
+            obs = by_id.get(track_id)
             hist.append(obs.mouth_open if obs is not None else float("nan"))
-            previous = self._last_patch.get(track.track_id)
+            previous = self._last_patch.get(track_id)
             if obs is not None:
                 # only against the previous frame: after a missed frame the change is unknown (0)
                 fresh = previous is not None and previous[0] == self.frames - 1
                 change = float(np.abs(obs.mouth_patch - previous[1]).mean()) if fresh and previous else 0.0
                 changes.append(min(change * PATCH_SCALE, 3.0))
-                self._last_patch[track.track_id] = (self.frames, obs.mouth_patch)
+                self._last_patch[track_id] = (self.frames, obs.mouth_patch)
             else:
                 changes.append(0.0)
-        feats.appeared = sorted(i for i in ids if i not in known)
+        feats.appeared = found.appeared
         for slot, track_id in enumerate(sorted(ids)[:FACE_SLOTS]):
             obs = by_id[track_id]
             feats.inputs["faces"][0, slot] = self._face_token(self._open[track_id], self._patch_change[track_id],
@@ -298,37 +261,6 @@ class Perception:
             self.scene.start(tick.t_ns, rgb)
         feats.inputs["scene"][0] = self.scene.text
         feats.inputs["vision_mask"][0, 0] = 1.0
-
-    def _tiles_now(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
-        """This frame's share of the detector tiles: of each level max(`face_tiles_per_frame`,
-        ⌈tiles / `face_tile_cycle`⌉), each level rotating with the frame count on its own
-        (only the first level without `face_tile_levels`)."""
-        if self.face_tile_fraction is None:
-            return []
-        levels = _tile_levels(height, width, self.face_tile_fraction, self.enc.face_input_size)
-        if not self.face_tile_levels:
-            levels = levels[:1]
-        now = []
-        for tiles in levels:
-            count = max(self.face_tiles_per_frame, -(-len(tiles) // self.face_tile_cycle))
-            first = (self.frames - 1) * count
-            now += [tiles[(first + j) % len(tiles)] for j in range(min(count, len(tiles)))]
-        return now
-
-    def _track_missed(self, rgb: np.ndarray, detected: list[FaceObservation]) -> list[FaceObservation]:
-        """Last frame's faces that no detection of this frame overlaps, found by landmarks."""
-        found: list[FaceObservation] = []
-        for previous in self._last_faces:
-            if len(detected) + len(found) >= self.max_faces:
-                break
-            if previous.tracked_frames >= self.face_track_frames:
-                continue
-            if any(iou(previous.box, o.box) >= self.tracker.min_iou for o in [*detected, *found]):
-                continue
-            followed = self.enc.track_face(rgb, previous, min_presence=FACE_CONFIRM_PRESENCE)
-            if followed is not None:
-                found.append(followed)
-        return found
 
     @staticmethod
     def _face_token(hist: deque[float], changes: deque[float], obs: FaceObservation, height: int) -> np.ndarray:

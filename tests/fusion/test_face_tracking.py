@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import skimage.data as sk
 
-from sensorfuse.perception import Encoders, Perception, label_embeddings
-from sensorfuse.perception.features import FACE_TILE_CYCLE, FACE_TILE_FRACTION, FACE_TRACK_FRAMES
+from sensorfuse.perception import Encoders, Perception, faces, label_embeddings
+from sensorfuse.perception.faces import FACE_TILE_CYCLE, FACE_TILE_FRACTION, FACE_TRACK_FRAMES, FaceRequest
 from sensorfuse.perception.prepost import blazeface
 from sensorfuse.perception.prepost.blazeface import square_tiles
 from sensorfuse.perception.ticks import TickInput
@@ -40,35 +40,39 @@ def astronaut() -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(sk.astronaut(), (320, 320))[40:280])
 
 
+def find(encoders: Encoders, frame: np.ndarray, *, acquire: list[tuple[int, int, int, int]] = (),
+         **rules: float) -> list[faces.FaceObservation]:
+    return faces.find_faces(encoders, [FaceRequest(frame, acquire=acquire)], max_faces=3, min_score=0.5, **rules)[0]
+
+
 def shifted(rgb: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return cv2.warpAffine(rgb, np.float32([[1, 0, dx], [0, 1, dy]]), (rgb.shape[1], rgb.shape[0]))
 
 
 def test_tiles_find_a_small_face_the_whole_frame_misses(encoders: Encoders) -> None:
     frame, truth = small_cameraman()
-    assert encoders.faces(frame, max_faces=3, min_score=0.5) == []
-    found = encoders.faces(frame, max_faces=3, min_score=0.5, confirm_presence=0.7,
-                           acquire=square_tiles(240, 320, 0.75))
+    assert find(encoders, frame) == []
+    found = find(encoders, frame, confirm_presence=0.7, acquire=square_tiles(240, 320, 0.75))
     assert len(found) == 1 and iou(found[0].box, truth) > 0.4
     assert found[0].mesh_xy.shape == (468, 2) and found[0].tracked_frames == 0
 
 
 def test_weak_detections_need_the_landmark_model_to_confirm_a_face(encoders: Encoders) -> None:
     frame, _ = small_cameraman(0.5)
-    weak = encoders.faces(frame, max_faces=3, min_score=0.5)  # whole frame: 0.58, below the pack's 0.65
+    weak = find(encoders, frame)  # whole frame: 0.58, below the pack's 0.65
     assert len(weak) == 1 and weak[0].score < 0.65 and weak[0].presence > 0.9
-    assert len(encoders.faces(frame, max_faces=3, min_score=0.5, confirm_presence=0.9)) == 1
-    assert encoders.faces(frame, max_faces=3, min_score=0.5, confirm_presence=1.01) == []
+    assert len(find(encoders, frame, confirm_presence=0.9)) == 1
+    assert find(encoders, frame, confirm_presence=1.01) == []
 
 
 def test_track_face_follows_the_face_and_lets_go_of_nothing(encoders: Encoders) -> None:
     rgb = astronaut()
-    [face] = encoders.faces(rgb, max_faces=3, min_score=0.5, acquire=square_tiles(*rgb.shape[:2], 0.75))
-    followed = encoders.track_face(shifted(rgb, 6, 4), face, min_presence=0.7)
+    [face] = find(encoders, rgb, acquire=square_tiles(*rgb.shape[:2], 0.75))
+    followed = faces.track_face(encoders, shifted(rgb, 6, 4), face, min_presence=0.7)
     assert followed is not None and followed.tracked_frames == 1 and followed.score == face.score
     assert np.allclose(followed.box - face.box, [6, 4, 6, 4], atol=1.5)
     assert np.allclose(followed.keypoints - face.keypoints, [6, 4], atol=1.5)
-    assert encoders.track_face(np.full_like(rgb, 90), face, min_presence=0.7) is None
+    assert faces.track_face(encoders, np.full_like(rgb, 90), face, min_presence=0.7) is None
 
 
 def test_perception_keeps_a_missed_face_on_its_track_for_a_bounded_time(
@@ -81,7 +85,7 @@ def test_perception_keeps_a_missed_face_on_its_track_for_a_bounded_time(
 
     first = perception.process(tick(0, rgb))
     assert [f.track_id for f in first.faces] == [1] and first.appeared == [1]
-    monkeypatch.setattr(encoders, "faces", lambda *a, **k: [])  # the detector misses from now on
+    monkeypatch.setattr(faces, "find_faces", lambda enc, requests, **k: [[] for _ in requests])  # missed from now on
     ids = []
     for i in range(1, FACE_TRACK_FRAMES + 3):
         feats = perception.process(tick(i, shifted(rgb, i, 0)))
@@ -105,7 +109,7 @@ def test_a_found_face_is_looked_for_around_its_last_box(encoders: Encoders) -> N
             found_at = i
         if found_at is not None:
             assert [f.track_id for f in feats.faces] == [1], i
-            assert perception._last_faces[0].tracked_frames == 0, "detected, not only followed by landmarks"
+            assert perception.faces.last_faces()[0].tracked_frames == 0, "detected, not only followed by landmarks"
             assert iou(np.asarray(feats.faces[0].box), truth + [i, 0, i, 0]) > 0.4
     assert found_at is not None and found_at < tiles, "found within one rotation of the tiles"
 
@@ -160,15 +164,13 @@ def test_a_face_free_textured_photo_yields_no_face(encoders: Encoders) -> None:
 
 
 def test_each_frame_runs_a_share_of_every_tile_level(encoders: Encoders) -> None:
-    perception = Perception(encoders, label_embeddings(encoders), scene_period_ns=10**18)
+    pipeline = faces.FacePipeline(encoders)
     levels = blazeface.tile_levels(480, 640, FACE_TILE_FRACTION, min_side=encoders.face_input_size)
     seen = []
     for frame in range(1, FACE_TILE_CYCLE + 1):
-        perception.frames = frame
-        now = perception._tiles_now(480, 640)
+        now = pipeline.tiles_now(frame, 480, 640)
         assert len(now) == sum(-(-len(level) // FACE_TILE_CYCLE) for level in levels)  # 1 + 2 + 3
         seen += now
     assert sorted(set(seen)) == sorted(t for level in levels for t in level)  # every tile once a cycle
-    single = Perception(encoders, label_embeddings(encoders), scene_period_ns=10**18, face_tile_levels=False)
-    single.frames = 1
-    assert single._tiles_now(480, 640) == [levels[0][0]]
+    single = faces.FacePipeline(encoders, tile_levels=False)
+    assert single.tiles_now(1, 480, 640) == [levels[0][0]]

@@ -52,7 +52,7 @@ def test_manifest_shape_that_disagrees_with_the_graph(small_model_copy: Path) ->
         inference.open_model(small_model_copy)
     message = str(caught.value)
     assert "blazeface_short.onnx" in message
-    assert "[1, 3, 224, 224]" in message and "[1, 3, 128, 128]" in message
+    assert "[1, 3, 224, 224]" in message and "['batch', 3, 128, 128]" in message
 
 
 def test_input_shape_mismatch_at_run_time(small_model_copy: Path) -> None:
@@ -60,7 +60,7 @@ def test_input_shape_mismatch_at_run_time(small_model_copy: Path) -> None:
     with pytest.raises(inference.InputShapeError) as caught:
         model.run({"image": np.zeros((1, 3, 192, 192), np.float32)})
     message = str(caught.value)
-    assert "expected float32[1, 3, 128, 128]" in message and "got float32[1, 3, 192, 192]" in message
+    assert "expected float32['batch', 3, 128, 128]" in message and "got float32[1, 3, 192, 192]" in message
     with pytest.raises(inference.InputShapeError, match="float64"):
         model.run({"image": np.zeros((1, 3, 128, 128), np.float64)})
 
@@ -104,7 +104,7 @@ def test_preprocessing_size_that_is_not_the_input_size_fails_at_load(small_model
     with pytest.raises(inference.ModelLoadError) as caught:
         inference.open_model(small_model_copy)
     assert str(caught.value) == (f"{small_model_copy}: preprocessing.size 192 does not match the model's input "
-                                 "'image' [1, 3, 128, 128] (N, C, height, width)")
+                                 "'image' ['batch', 3, 128, 128] (N, C, height, width)")
 
 
 def test_a_missing_labels_file_fails_at_load(small_model_copy: Path) -> None:

@@ -9,6 +9,7 @@ RUNTIME_MODULES = (
     "sensorfuse.engine.manifest", "sensorfuse.engine.inference", "sensorfuse.perception.prepost.blazeface",
     "sensorfuse.perception.prepost.landmarks", "sensorfuse.perception.prepost.imagenet",
     "sensorfuse.perception.prepost.vad", "sensorfuse.perception.prepost.text", "sensorfuse.perception.prepost.nanodet",
+    "sensorfuse.perception.faces",
     "sensorfuse.models.verify",
     "sensorfuse.models.cli", "sensorfuse.models.specs",
 )
