@@ -79,10 +79,11 @@ def _sinks(decl: dict[str, Any], work: Path, detections: list[str], cameras: int
                                   "inputs": {"f": {"stream": f"{camera}/frame", "policy": "block", "queue": 32}}}
 
 
-def batched_graph(session: Path, work: Path, cameras: int, rate: str) -> dict[str, Any]:
+def batched_graph(session: Path, work: Path, cameras: int, rate: str, threads: int = 1) -> dict[str, Any]:
     decl = demo.demo_graph(session, work, rate=rate if rate == "max" else float(rate), cameras=cameras, quiet=True)
     if cameras == 1:
         demo.with_cameras(decl, 1)  # the same graph shape as N > 1: frames embedded, perceive `cameras`
+    decl["nodes"]["perceive"]["params"]["threads"] = threads
     _sinks(decl, work, ["perceive/detections"], cameras)
     return decl
 
@@ -222,6 +223,8 @@ def main() -> int:
     parser.add_argument("--cameras", default="1,2,4", help="camera counts, comma-separated (default 1,2,4)")
     parser.add_argument("--duration", type=float, default=8.0, help="session seconds (default 8)")
     parser.add_argument("--size", default="640x480", help="frame size WxH (default 640x480)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="also the batched graph with this many intra-op threads per model (1: not)")
     parser.add_argument("--paced", action="store_true", help="also the batched graph at 1x and the paced bare loop")
     parser.add_argument("--json", help="write results here")
     args = parser.parse_args()
@@ -234,8 +237,12 @@ def main() -> int:
             session = make_session(Path(tmp), n, args.duration, size)  # type: ignore[arg-type]
             r: dict[str, Any] = {}
             r["bare"] = bare_loop(session, n)
-            for key, build in (("batched", lambda w: batched_graph(session, w, n, "max")),
-                               ("separate", lambda w: separate_graph(session, w, n))):
+            variants = [("batched", lambda w: batched_graph(session, w, n, "max")),
+                        ("separate", lambda w: separate_graph(session, w, n))]
+            if args.threads > 1:
+                variants.append((f"batched_{args.threads}_threads",
+                                 lambda w: batched_graph(session, w, n, "max", args.threads)))
+            for key, build in variants:
                 with tempfile.TemporaryDirectory() as work:
                     r[key] = run_graph(build(Path(work)), Path(work), n)
             if args.paced:
@@ -245,16 +252,21 @@ def main() -> int:
                 r["latency_p99_over_model_p99_ms"] = round(
                     r["batched_1x"]["latency_ms"]["p99"] - r["bare_paced"]["model_ms"]["p99"], 1)
             r["batched_vs_separate"] = round(r["batched"]["fps"] / r["separate"]["fps"], 2)
+            threaded = r.get(f"batched_{args.threads}_threads")
+            if threaded:
+                r["threaded_vs_separate"] = round(threaded["fps"] / r["separate"]["fps"], 2)
             r["batched_vs_bare"] = round(r["batched"]["fps"] / r["bare"]["fps"], 2)
             results[f"cameras_{n}"] = r
-            rows.append([n, r["bare"]["fps"], r["batched"]["fps"], r["separate"]["fps"], r["batched_vs_separate"],
+            rows.append([n, r["bare"]["fps"], r["batched"]["fps"], threaded["fps"] if threaded else "-",
+                         r["separate"]["fps"], r["batched_vs_separate"], r.get("threaded_vs_separate", "-"),
                          r["batched_vs_bare"], r["batched"]["latency_ms"].get("p50"),
                          r["separate"]["latency_ms"].get("p50"), r["batched"]["perceive_rss_mib"],
                          r["separate"]["perceive_rss_mib"],
                          r.get("batched_1x", {}).get("latency_ms", {}).get("p99", "-"),
                          r.get("bare_paced", {}).get("model_ms", {}).get("p99", "-")])
             print(json.dumps({f"cameras_{n}": r}), flush=True)
-    header = ["cameras", "bare fps", "batched fps", "separate fps", "batched/separate", "batched/bare",
+    header = ["cameras", "bare fps", "batched fps", f"batched {args.threads} threads fps", "separate fps",
+              "batched/separate", f"{args.threads} threads/separate", "batched/bare",
               "batched p50 ms", "separate p50 ms", "batched RSS MiB", "separate RSS MiB", "1x p99 ms",
               "model p99 ms"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))

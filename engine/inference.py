@@ -36,6 +36,12 @@ from sensorfuse.engine.errors import StartupError
 log = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
+#: On the CPU a large batch costs more per image than a few small ones (blazeface_short
+#: 1.41 ms an image at batch 24 vs 1.18–1.21 at 3–4; the landmark model 4.2 vs 3.8 ms:
+#: docs/benchmarks.md): there the face models' batched calls run in chunks of this many
+#: (`SessionConfig.cpu_max_batch`). A GPU gets the whole batch in one call, which is what
+#: batching is for.
+CPU_MAX_BATCH = 4
 DEFAULT_PROVIDERS: tuple[str, ...] = (
     "TensorrtExecutionProvider",
     "CUDAExecutionProvider",
@@ -103,6 +109,8 @@ class SessionConfig:
     warmup_runs: int = 1
     io_binding: bool | None = None  # None: on when the chosen provider is not the CPU
     check_hash: bool = True
+    #: on the CPU, run a batch above this in chunks of it (`CPU_MAX_BATCH`; None: never)
+    cpu_max_batch: int | None = None
 
 
 @functools.cache
@@ -158,6 +166,10 @@ class ModelSession:
         self._output_names = [o.name for o in manifest.outputs]
         # Precomputed so the per-call check costs microseconds (Silero runs every 32 ms).
         self._input_names = frozenset(spec.name for spec in manifest.inputs)
+        #: a batch above this runs in chunks (`SessionConfig.cpu_max_batch`: CPU only, and only
+        #: for a model whose every input and output is batched along its first, named dimension)
+        batched = all(spec.shape and isinstance(spec.shape[0], str) for spec in [*manifest.inputs, *manifest.outputs])
+        self.max_batch = config.cpu_max_batch if self.provider == CPU and batched else None
         self._input_checks = [(spec, np.dtype(spec.dtype)) for spec in manifest.inputs]
 
     @property
@@ -169,12 +181,20 @@ class ModelSession:
         """Run once; inputs are checked against the manifest (InputShapeError otherwise),
         outputs for NaN/Inf (NonFiniteOutput)."""
         self.check_inputs(feeds)
-        if self.io_binding:
-            outputs = self._run_bound(feeds)
+        size = len(next(iter(feeds.values()))) if self.max_batch else 0
+        if self.max_batch and size > self.max_batch:
+            parts = [self._run({k: v[i:i + self.max_batch] for k, v in feeds.items()})
+                     for i in range(0, size, self.max_batch)]
+            outputs = {name: np.concatenate([p[name] for p in parts]) for name in self._output_names}
         else:
-            outputs = dict(zip(self._output_names, self.session.run(self._output_names, feeds)))
+            outputs = self._run(feeds)
         check_finite(self.name, outputs)
         return outputs
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.io_binding:
+            return self._run_bound(feeds)
+        return dict(zip(self._output_names, self.session.run(self._output_names, feeds)))
 
     def _run_bound(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         # IO binding lets onnxruntime place outputs on the device and copy once, instead
@@ -320,6 +340,8 @@ def session_options(threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if threads > 1:  # idle pool threads sleep: spinning ones took the cores the other workers need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization_level()]
     return options
 

@@ -144,10 +144,14 @@ def demo_dir() -> Path:
 
 
 def ensure_pack() -> None:
+    from sensorfuse.models.builder import stale
+    from sensorfuse.models.pack import PACK
+
     cache = mf.default_cache_dir()
-    missing = [m for m in NEEDED if not (cache / f"{m}{mf.MANIFEST_SUFFIX}").is_file()]
+    missing = stale(PACK, cache, NEEDED)
     if missing:
-        print(f"demo: building the model pack into {cache} (missing: {', '.join(missing)})", flush=True)
+        print(f"demo: building the model pack into {cache} (missing or from an older recipe: "
+              f"{', '.join(missing)})", flush=True)
         done = subprocess.run([sys.executable, "-m", "sensorfuse.engine.cli", "models", "build"], check=False)
         if done.returncode != 0:
             raise SensorfuseError("model pack build failed (see above); `make setup` installs what it needs")

@@ -106,6 +106,8 @@ from sensorfuse.perception.ticks import BadTick, Ref, TickInput, attach_frame, c
 MS = 1_000_000
 #: the model pack `Encoders` opens
 PACK_MODELS = (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, VAD_MODEL, TEXT_MODEL)
+#: models the face pipeline runs on several crops in one call (`sensorfuse.perception.faces`)
+BATCHED_MODELS = (FACE_MODEL, LANDMARK_MODEL)
 
 
 class RuleParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -203,6 +205,9 @@ class PerceiveNode(Node):
         #: several cameras: the tick members holding their frames (embedded: the aligner's
         #: ``embed: true``), one perception each, named in every output (docs/time.md)
         cameras: list[str] = []
+        #: onnxruntime intra-op threads per model: more than 1 lets the batched face calls of
+        #: several cameras use more cores (bench/cameras.py, docs/benchmarks.md)
+        threads: PositiveInt = 1
         frame_buffer: PositiveInt = 32  # frames held for ticks still to come (and ticks waiting for frames)
         rules: dict[str, RuleParams] = {}
         classes: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CLASSES))  # [] turns objects off
@@ -263,6 +268,9 @@ class PerceiveNode(Node):
                 mf.check_present(manifest_path, manifest)
             except mf.ManifestError as err:
                 raise UsageError(f"cache: {err}") from None
+            if model in BATCHED_MODELS and manifest.inputs and manifest.inputs[0].shape[:1] == [1]:
+                raise UsageError(f"cache: {manifest_path} takes a batch of 1 (built by an older sensorfuse; the "
+                                 "face pipeline batches its crops): `sensorfuse models build` rebuilds it")
             if model == OBJECT_MODEL and manifest.labels is not None:
                 try:
                     check_classes(params.classes, (manifest_path.parent / manifest.labels.file).read_text().splitlines())
@@ -277,7 +285,7 @@ class PerceiveNode(Node):
     def start(self) -> None:
         p = self.params
         heads_dir = Path(p.heads_dir) if p.heads_dir else default_heads_dir()
-        self.encoders = Encoders(Path(p.cache) if p.cache else None)
+        self.encoders = Encoders(Path(p.cache) if p.cache else None, threads=p.threads)
         self.head = FusionHead(resolve_head(p.head, heads_dir))
         labels = label_embeddings(self.encoders)
         timing = {"scene_period_ns": round(p.scene_period_ms * MS), "scene_delay_ns": round(p.scene_delay_ms * MS)}

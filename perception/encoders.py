@@ -13,7 +13,7 @@ right squares cover the whole frame; per class we keep the larger probability.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -46,8 +46,10 @@ class Encoders:
         def load(name: str) -> inference.ModelSession:
             return inference.open_model(mf.find_manifest(name, cache), config)
 
-        self.face_model = load(FACE_MODEL)
-        self.landmark_model = load(LANDMARK_MODEL)
+        # the face pipeline's batches (every crop of every camera) in CPU-sized chunks
+        batched = replace(config, cpu_max_batch=inference.CPU_MAX_BATCH)
+        self.face_model = inference.open_model(mf.find_manifest(FACE_MODEL, cache), batched)
+        self.landmark_model = inference.open_model(mf.find_manifest(LANDMARK_MODEL, cache), batched)
         self.scene = load(SCENE_MODEL)
         self.vad = load(VAD_MODEL)
         self.text = load(TEXT_MODEL)

@@ -10,12 +10,14 @@ another execution provider. Against the TFLite interpreter: ≤ 1.7e-4 (regresso
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
 from sensorfuse.engine import inference
+from sensorfuse.engine import manifest as mf
 from sensorfuse.models import mediapipe
 from sensorfuse.perception.prepost import blazeface, landmarks
 
@@ -66,3 +68,21 @@ def test_batch_dynamic_frees_reshape_and_resize_of_the_batch(model_cache) -> Non
     assert reshapes and all(target[0] == 0 for target in reshapes)
     assert resizes and all(len(n.input) == 3 and constants[n.input[2]].tolist() == [1, 1, 2, 2] for n in resizes)
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == mediapipe.BATCH
+
+
+def test_a_cpu_batch_runs_in_chunks_with_the_same_outputs(model_cache: Path) -> None:
+    """`SessionConfig.cpu_max_batch`: 9 crops in chunks of 4 give what 9 single calls give."""
+    path = mf.find_manifest("blazeface_short", model_cache)
+    chunked = inference.open_model(path, inference.SessionConfig(cpu_max_batch=4))
+    whole = inference.open_model(path)
+    assert chunked.provider == inference.CPU and chunked.max_batch == 4 and whole.max_batch is None
+    runs: list[int] = []
+    session_run = chunked.session.run
+    chunked.session.run = lambda names, feeds: runs.append(len(feeds["image"])) or session_run(names, feeds)
+    images = np.random.default_rng(3).random((9, 3, 128, 128), dtype=np.float32)
+    out = chunked.run({"image": images})
+    assert runs == [4, 4, 1]
+    for i in range(9):
+        one = whole.run({"image": images[i:i + 1]})
+        for name in ("regressors", "scores"):
+            np.testing.assert_allclose(out[name][i:i + 1], one[name], atol=1e-5)
