@@ -6,6 +6,12 @@ Ports
                       ``said`` (optional: latest spoken line; the newer of the two is the
                       query); other names via ``frame_port`` / ``audio_port`` / ``text_port`` /
                       ``said_port``.
+    cameras     (param) several cameras: ``cameras: [cam0, cam1, ...]`` names the tick members
+                      that hold their frames (embedded: aligner ``embed: true``); each camera
+                      is perceived on its own (faces found for all of them in one batched
+                      step), the audio and the query once; every per-camera output carries
+                      ``camera`` and event keys read ``cam1:track:7`` (docs/time.md,
+                      "Several cameras")
     frame       (in, optional) the camera stream itself, for ticks whose frame member is a
                       reference (aligner ``embed: false``): perceive joins tick and frame
                       on ``seq`` (`sensorfuse.perception.join`) and the ~1 MB frame crosses

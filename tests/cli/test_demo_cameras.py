@@ -84,3 +84,23 @@ def test_demo_refuses_a_log_without_the_cameras(tmp_path: Path) -> None:
     sample.generate(one, seed=0, duration_s=1.0)
     refused(sf("demo", "--cameras", "2", "--session", str(one), cwd=tmp_path, env={"XDG_CACHE_HOME": str(tmp_path)}),
             "one.mcap", "cam1/frame")
+
+
+def test_the_two_camera_example_graph_with_camera_nodes(model_cache: Path, tmp_path: Path) -> None:
+    """examples/cameras.yaml as its header says to run it: two file cameras (camera nodes,
+    file clock) and a microphone into one perceive; both cameras' faces, disjoint tracks."""
+    repo = Path(__file__).resolve().parents[2]
+    made = subprocess.run([sys.executable, str(repo / "examples" / "cameras" / "make_media.py"), str(tmp_path), "4"],
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    out = sf("run", str(repo / "examples" / "cameras.yaml"), "--set", f"cam0.source={tmp_path / 'cam0.avi'}",
+             "--set", f"cam1.source={tmp_path / 'cam1.avi'}", "--set", f"mic.file={tmp_path / 'speech.wav'}",
+             "--set", f"perceive.cache={model_cache}", "--set", f"detections.path={tmp_path / 'dets.jsonl'}",
+             cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    detections = [json.loads(line)["record"] for line in (tmp_path / "dets.jsonl").read_text().splitlines()]
+    per_camera = {c: [d for d in detections if d["camera"] == c] for c in ("cam0", "cam1")}
+    assert len(per_camera["cam0"]) == len(per_camera["cam1"]) >= 50, {c: len(v) for c, v in per_camera.items()}
+    tracks = {c: {f["track_id"] for d in ds for f in d["faces"]} for c, ds in per_camera.items()}
+    assert tracks["cam0"] or tracks["cam1"], "no face on either camera"
+    assert not tracks["cam0"] & tracks["cam1"]

@@ -248,3 +248,17 @@ def test_work_per_message_stays_bounded_over_a_long_session() -> None:
     elapsed = time.perf_counter() - started
     assert len(ticks) == seconds * 30 and aligner.drops == {}
     assert elapsed < 30, f"{len(msgs)} messages took {elapsed:.1f} s"
+
+
+def test_an_exact_match_needs_no_look_ahead() -> None:
+    """Cameras on one clock: camB's frame stamped at the tick's time is final at once; before
+    t only, the tick waits (a nearer frame may come), and the first frame after t decides."""
+    config = AlignerConfig({"camA": StreamPolicy("nearest"), "camB": StreamPolicy("nearest", slop_ns=20 * MS)},
+                           trigger="camA", lateness_ns=1000 * MS)
+    aligner = Aligner(config)
+    ticks = feed(aligner, [Msg("camA", 0, 100 * MS, "a0"), Msg("camB", 0, 100 * MS, "b0")], finish=False)
+    assert [(t.t_ns, t.members["camB"].data) for t in ticks] == [(100 * MS, "b0")]  # type: ignore[union-attr]
+    ticks = feed(aligner, [Msg("camA", 1, 200 * MS, "a1"), Msg("camB", 1, 190 * MS, "b1")], finish=False)
+    assert ticks == [], "a frame nearer to 200 ms than 190 ms may still come"
+    ticks = feed(aligner, [Msg("camB", 2, 205 * MS, "b2")], finish=False)
+    assert [(t.t_ns, t.members["camB"].data) for t in ticks] == [(200 * MS, "b2")]  # type: ignore[union-attr]
