@@ -146,24 +146,6 @@ def is_up_to_date(cache: Path, name: str, key: str) -> bool:
     return True
 
 
-def stale(entries: Sequence[PackEntry], cache: Path, names: Sequence[str]) -> list[str]:
-    """Of `names`, those the cache lacks or holds from another recipe (build keys compared;
-    files not hashed: cheap enough to ask before every demo)."""
-    keys: dict[str, str] = {}
-    out = []
-    for entry in resolve(entries, names):
-        keys[entry.name] = build_key(entry, [keys[d] for d in entry.depends])
-        if entry.name not in names:
-            continue
-        try:
-            current = mf.load(cache / f"{entry.name}{mf.MANIFEST_SUFFIX}").build_key == keys[entry.name]
-        except mf.ManifestError:
-            current = False
-        if not current:
-            out.append(entry.name)
-    return out
-
-
 def resolve(entries: Sequence[PackEntry], only: Sequence[str] | None) -> list[PackEntry]:
     """Entries to consider, dependencies first. Unknown names raise KeyError."""
     by_name = {e.name: e for e in entries}

@@ -42,7 +42,7 @@ from sensorfuse.engine.cli import run_graph
 from sensorfuse.engine.errors import SensorfuseError, UsageError
 from sensorfuse.perception.encoders import FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL
 from sensorfuse.perception.objects import OBJECT_MODEL
-from sensorfuse.nodes.perceive import DEFAULT_CLASSES
+from sensorfuse.nodes.perceive import DEFAULT_CLASSES, outdated
 from sensorfuse.nodes import demo_objects, demo_report, transcribe_eval
 
 DEMO_SEED = 1_000_042
@@ -143,12 +143,25 @@ def demo_dir() -> Path:
     return mf.default_cache_dir().parent / "demo"
 
 
-def ensure_pack() -> None:
-    from sensorfuse.models.builder import stale
-    from sensorfuse.models.pack import PACK
+def pack_to_build(cache: Path) -> list[str]:
+    """The models the demo needs that `cache` lacks, or holds from an older recipe that
+    perceive cannot use (face models with a batch of 1: `perceive.outdated`). Read from the
+    manifests only: the runtime has none of the build tools `models.pack` imports."""
+    out = []
+    for model in NEEDED:
+        path = cache / f"{model}{mf.MANIFEST_SUFFIX}"
+        try:
+            if path.is_file() and not outdated(model, mf.load(path)):
+                continue
+        except mf.ManifestError:
+            pass
+        out.append(model)
+    return out
 
+
+def ensure_pack() -> None:
     cache = mf.default_cache_dir()
-    missing = stale(PACK, cache, NEEDED)
+    missing = pack_to_build(cache)
     if missing:
         print(f"demo: building the model pack into {cache} (missing or from an older recipe: "
               f"{', '.join(missing)})", flush=True)

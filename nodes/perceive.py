@@ -154,6 +154,12 @@ DEFAULT_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck", "ca
 SOUND_EVENTS = ("alarm", "tone", "noise")
 
 
+def outdated(model: str, manifest: mf.Manifest) -> bool:
+    """A face model built by an older sensorfuse: it takes a batch of 1, and the face
+    pipeline runs its crops in batches (`sensorfuse models build` rebuilds it)."""
+    return model in BATCHED_MODELS and bool(manifest.inputs) and manifest.inputs[0].shape[:1] == [1]
+
+
 def default_heads_dir() -> Path:
     """The heads shipped with the package (models/fusion/data); no torch is imported."""
     return Path(str(importlib.resources.files("sensorfuse.models.fusion") / "data"))
@@ -274,7 +280,7 @@ class PerceiveNode(Node):
                 mf.check_present(manifest_path, manifest)
             except mf.ManifestError as err:
                 raise UsageError(f"cache: {err}") from None
-            if model in BATCHED_MODELS and manifest.inputs and manifest.inputs[0].shape[:1] == [1]:
+            if outdated(model, manifest):
                 raise UsageError(f"cache: {manifest_path} takes a batch of 1 (built by an older sensorfuse; the "
                                  "face pipeline batches its crops): `sensorfuse models build` rebuilds it")
             if model == OBJECT_MODEL and manifest.labels is not None:

@@ -123,9 +123,12 @@ class GraphRun:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The complete lines of a JSONL file, also while a sink is still writing it (a last line
+    without its newline is not there yet)."""
     if not path.exists():
         return []
-    lines = path.read_text().splitlines()
+    text = path.read_text()
+    lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
     return [json.loads(line) for line in lines if line.strip()]
 
 

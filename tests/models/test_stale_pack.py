@@ -1,5 +1,5 @@
 """A cache built by an older sensorfuse is found out before it is used: the demo rebuilds
-what is stale, and perceive refuses face models that take one crop at a time."""
+what it lacks or cannot use, and perceive refuses face models that take one crop at a time."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pytest
 
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.errors import UsageError
-from sensorfuse.models.builder import stale
-from sensorfuse.models.pack import NAMES, PACK
+from sensorfuse.nodes import demo
 from sensorfuse.nodes.perceive import PerceiveNode
 
 
@@ -33,12 +32,13 @@ def edit(cache: Path, name: str, change) -> None:
     path.write_text(json.dumps(doc))
 
 
-def test_stale_names_the_missing_and_the_old_recipe(model_cache: Path, tmp_path: Path) -> None:
-    assert stale(PACK, model_cache, NAMES) == []
+def test_the_demo_rebuilds_what_is_missing_or_takes_one_crop(model_cache: Path, tmp_path: Path) -> None:
+    assert demo.pack_to_build(model_cache) == []
     cache = mirror(model_cache, tmp_path / "c")
-    edit(cache, "face_landmarks", lambda d: d.update(build_key="0" * 24))
+    edit(cache, "face_landmarks", lambda d: d["inputs"][0]["shape"].__setitem__(0, 1))
     (cache / f"silero_vad{mf.MANIFEST_SUFFIX}").unlink()
-    assert stale(PACK, cache, ["blazeface_short", "face_landmarks", "silero_vad"]) == ["face_landmarks", "silero_vad"]
+    (cache / f"nanodet_m_416{mf.MANIFEST_SUFFIX}").write_text("{not json")
+    assert demo.pack_to_build(cache) == ["face_landmarks", "silero_vad", "nanodet_m_416"]
 
 
 def test_perceive_refuses_a_face_model_that_takes_one_crop(model_cache: Path, tmp_path: Path) -> None:
