@@ -102,12 +102,13 @@ from sensorfuse.perception.encoders import (FACE_MODEL, LANDMARK_MODEL, SCENE_MO
 from sensorfuse.perception.features import TickFeatures, warm_up
 from sensorfuse.perception.fusion import STRATEGIES, manifest_path_for
 from sensorfuse.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
-from sensorfuse.perception.queries import QueryMatcher, perceived
+from sensorfuse.perception.observations import Observer
+from sensorfuse.perception.queries import QueryMatcher
 from sensorfuse.perception.query_life import ActiveQueries
 from sensorfuse.perception.objects import (OBJECT_MODEL, ObjectDetector, ObjectsResult, ObjectStage,
                                                   UnknownClass, check_classes)
 from sensorfuse.perception.sound import SoundClassifier
-from sensorfuse.perception.ticks import BadTick, Ref, TickInput, attach_frame, camera_ticks
+from sensorfuse.perception.ticks import BadTick, TickInput, attach_frame, camera_ticks
 
 MS = 1_000_000
 #: the model pack `Encoders` opens
@@ -150,8 +151,6 @@ DEFAULT_RULES: dict[str, RuleParams] = {
 }
 #: Object classes perceive reports unless configured (`classes`): people, animals and vehicles.
 DEFAULT_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck", "cat", "dog")
-#: Sound classes that become `sound.<class>` events (speech has its own events; background is none).
-SOUND_EVENTS = ("alarm", "tone", "noise")
 
 
 def outdated(model: str, manifest: mf.Manifest) -> bool:
@@ -182,21 +181,6 @@ def resolve_head(head: str, heads_dir: Path) -> Path:
     if head not in STRATEGIES:
         raise StartupError(f"head {head!r}: use default, {', '.join(STRATEGIES)} or a manifest path")
     return manifest_path_for(heads_dir, head)
-
-
-def _used(views: Iterable[tuple[Any, TickFeatures, Any]], modalities: tuple[str, ...]) -> tuple[Ref, ...]:
-    """Provenance lists the inputs of the modalities an observation used, no others (each
-    once: the cameras' features share the audio and text refs)."""
-    return tuple(dict.fromkeys(r for _, feats, _ in views for r in feats.refs if r.modality in modalities))
-
-
-def query_key(feats: TickFeatures) -> str:
-    """A query's event key: ``text:<seq>`` typed, ``said:<seq>`` spoken (two streams, two
-    seq counts), ``text:<text>`` for a line without a reference."""
-    ref = feats.text_ref
-    if ref is None:
-        return f"text:{feats.text}"
-    return f"{'said' if feats.said else 'text'}:{ref.seq}"
 
 
 class PerceiveNode(Node):
@@ -315,13 +299,13 @@ class PerceiveNode(Node):
         except ValueError as exc:  # e.g. scene_delay_ms not below scene_period_ms (SceneStage checks)
             raise StartupError(f"perceive: {exc}") from None
         warm_up(self.encoders, labels, p.warmup_frame, **timing)
-        self.queries = ActiveQueries(round(p.query_ttl_ms * MS), p.max_queries, round(p.query_delay_ms * MS))
-        self.matcher = self._query_matcher(labels, Path(p.cache) if p.cache else None) \
+        matcher = self._query_matcher(labels, Path(p.cache) if p.cache else None) \
             if p.query_score == "labels" else None
-        self.last_sound: dict[str, float] = {}
         self.ports = Ports(p.frame_port, p.audio_port, p.text_port, p.said_port)
         rules = {**DEFAULT_RULES, **p.rules}
         self.trackers = {name: EventTracker(r.rule(name)) for name, r in rules.items()}
+        queries = ActiveQueries(round(p.query_ttl_ms * MS), p.max_queries, round(p.query_delay_ms * MS))
+        self.observer = Observer(self.trackers, self.object_stages, matcher, queries, self.perception.text_embedding)
         #: the `scores` record is built only for a graph that listens to it
         self.scores_wired = "scores" in self.ctx.outputs
         self.thresholds = {name: {"on": r.on, "off": r.off} for name, r in rules.items()}
@@ -457,7 +441,7 @@ class PerceiveNode(Node):
         self.ctx.gauge("frames", float(self.perception.frames))
         self.ctx.gauge("audio_blocks", float(self.perception.audio_blocks))
         self.ctx.gauge("ticks", float(first.index + 1))
-        obs = self._observations(views)
+        obs = self.observer.observe(views)
         outs = []
         for i, (camera, feats, scores) in enumerate(views):
             outs += self._outputs(feats, scores, camera, heard=i == 0)
@@ -520,95 +504,6 @@ class PerceiveNode(Node):
         return Out.record("objects", {"tick": feats.index, "t_ns": feats.t_ns, **named,
                                       "frame_t_ns": result.frame_t_ns, "size": list(result.size),
                                       "objects": objects}, feats.t_ns)
-
-    def _observations(self, views: list[tuple[str | None, TickFeatures, dict[str, Any]]]
-                      ) -> dict[str, dict[str, Observation]]:
-        """What each event rule is given this tick: rule -> key -> observation. `views`: per
-        camera (None: the one camera) its features and head scores; what a camera sees is
-        keyed by it (``cam1:track:7``), what is heard and asked once."""
-        obs: dict[str, dict[str, Observation]] = {name: {} for name in self.trackers}
-        for camera, feats, scores in views:
-            self._camera_observations(obs, camera, feats, scores)
-        _, first, first_scores = views[0]
-        sensors = tuple(m for m in ("vision", "audio") if any(f.present[m] for _, f, _ in views))
-        if first.present["audio"]:
-            # no face on any camera is speaking: the least offscreen of the cameras that see
-            offscreen = [float(s["offscreen"][0, 0]) for _, f, s in views if f.present["vision"]] \
-                or [float(first_scores["offscreen"][0, 0])]
-            obs["speech.offscreen"]["offscreen"] = Observation(min(offscreen), sensors, _used(views, sensors),
-                                                               since_ns=first.speech_since_ns)
-            if first.sound_probs is not None:
-                self.last_sound = first.sound_probs
-            for name in SOUND_EVENTS if self.last_sound else ():
-                obs["sound"][name] = Observation(self.last_sound.get(name, 0.0), ("audio",),
-                                                 _used(views, ("audio",)), {"sound": name})
-        if self.matcher is not None:
-            self._query_observations(views, obs["query.match"], sensors)
-        elif first.present["query"] and first.text is not None:
-            text_ref = first.text_ref
-            modalities = ("text", *sensors)
-            obs["query.match"][query_key(first)] = Observation(
-                float(first_scores["relevance"][0, 0]), modalities, _used(views, modalities),
-                {"query": first.text, "text_seq": text_ref.seq if text_ref else None})
-        return obs
-
-    def _camera_observations(self, obs: dict[str, dict[str, Observation]], camera: str | None,
-                             feats: TickFeatures, scores: dict[str, Any]) -> None:
-        """Faces, speakers and objects one camera sees."""
-        prefix, named = (f"{camera}:", {"camera": camera}) if camera is not None else ("", {})
-        sensors = tuple(m for m in ("vision", "audio") if feats.present[m])
-        used = _used([(camera, feats, scores)], ("vision",))
-        boxes = {f.track_id: f.box for f in feats.faces}
-        if feats.present["vision"]:
-            for f in feats.faces:  # a face's score is its detector confidence
-                obs["face"][f"{prefix}track:{f.track_id}"] = Observation(
-                    f.score, ("vision",), used, {"track_id": f.track_id, "box": f.box, **named})
-            for i, tid in enumerate(feats.slot_ids):
-                obs["speaker.active"][f"{prefix}track:{tid}"] = Observation(
-                    float(scores["speaking"][0, i]), sensors, _used([(camera, feats, scores)], sensors),
-                    {"track_id": tid, "box": boxes[tid], **named}, feats.speech_since_ns)
-        else:  # no frame this tick: keep the camera's faces as they were last seen rather than ending them
-            face = self.trackers["face"]
-            for key in face.active:
-                last = face.last_observation(key)
-                if last is not None and key.startswith(f"{prefix}track:"):
-                    obs["face"][key] = last
-        stage = self.object_stages.get(camera)
-        current = stage.current if stage is not None else None
-        for o in current.objects if current is not None else ():  # the last result holds until the next
-            obs["object"][f"{prefix}track:{o.track_id}"] = Observation(
-                o.score, ("vision",), used, {"class": o.label, "track_id": o.track_id, "box": o.box, **named})
-
-    def _query_observations(self, views: list[tuple[str | None, TickFeatures, dict[str, Any]]],
-                            out: dict[str, Observation], sensors: tuple[str, ...]) -> None:
-        """Every live query scored by the label-space matcher (`sensorfuse.perception.queries`)
-        against what any camera sees and what is heard."""
-        assert self.matcher is not None
-        _, feats, _ = views[0]
-        if feats.present["query"] and feats.text is not None:
-            ref = feats.text_ref
-            self.queries.offer(ref.t_ns if ref else feats.t_ns, query_key(feats), feats.text, ref)
-        live = self.queries.live(feats.t_ns)
-        if not live:
-            return
-        objects = [(o.label, o.score) for stage in self.object_stages.values() if stage.current is not None
-                   for o in stage.current.objects]
-        scene: dict[str, float] = {}
-        for _, f, _ in views:
-            for name, p in f.scene_top or ():
-                scene[name] = max(scene.get(name, 0.0), p)
-        now = perceived(objects=objects, faces=[f.score for _, v, _ in views for f in v.faces],
-                        speech_prob=feats.speech_prob, in_speech=feats.in_speech, sounds=self.last_sound,
-                        scene_top=list(scene.items()) if any(f.scene_top is not None for _, f, _ in views) else None)
-        modalities = ("text", *sensors)
-        all_refs = {r for _, f, _ in views for r in f.refs}
-        for query in live:
-            referents = self.matcher.referents(query.text, self.perception.text_embedding(query.text))
-            # the line of this tick is among its refs; an older query's line is added after them
-            refs = _used(views, modalities) if query.ref is None or query.ref in all_refs \
-                else (*_used(views, sensors), query.ref)
-            out[query.key] = Observation(self.matcher.score(referents, now), modalities, refs,
-                                         {"query": query.text, "text_seq": query.ref.seq if query.ref else None})
 
     def _events(self, t_ns: int, obs: dict[str, dict[str, Observation]]) -> list[Out]:
         outs = []
