@@ -4,8 +4,8 @@ Matching rules (all times are the session's capture times):
 
 - ``speaker.active``: an event is right when its start falls inside a ``speaker_visible``
   interval (widened by `slack_ns` before the start, since the event is stamped at the
-  first tick above threshold) AND its face box overlaps that subject's true box at that
-  time (IoU >= 0.3) — it names the right face. Recall: intervals with a right event.
+  first tick above threshold) AND its face box overlaps that subject's true box when the
+  event was published (its ``t_ns``, within the interval; IoU >= 0.3) — it names the right face. Recall: intervals with a right event.
 - ``speech.offscreen``: start inside an ``offscreen_speech`` interval (same slack).
 - ``query.match``: the event's text `seq` points at a ``query`` label whose target (speech
   for "who is speaking?", the cat, the named object) is present at some time in the
@@ -119,7 +119,10 @@ def score_events(events: Iterable[dict[str, Any]], labels: list[dict[str, Any]],
                 if not r["start_ns"] - SLACK_NS <= e["start_ns"] < r["end_ns"]:
                     continue
                 if "subject" in r:
-                    true_box = _box_at(boxes, times, max(e["start_ns"], r["start_ns"]), r["subject"])
+                    # the event's box is the one seen when it was published (`t_ns`; its start
+                    # may be dated earlier): a moving face is compared where it was then
+                    seen_ns = min(max(e.get("t_ns", e["start_ns"]), r["start_ns"]), r["end_ns"] - 1)
+                    true_box = _box_at(boxes, times, seen_ns, r["subject"])
                     box = e.get("subject", {}).get("box")
                     if true_box is None or box is None or iou(np.asarray(box), np.asarray(true_box)) < 0.3:
                         continue
