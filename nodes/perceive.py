@@ -107,7 +107,7 @@ from sensorfuse.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, 
 from sensorfuse.perception.queries import QueryMatcher, perceived
 from sensorfuse.perception.query_life import ActiveQueries
 from sensorfuse.perception.objects import (OBJECT_MODEL, ObjectDetector, ObjectsResult, ObjectStage,
-                                                  UnknownClass, check_classes)
+                                                  UnknownClass, check_classes, default_tiles_per_run)
 from sensorfuse.perception.sound import SoundClassifier
 from sensorfuse.perception.ticks import BadTick, Ref, TickInput, attach_frame, camera_ticks
 
@@ -225,7 +225,7 @@ class PerceiveNode(Node):
         objects_delay_ms: NonNegativeFloat = 300.0
         #: how many of the frame's 4 overlapping quarters each detector run adds to the whole
         #: frame (small subjects; in rotation when fewer than 4; 0: whole frame only); default:
-        #: all 4 with one camera, 4 // cameras (at least 1) with several
+        #: all 4 with one camera, none with several (`tiles_per_run`)
         objects_tiles: int | None = None
         objects_min_score: Probability | None = None  # default: the detector manifest's min_score
         #: what scores a text query: "labels" (what it is about, perceived now: docs/queries.md)
@@ -256,6 +256,10 @@ class PerceiveNode(Node):
                 raise param_error("objects_delay_ms",
                                   f"an objects delay below objects_period_ms ({self.objects_period_ms})",
                                   self.objects_delay_ms)
+
+        def tiles_per_run(self, cameras: int) -> int:
+            """Object tiles each camera's runs add: `objects_tiles`, else `default_tiles_per_run`."""
+            return self.objects_tiles if self.objects_tiles is not None else default_tiles_per_run(cameras)
 
     inputs = {
         "ticks": InputSpec(kind="record", policy="drop_oldest", queue=8),
@@ -373,10 +377,10 @@ class PerceiveNode(Node):
             detector = ObjectDetector(mf.find_manifest(OBJECT_MODEL, cache))
             ids = itertools.count(1)  # an object track id names one object on one camera
             cameras = p.cameras or [None]
-            tiles = p.objects_tiles if p.objects_tiles is not None else max(1, object_tiles.COUNT // len(cameras))
             return {camera: ObjectStage(detector, p.classes, period_ns=round(p.objects_period_ms * MS),
                                         delay_ns=round(p.objects_delay_ms * MS), min_score=p.objects_min_score,
-                                        executor=self.objects_worker, ids=ids, tiles_per_run=tiles)
+                                        executor=self.objects_worker, ids=ids,
+                                        tiles_per_run=p.tiles_per_run(len(cameras)))
                     for camera in cameras}
         except (UnknownClass, mf.ManifestError) as exc:
             raise StartupError(f"perceive: {exc}") from None

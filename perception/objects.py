@@ -38,6 +38,10 @@ OBJECT_MODEL = "nanodet_m_416"
 MAX_MISSED = 2
 #: Tiles each run adds to the whole frame (`object_tiles`): all 4, 5 detector runs in all.
 TILES_PER_RUN = object_tiles.COUNT
+def default_tiles_per_run(cameras: int) -> int:
+    """Tiles per run for each of `cameras` cameras on one worker: all 4 with one camera;
+    none with several (their whole frames already share the one worker; docs/objects.md)."""
+    return object_tiles.COUNT if cameras <= 1 else 0
 
 
 class UnknownClass(ValueError):

@@ -1,5 +1,6 @@
 """Object detector tiles: the quarters, tile boxes back in frame pixels, the merge, the
-rotation, and a small subject the whole frame misses found through a tile."""
+rotation, the default per camera count, and a small subject the whole frame misses found
+through a tile."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from sensorfuse.engine import manifest as mf
 from sensorfuse.models import media
 from sensorfuse.perception import object_tiles
-from sensorfuse.perception.objects import OBJECT_MODEL, ObjectDetector
+from sensorfuse.nodes.perceive import PerceiveNode
+from sensorfuse.perception.objects import OBJECT_MODEL, ObjectDetector, default_tiles_per_run
 from sensorfuse.perception.prepost import nanodet
 from sensorfuse.perception.tracking import iou
 
@@ -85,3 +87,10 @@ def test_a_small_person_is_found_through_a_tile(model_cache: Path) -> None:
     found = people(detector.detect(frame, tiles))
     assert len(found) == 1
     assert iou(np.asarray(found[0]), np.array([220, 150, 244, 174])) > 0.7
+
+
+def test_default_tiles_are_for_one_camera() -> None:
+    assert [default_tiles_per_run(n) for n in (1, 2, 3, 4, 8)] == [4, 0, 0, 0, 0]
+    assert PerceiveNode.Params(cameras=["a", "b"]).tiles_per_run(2) == 0
+    assert PerceiveNode.Params(cameras=["a", "b"], objects_tiles=2).tiles_per_run(2) == 2
+    assert PerceiveNode.Params(objects_tiles=0).tiles_per_run(1) == 0
