@@ -191,12 +191,13 @@ def bare_loop(session: Path, cameras: int, *, paced: bool = False) -> dict[str, 
     worker, objects_worker = ThreadPoolExecutor(max_workers=1), ThreadPoolExecutor(max_workers=1)
     perception = CameraSet(encoders, labels, names, scene_executor=worker)
     head = FusionHead(resolve_head("default", default_heads_dir()))
-    # the object stages as perceive runs them (its defaults: classes, period, delay), one per camera
+    # the object stages as perceive runs them (its defaults: classes, period, delay, tiles), one per camera
     params = PerceiveNode.Params()
     detector = ObjectDetector(mf.find_manifest(OBJECT_MODEL, None))
     ids = itertools.count(1)
     stages = [ObjectStage(detector, params.classes, period_ns=round(params.objects_period_ms * 1e6),
-                          delay_ns=round(params.objects_delay_ms * 1e6), executor=objects_worker, ids=ids)
+                          delay_ns=round(params.objects_delay_ms * 1e6), executor=objects_worker, ids=ids,
+                          tiles_per_run=params.tiles_per_run(len(names)))
               for _ in names]
     per_tick = []
     t0 = time.perf_counter()

@@ -43,7 +43,8 @@ Every output's record schema ships in `sensorfuse.engine.schemas` (docs/protocol
 Rates: face detector + landmarks every frame, scene encoder every ``scene_period_ms``
 of event time on a worker thread (its result enters at the first tick ``scene_delay_ms``
 of event time after its frame, so it never lengthens a tick), object detector the same way
-every ``objects_period_ms`` (off with ``classes: []``), VAD on each new audio
+every ``objects_period_ms`` (the whole frame and ``objects_tiles`` of its quarters; off with
+``classes: []``), VAD on each new audio
 sample once, text encoder once per distinct line, sound-event classifier every
 ``sound_period_ms``, fusion head every tick. Everything runs on event time: replay gives
 the same outputs as live, at any rate.
@@ -95,7 +96,8 @@ from sensorfuse.engine.events import EventRule, EventTracker, Observation
 from sensorfuse.engine.inference import NonFiniteOutput
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
 from sensorfuse.engine.params import NonNegativeFloat, PositiveFloat, PositiveInt, Probability, param_error
-from sensorfuse.perception import Encoders, FusionHead, Perception, Ports, label_embeddings, tick_from_record
+from sensorfuse.perception import (Encoders, FusionHead, Perception, Ports, label_embeddings, object_tiles,
+                                   tick_from_record)
 from sensorfuse.perception.cameras import CameraSet
 from sensorfuse.perception.encoders import (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL,
                                                    to_rgb)
@@ -106,7 +108,7 @@ from sensorfuse.perception.observations import Observer
 from sensorfuse.perception.queries import QueryMatcher
 from sensorfuse.perception.query_life import ActiveQueries
 from sensorfuse.perception.objects import (OBJECT_MODEL, ObjectDetector, ObjectsResult, ObjectStage,
-                                                  UnknownClass, check_classes)
+                                                  UnknownClass, check_classes, default_tiles_per_run)
 from sensorfuse.perception.sound import SoundClassifier
 from sensorfuse.perception.ticks import BadTick, TickInput, attach_frame, camera_ticks
 
@@ -208,7 +210,13 @@ class PerceiveNode(Node):
         rules: dict[str, RuleParams] = {}
         classes: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CLASSES))  # [] turns objects off
         objects_period_ms: PositiveFloat = 333.0
-        objects_delay_ms: NonNegativeFloat = 200.0
+        #: a run with its tiles takes ~220 ms on one core (docs/objects.md): a result due before
+        #: its run is done holds the ticks up
+        objects_delay_ms: NonNegativeFloat = 300.0
+        #: how many of the frame's 4 overlapping quarters each detector run adds to the whole
+        #: frame (small subjects; in rotation when fewer than 4; 0: whole frame only); default:
+        #: all 4 with one camera, none with several (`tiles_per_run`)
+        objects_tiles: int | None = None
         objects_min_score: Probability | None = None  # default: the detector manifest's min_score
         #: what scores a text query: "labels" (what it is about, perceived now: docs/queries.md)
         #: or "head" (the fusion head's relevance, the tick's own text only)
@@ -232,10 +240,16 @@ class PerceiveNode(Node):
             if self.query_ttl_ms and self.query_delay_ms >= self.query_ttl_ms:
                 raise param_error("query_delay_ms", f"a query delay below query_ttl_ms ({self.query_ttl_ms})",
                                   self.query_delay_ms)
+            if self.objects_tiles is not None and not 0 <= self.objects_tiles <= object_tiles.COUNT:
+                raise param_error("objects_tiles", f"0..{object_tiles.COUNT} tiles per run", self.objects_tiles)
             if self.objects_delay_ms >= self.objects_period_ms:
                 raise param_error("objects_delay_ms",
                                   f"an objects delay below objects_period_ms ({self.objects_period_ms})",
                                   self.objects_delay_ms)
+
+        def tiles_per_run(self, cameras: int) -> int:
+            """Object tiles each camera's runs add: `objects_tiles`, else `default_tiles_per_run`."""
+            return self.objects_tiles if self.objects_tiles is not None else default_tiles_per_run(cameras)
 
     inputs = {
         "ticks": InputSpec(kind="record", policy="drop_oldest", queue=8),
@@ -352,10 +366,12 @@ class PerceiveNode(Node):
         try:
             detector = ObjectDetector(mf.find_manifest(OBJECT_MODEL, cache))
             ids = itertools.count(1)  # an object track id names one object on one camera
+            cameras = p.cameras or [None]
             return {camera: ObjectStage(detector, p.classes, period_ns=round(p.objects_period_ms * MS),
                                         delay_ns=round(p.objects_delay_ms * MS), min_score=p.objects_min_score,
-                                        executor=self.objects_worker, ids=ids)
-                    for camera in (p.cameras or [None])}
+                                        executor=self.objects_worker, ids=ids,
+                                        tiles_per_run=p.tiles_per_run(len(cameras)))
+                    for camera in cameras}
         except (UnknownClass, mf.ManifestError) as exc:
             raise StartupError(f"perceive: {exc}") from None
 

@@ -9,6 +9,10 @@ in event-time order, so track ids are the same live, in replay and at any rate.
 Only the configured classes are kept (`classes`; names as in the model's labels file,
 docs/objects.md); each class has its own IoU tracker, all drawing ids from one counter,
 so a track id names one object whatever its class.
+
+Small subjects: besides the whole frame, each run looks at the frame's overlapping
+quarters (`object_tiles`, `tiles_per_run` of them, in rotation when fewer than 4), where
+they are seen at 1.6× the scale.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 
 from sensorfuse.engine import inference
 from sensorfuse.engine import manifest as mf
+from sensorfuse.perception import object_tiles
 from sensorfuse.perception.prepost import imagenet, nanodet
 from sensorfuse.perception.tracking import IouTracker
 from sensorfuse.perception.worker import EventTimeWorker
@@ -31,6 +36,12 @@ from sensorfuse.perception.worker import EventTimeWorker
 OBJECT_MODEL = "nanodet_m_416"
 #: Runs an object may go undetected before its track ends (at 3 runs/s: about a second).
 MAX_MISSED = 2
+#: Tiles each run adds to the whole frame (`object_tiles`): all 4, 5 detector runs in all.
+TILES_PER_RUN = object_tiles.COUNT
+def default_tiles_per_run(cameras: int) -> int:
+    """Tiles per run for each of `cameras` cameras on one worker: all 4 with one camera;
+    none with several (their whole frames already share the one worker; docs/objects.md)."""
+    return object_tiles.COUNT if cameras <= 1 else 0
 
 
 class UnknownClass(ValueError):
@@ -78,7 +89,18 @@ class ObjectDetector:
         self.pre, self.post = pre, post
         self.labels = imagenet.load_labels(manifest_path.parent / manifest.labels.file)
 
-    def detect(self, rgb: np.ndarray) -> nanodet.Detections:
+    def detect(self, rgb: np.ndarray, tiles: Sequence[object_tiles.Tile] = ()) -> nanodet.Detections:
+        """Detections on the whole frame and, when given, its `tiles` (merged: `object_tiles`),
+        in frame pixels, best first. The graph takes one image a call (its batch and resize
+        sizes are fixed at 1 and 416), so the tiles run one after the other."""
+        found = self._detect_one(rgb)
+        if not tiles:
+            return found
+        parts = [found] + [object_tiles.from_tile(self._detect_one(np.ascontiguousarray(rgb[y0:y1, x0:x1])),
+                                                  (x0, y0, x1, y1)) for x0, y0, x1, y1 in tiles]
+        return object_tiles.merge(parts, self.post.iou_threshold, self.post.max_detections)
+
+    def _detect_one(self, rgb: np.ndarray) -> nanodet.Detections:
         tensor, placement = nanodet.letterbox(rgb, self.pre)
         return nanodet.postprocess(self.model.run({"image": tensor}), placement, self.pre, self.post)
 
@@ -88,9 +110,15 @@ class ObjectStage:
 
     def __init__(self, detector: ObjectDetector, classes: Sequence[str], *, period_ns: int, delay_ns: int,
                  min_score: float | None = None, executor: Executor | None = None,
-                 ids: Iterator[int] | None = None) -> None:
-        """`ids`: where track ids come from (stages of several cameras share one)."""
+                 ids: Iterator[int] | None = None, tiles_per_run: int = TILES_PER_RUN) -> None:
+        """`ids`: where track ids come from (stages of several cameras share one);
+        `tiles_per_run`: how many of the frame's 4 tiles each run adds to the whole frame, in
+        rotation (0: the whole frame only; 4: every tile every run)."""
+        if not 0 <= tiles_per_run <= object_tiles.COUNT:
+            raise ValueError(f"tiles per run must be 0..4, got {tiles_per_run}")
         self.detector = detector
+        self.tiles_per_run = tiles_per_run
+        self.runs = 0  # detector runs started (the tile rotation)
         self.class_ids = set(check_classes(classes, detector.labels))
         self.min_score = min_score if min_score is not None else detector.post.min_score
         self.worker = EventTimeWorker(self._run, period_ns=period_ns, delay_ns=delay_ns, executor=executor,
@@ -111,7 +139,12 @@ class ObjectStage:
         return self.current
 
     def _run(self, t_ns: int, rgb: np.ndarray) -> tuple[int, tuple[int, int], nanodet.Detections]:
-        return t_ns, (rgb.shape[0], rgb.shape[1]), self.detector.detect(rgb)
+        # Runs one at a time in start order (a run starts only after the last result entered),
+        # so the rotation is the same live, in replay and at any rate.
+        height, width = rgb.shape[:2]
+        tiles = object_tiles.tiles_now(object_tiles.quarter_tiles(height, width), self.runs, self.tiles_per_run)
+        self.runs += 1
+        return t_ns, (height, width), self.detector.detect(rgb, tiles)
 
     def _track(self, t_ns: int, size: tuple[int, int], found: nanodet.Detections) -> ObjectsResult:
         height, width = size

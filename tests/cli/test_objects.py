@@ -37,3 +37,9 @@ def test_run_refuses_an_unknown_class_naming_the_closest(model_cache: Path, tmp_
     line = refused("run", "live", "--classes", "persn,car", "--duration", "1", "--run-dir", str(tmp_path / "run"),
                    env={mf.CACHE_ENV: str(model_cache)})
     assert "node perceive: classes: unknown object class 'persn' (closest: person" in line
+
+
+def test_run_refuses_tiles_out_of_range(tmp_path: Path) -> None:
+    line = refused("run", "live", "--set", "perceive.objects_tiles=7", "--duration", "1",
+                   "--run-dir", str(tmp_path / "run"))
+    assert line == "sensorfuse: graph live: node perceive: objects_tiles: expected 0..4 tiles per run, got 7"

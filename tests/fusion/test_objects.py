@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.errors import StartupError
 from sensorfuse.engine.node import Out
+from sensorfuse.perception import object_tiles
 from sensorfuse.perception.objects import ObjectStage, UnknownClass, check_classes
 from sensorfuse.perception.prepost import nanodet
 from sensorfuse.engine.testing import NodeHarness
@@ -34,8 +36,10 @@ class FakeDetector:
 
     def __init__(self, script: list[list[tuple[int, list[float], float]]]) -> None:
         self.script = list(script)
+        self.tiles: list[list[tuple[int, int, int, int]]] = []  # the tiles of each run
 
-    def detect(self, rgb: np.ndarray) -> nanodet.Detections:
+    def detect(self, rgb: np.ndarray, tiles: Sequence[tuple[int, int, int, int]] = ()) -> nanodet.Detections:
+        self.tiles.append(list(tiles))
         found = self.script.pop(0)
         return nanodet.Detections(np.array([b for _, b, _ in found], float).reshape(-1, 4),
                                   np.array([s for _, _, s in found], float), np.array([c for c, _, _ in found], int))
@@ -58,6 +62,19 @@ def test_results_enter_at_the_delay_and_tracks_keep_their_ids() -> None:
     assert [(o.label, o.track_id, o.box) for o in fresh[400].objects] == [("person", 1, [14.0, 12.0, 54.0, 92.0])]
     assert fresh[700].objects == []
     assert stage.current is fresh[700]
+    assert detector.tiles == [object_tiles.quarter_tiles(120, 240)] * 4  # every tile every run by default
+
+
+def test_tiles_rotate_one_run_after_the_other() -> None:
+    detector = FakeDetector([[]] * 6)
+    stage = ObjectStage(detector, ["person"], period_ns=300 * MS, delay_ns=100 * MS, tiles_per_run=1)
+    frame = np.zeros((240, 320, 3), np.uint8)
+    for t in range(0, 1800, 50):
+        stage.step(t * MS, frame)
+    quarters = object_tiles.quarter_tiles(240, 320)
+    assert detector.tiles == [[quarters[i % 4]] for i in range(6)]
+    with pytest.raises(ValueError, match="tiles per run must be 0..4"):
+        ObjectStage(detector, ["person"], period_ns=300 * MS, delay_ns=100 * MS, tiles_per_run=5)
 
 
 def test_unknown_class_names_the_closest_known_ones() -> None:
