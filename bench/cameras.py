@@ -12,7 +12,8 @@ microphone) is replayed three ways, side by side in one run:
 - bare: the batched perceive's work in this process, no sockets (`CameraSet`, the fusion
   head and perceive's object stages on ticks cut beforehand): the ceiling.
 
-Both graphs drop what is not perception (transcribe, recorder, console, event sinks) and
+Objects run without tiles in all three (`OBJECT_TILES`: like for like). Both graphs drop
+what is not perception (transcribe, recorder, console, event sinks) and
 add a JSONL sink per detections stream and per camera stream (publish times). frames/s =
 camera frames perceived / (last detection publish − first frame publish); latency = a
 frame's detections publish − the frame's publish by the player. Memory: the peak RSS of
@@ -58,6 +59,9 @@ from sensorfuse.replay import sample  # noqa: E402
 from sensorfuse.replay.player import PlayerNode  # noqa: E402
 
 PERCEPTION_ONLY = ("transcribe", "console", "events", "transcripts", "frames", "recorder")
+#: object tiles per run in all three variants: like for like (perceive's default tiles one
+#: camera only, so a perceive per camera would run 5 detector passes where the batched one runs 1)
+OBJECT_TILES = 0
 
 
 def make_session(work: Path, cameras: int, duration_s: float, size: tuple[int, int]) -> Path:
@@ -83,7 +87,7 @@ def batched_graph(session: Path, work: Path, cameras: int, rate: str, threads: i
     decl = demo.demo_graph(session, work, rate=rate if rate == "max" else float(rate), cameras=cameras, quiet=True)
     if cameras == 1:
         demo.with_cameras(decl, 1)  # the same graph shape as N > 1: frames embedded, perceive `cameras`
-    decl["nodes"]["perceive"]["params"]["threads"] = threads
+    decl["nodes"]["perceive"]["params"].update(threads=threads, objects_tiles=OBJECT_TILES)
     _sinks(decl, work, ["perceive/detections"], cameras)
     return decl
 
@@ -105,6 +109,7 @@ def separate_graph(session: Path, work: Path, cameras: int) -> dict[str, Any]:
         p["inputs"] = {"ticks": {**p["inputs"]["ticks"], "stream": f"align{k}/ticks"},
                        "frame": {**p["inputs"]["frame"], "stream": f"{camera}/frame"}}
         p["outputs"] = {"detections": f"perceive{k}/detections"}
+        p.setdefault("params", {})["objects_tiles"] = OBJECT_TILES
         nodes[f"align{k}"], nodes[f"perceive{k}"] = a, p
     _sinks(decl, work, [f"perceive{k}/detections" for k in range(cameras)], cameras)
     return decl
@@ -191,13 +196,13 @@ def bare_loop(session: Path, cameras: int, *, paced: bool = False) -> dict[str, 
     worker, objects_worker = ThreadPoolExecutor(max_workers=1), ThreadPoolExecutor(max_workers=1)
     perception = CameraSet(encoders, labels, names, scene_executor=worker)
     head = FusionHead(resolve_head("default", default_heads_dir()))
-    # the object stages as perceive runs them (its defaults: classes, period, delay, tiles), one per camera
+    # the object stages as perceive runs them (its defaults: classes, period, delay), one per camera
     params = PerceiveNode.Params()
     detector = ObjectDetector(mf.find_manifest(OBJECT_MODEL, None))
     ids = itertools.count(1)
     stages = [ObjectStage(detector, params.classes, period_ns=round(params.objects_period_ms * 1e6),
                           delay_ns=round(params.objects_delay_ms * 1e6), executor=objects_worker, ids=ids,
-                          tiles_per_run=params.tiles_per_run(len(names)))
+                          tiles_per_run=OBJECT_TILES)
               for _ in names]
     per_tick = []
     t0 = time.perf_counter()
