@@ -97,10 +97,7 @@ def separate_graph(session: Path, work: Path, cameras: int) -> dict[str, Any]:
     decl = demo.demo_graph(session, work, rate="max", quiet=True)
     nodes = decl["nodes"]
     names = demo.camera_names(cameras)
-    player = nodes["player"]
-    player["params"]["streams"] = [*(f"{c}/frame" for c in names), *player["params"]["streams"][1:]]
-    player["outputs"] = {**{f"{c}/frame": f"{c}/frame" for c in names},
-                         **{k: v for k, v in player["outputs"].items() if k != "cam0/frame"}}
+    demo.replay_cameras(decl, cameras)
     align, perceive = nodes.pop("align"), nodes.pop("perceive")
     for k, camera in enumerate(names):
         a, p = json.loads(json.dumps(align)), json.loads(json.dumps(perceive))

@@ -117,16 +117,22 @@ def demo_graph(session: Path, out_dir: Path, *, rate: str | float = "max", cache
     return decl
 
 
+def replay_cameras(decl: dict[str, Any], cameras: int) -> None:
+    """The demo graph's player replays cam0..camN-1 (instead of cam0 alone)."""
+    names = camera_names(cameras)
+    player = decl["nodes"]["player"]
+    player["params"]["streams"] = [*(f"{c}/frame" for c in names), *player["params"]["streams"][1:]]
+    player["outputs"] = {**{f"{c}/frame": f"{c}/frame" for c in names},
+                         **{k: v for k, v in player["outputs"].items() if k != "cam0/frame"}}
+
+
 def with_cameras(decl: dict[str, Any], cameras: int) -> None:
     """The demo graph with `cameras` cameras: the player replays cam0..camN-1, the aligner
     ticks on cam0 and embeds every camera's frame in the tick (one tick stream carries
     them all, docs/time.md "Several cameras"), one perceive perceives them all."""
     nodes = decl["nodes"]
     names = camera_names(cameras)
-    player = nodes["player"]
-    player["params"]["streams"] = [*(f"{c}/frame" for c in names), *player["params"]["streams"][1:]]
-    player["outputs"] = {**{f"{c}/frame": f"{c}/frame" for c in names},
-                         **{k: v for k, v in player["outputs"].items() if k != "cam0/frame"}}
+    replay_cameras(decl, cameras)
     align = nodes["align"]
     frame = align["params"]["streams"].pop("frame")
     queue = align["inputs"].pop("frame")
@@ -214,14 +220,22 @@ def last_frame_ns(path: Path) -> int | None:
         return max((m.log_time for m in reader.iter_messages(["cam0/frame"])), default=None)
 
 
-def read_truth(path: Path, camera: str = "cam0") -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]],
-                                                         dict[int, int]]:
-    """Labels, per-frame true boxes of `camera` (by t_ns) and text capture times (by seq)
-    of a session (a one-camera session's boxes name no camera: they are cam0's)."""
+def read_truth(path: Path) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]], dict[int, int]]:
+    """Labels, per-frame true boxes of cam0 (by t_ns) and text capture times (by seq) of a session."""
+    labels, boxes, texts = read_camera_truth(path)
+    return labels, boxes.get("cam0", {}), texts
+
+
+def read_camera_truth(path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[int, list[dict[str, Any]]]],
+                                               dict[int, int]]:
+    """`read_truth` with every camera's boxes (camera → t_ns → boxes), in one pass over the
+    log (a one-camera session's boxes name no camera: they are cam0's)."""
     from sensorfuse.replay.mcap_io import LogReader
     from sensorfuse.engine import wire
 
-    labels, boxes, texts = [], {}, {}
+    labels: list[dict[str, Any]] = []
+    boxes: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    texts: dict[int, int] = {}
     with LogReader(path) as reader:
         for msg in reader.iter_messages(["labels", "labels/boxes", "text/in"]):
             header, _, payload = msg.decode()
@@ -231,8 +245,8 @@ def read_truth(path: Path, camera: str = "cam0") -> tuple[list[dict[str, Any]], 
             record = wire.decode_record(payload)
             if header.stream == "labels":
                 labels.append(record)
-            elif record.get("camera", "cam0") == camera:
-                boxes[header.t_ns] = record["boxes"]
+            else:
+                boxes.setdefault(record.get("camera", "cam0"), {})[header.t_ns] = record["boxes"]
     return labels, boxes, texts
 
 
@@ -260,7 +274,8 @@ def summarize(session: Path, out_dir: Path, run_dir: Path, classes: list[str] | 
     of a finished demo run; with several `cameras` also per camera (`per_camera`)."""
     events = _jsonl(out_dir / OUTPUTS["events"])
     frames = {f["t_ns"]: f["t_pub_ns"] for f in _jsonl(out_dir / OUTPUTS["frames"])}
-    labels, boxes, texts = read_truth(session)
+    labels, all_boxes, texts = read_camera_truth(session)
+    boxes = all_boxes.get("cam0", {})
     replayed_until = max(frames, default=None)
     last_frame = last_frame_ns(session)
     cut_short = replayed_until is None or (last_frame is not None and replayed_until < last_frame)
@@ -273,7 +288,7 @@ def summarize(session: Path, out_dir: Path, run_dir: Path, classes: list[str] | 
         wanted = DEFAULT_CLASSES if classes is None else classes
         if cameras > 1:
             names = camera_names(cameras)
-            camera_boxes = {c: boxes if c == "cam0" else read_truth(session, c)[1] for c in names}
+            camera_boxes = {c: all_boxes.get(c, {}) for c in names}
             scores, per_camera = demo_report.score_cameras([e["record"] for e in events], truth, camera_boxes, texts)
             by_camera = [demo_objects.score_objects([r for r in results if r.get("camera") == c], camera_boxes[c],
                                                     wanted) for c in names]

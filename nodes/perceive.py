@@ -405,8 +405,13 @@ class PerceiveNode(Node):
         """A multi-camera tick per camera; a frame sent by reference cannot be joined here
         (one `frame` input): counted, and that camera has no vision this tick."""
         ticks = camera_ticks(record, self.ports, self.params.cameras)
+        members = record.get("members") or {}
         for camera, tick in zip(self.params.cameras, ticks):
-            if tick.frame_wanted is not None:
+            if camera not in members:  # the aligner has no such port: a wiring mistake, not a missing frame
+                self.ctx.reject(stream, "camera_not_in_tick",
+                                f"tick {tick.index}: no member {camera!r} (the tick has {', '.join(members) or 'none'})")
+                tick.status["vision"] = "camera_not_in_tick"
+            elif tick.frame_wanted is not None:
                 self.ctx.reject(stream, "frame_not_embedded",
                                 f"tick {tick.index}: camera {camera!r} sent its frame by reference; "
                                 "several cameras need `embed: true` on the aligner's frame streams")

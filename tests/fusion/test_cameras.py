@@ -126,3 +126,16 @@ def test_frames_sent_by_reference_are_counted_not_joined(model_cache: Path, shor
     detections = records(out + h.finish(), "perceive/detections")
     assert [d["camera"] for d in detections] == ["camA"] * 3
     assert h.ctx.rejected.get(("align/ticks", "frame_not_embedded")) == 3
+
+
+def test_a_camera_the_ticks_do_not_carry_is_counted(model_cache: Path, short_ticks: list[dict[str, Any]]) -> None:
+    """A `cameras` name the aligner has no port for (a typo) is counted on every tick, not
+    taken for a camera that lost its frames."""
+    h = NodeHarness(PerceiveNode, {"cache": str(model_cache), "cameras": ["camA", "camZ"]}, name="perceive",
+                    streams=STREAMS)
+    out = []
+    for record in [two_cameras(t) for t in short_ticks[:3]]:
+        out += h.send("ticks", Out.record("ticks", record, record["t_ns"]))
+    detections = records(out + h.finish(), "perceive/detections")
+    assert [d["camera"] for d in detections] == ["camA"] * 3
+    assert h.ctx.rejected.get(("align/ticks", "camera_not_in_tick")) == 3
