@@ -242,7 +242,14 @@ def test_relay_moves_when_its_host_goes(cluster: SimpleNamespace, tmp_path: Path
             raise AssertionError(f"{exc}: {run.node('relay')}\n{run.stderr()}") from None
         assert moved_status["nodes"]["relay"]["host"] not in hosts.values()
         assert "lost" in moved_status["nodes"]["relay"]["last_error"], moved_status["nodes"]["relay"]
-        resumed = wait_for(lambda: len(read_jsonl(out)) >= before + 40 and run.status(), 60, "the sink to resume")
+        def sink_counted() -> dict[str, Any] | None:
+            """The status once the sink's own counters (written with its heartbeats, so behind
+            its file) show the 40 frames past the move."""
+            st = run.status()
+            got = (((st or {}).get("nodes", {}).get("sink") or {}).get("streams", {}).get("relay/frame") or {})
+            return st if len(read_jsonl(out)) >= before + 40 and got.get("received", 0) >= before + 40 else None
+
+        resumed = wait_for(sink_counted, 60, "the sink to resume")
         sink_in = resumed["nodes"]["sink"]["streams"]["relay/frame"]
         assert sink_in["lost"] > 0, sink_in  # frames sent while the relay was gone: counted
         assert not sockets_beyond_loopback(), sockets_beyond_loopback()
