@@ -17,6 +17,12 @@ confirmation, landmark tracking, the IoU tracker) — on generated 640×480 clip
   minute are face-frames (a face published in one frame) and `face.appeared` events (the
   perceive node's face rule: score ≥ 0.5 held for 150 ms) per minute of clip time.
 
+Beside the faces the perceive node's object stage runs on every clip (NanoDet with its
+tiles, the default classes, every 333 ms of clip time, entering 300 ms after its frame),
+and each face is also judged by the node's face veto (`observations.face_on_object`: a
+face on a tracked cat, dog or motorcycle and on no person starts no face event). Every
+number is printed without and with the veto.
+
 Faces: ``astronaut`` (the sample sessions' train face) and ``cameraman`` (their held-out
 face) are what the pipeline was tuned on; ``grace_hopper`` (matplotlib's sample photo)
 is used by no session, test or training, and is reported on its own. Clip layouts come
@@ -42,12 +48,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.events import EventTracker, Observation
 from sensorfuse.perception import Encoders, Perception, TickInput, label_embeddings
 from sensorfuse.perception import faces as face_pipeline
+from sensorfuse.perception.objects import OBJECT_MODEL, ObjectDetector, ObjectStage
+from sensorfuse.perception.observations import FACE_VETO, face_on_object
 from sensorfuse.perception.tracking import iou
 from sensorfuse.models.sources import package_file
-from sensorfuse.nodes.perceive import DEFAULT_RULES
+from sensorfuse.nodes.perceive import DEFAULT_CLASSES, DEFAULT_RULES, PerceiveNode
 
 WIDTH, HEIGHT = 640, 480
 FPS = 15.0
@@ -210,11 +219,21 @@ def free_clip(name: str, layout: str, rng: np.random.Generator, frames: int) -> 
     return out
 
 
+@dataclass(frozen=True)
+class Face:
+    box: np.ndarray
+    track_id: int
+    score: float
+    on_object: str | None  # the class of the object that vetoes it (`face_on_object`)
+
+
 class Runner:
     """The runtime pipeline on clips: a fresh `Perception` per clip, frames only, the scene encoder idle."""
 
     def __init__(self, cache: Path | None) -> None:
         self.encoders = Encoders(cache)
+        self.objects = ObjectDetector(mf.find_manifest(OBJECT_MODEL, cache))
+        self.node_params = PerceiveNode.Params()  # the node's object schedule
         self.labels = label_embeddings(self.encoders)
         self.frame_ms: list[float] = []
         # model runs (images) per frame: a cost that does not depend on how loaded the machine is;
@@ -230,16 +249,22 @@ class Runner:
 
         return counted
 
-    def run(self, frames: list[np.ndarray]) -> list[list[np.ndarray]]:
-        """Published face boxes per frame."""
+    def run(self, frames: list[np.ndarray]) -> list[list[Face]]:
+        """Published faces per frame, each with the object class that vetoes it (or None)."""
         perception = Perception(self.encoders, self.labels, scene_period_ns=10**15)
+        p = self.node_params
+        stage = ObjectStage(self.objects, DEFAULT_CLASSES, period_ns=round(p.objects_period_ms * 1e6),
+                            delay_ns=round(p.objects_delay_ms * 1e6))
         published = []
         for i, frame in enumerate(frames):
             tick = TickInput(i, int(i * 1e9 / FPS), frame=frame, frame_layout="HWC/bgr8")
             start = time.perf_counter()
             feats = perception.process(tick)
             self.frame_ms.append((time.perf_counter() - start) * 1e3)
-            published.append([(np.asarray(f.box, np.float64), f.track_id, f.score) for f in feats.faces])
+            stage.step(tick.t_ns, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))  # after the faces, as the node does
+            on = stage.current.objects if stage.current is not None else ()
+            published.append([Face(np.asarray(f.box, np.float64), f.track_id, f.score,
+                                   face_on_object(f.box, on, FACE_VETO)) for f in feats.faces])
         return published
 
     def truth_box(self, photo_bgr_image: np.ndarray) -> np.ndarray:
@@ -251,12 +276,13 @@ class Runner:
         return found[0].box
 
 
-def appeared_events(published: list[list[tuple[np.ndarray, int, float]]]) -> int:
-    """`face.appeared` events the perceive node's face rule would emit on these frames."""
+def appeared_events(published: list[list[Face]], veto: bool) -> int:
+    """`face.appeared` events the perceive node's face rule would emit on these frames
+    (`veto`: faces on a vetoing object not observed, as the node does)."""
     tracker = EventTracker(DEFAULT_RULES["face"].rule("face"))
     count = 0
     for i, faces in enumerate(published):
-        obs = {f"track:{tid}": Observation(score) for _, tid, score in faces}
+        obs = {f"track:{f.track_id}": Observation(f.score) for f in faces if not (veto and f.on_object)}
         count += sum(e.phase == "start" for e in tracker.step(int(i * 1e9 / FPS), obs))
     return count
 
@@ -276,13 +302,16 @@ def sweep_faces(runner: Runner, faces: tuple[str, ...], clips_per_cell: int) -> 
                                            pan=float(rng.uniform()))
                         clip = face_clip(inset, background, colour, rng, FACE_FRAMES)
                         published = runner.run([f for f, _ in clip])
-                        hits = false = 0
+                        hits = false = hits_veto = false_veto = 0
                         for (_, truth), found in zip(clip, published):
-                            matched = [iou(b, truth) >= MATCH_IOU for b, _, _ in found]
-                            hits += any(matched)
-                            false += len(matched) - sum(matched)
+                            matched = [(iou(f.box, truth) >= MATCH_IOU, f.on_object is None) for f in found]
+                            hits += any(m for m, _ in matched)
+                            false += sum(not m for m, _ in matched)
+                            hits_veto += any(m and kept for m, kept in matched)
+                            false_veto += sum(not m and kept for m, kept in matched)
                         rows.append({"face": face, "size": size, "yaw": yaw, "colour": colour,
-                                     "frames": len(clip), "hits": hits, "false": false})
+                                     "frames": len(clip), "hits": hits, "false": false,
+                                     "hits_veto": hits_veto, "false_veto": false_veto})
     return rows
 
 
@@ -293,16 +322,20 @@ def sweep_free(runner: Runner, frames: int) -> list[dict[str, object]]:
         for layout in ("full", "inset"):
             published = runner.run(free_clip(name, layout, rng, frames))
             rows.append({"photo": name, "layout": layout, "frames": len(published),
-                         "face_frames": sum(len(f) for f in published), "appeared": appeared_events(published)})
+                         "face_frames": sum(len(f) for f in published),
+                         "face_frames_veto": sum(f.on_object is None for faces in published for f in faces),
+                         "appeared": appeared_events(published, veto=False),
+                         "appeared_veto": appeared_events(published, veto=True),
+                         "vetoed_by": sorted({f.on_object for faces in published for f in faces if f.on_object})})
     return rows
 
 
-def recall_table(rows: list[dict[str, object]], faces: tuple[str, ...]) -> str:
+def recall_table(rows: list[dict[str, object]], faces: tuple[str, ...], hits_key: str = "hits") -> str:
     cells: dict[tuple[int, int, str], list[int]] = defaultdict(lambda: [0, 0])
     for r in rows:
         if r["face"] in faces:
             cell = cells[(int(r["size"]), int(r["yaw"]), str(r["colour"]))]  # type: ignore[call-overload]
-            cell[0] += int(r["hits"])  # type: ignore[call-overload]
+            cell[0] += int(r[hits_key])  # type: ignore[call-overload]
             cell[1] += int(r["frames"])  # type: ignore[call-overload]
     heads = [f"{yaw}° {colour}" for yaw in YAWS for colour in COLOURS]
     lines = ["| face px | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
@@ -319,22 +352,27 @@ def summary(rows: list[dict[str, object]], free: list[dict[str, object]], frame_
                          ("held-out face (grace_hopper)", HELD_OUT_FACES)):
         if any(r["face"] in faces for r in rows):
             out += [f"Recall, {label}:", "", recall_table(rows, faces), ""]
+            out += [f"Recall with the face veto, {label}:", "", recall_table(rows, faces, "hits_veto"), ""]
     big = [r for r in rows if int(r["size"]) >= 32]  # type: ignore[call-overload]
     if big:
-        hits, frames = sum(int(r["hits"]) for r in big), sum(int(r["frames"]) for r in big)  # type: ignore[call-overload]
-        false = sum(int(r["false"]) for r in rows)  # type: ignore[call-overload]
+        frames = sum(int(r["frames"]) for r in big)  # type: ignore[call-overload]
         all_frames = sum(int(r["frames"]) for r in rows)  # type: ignore[call-overload]
-        out.append(f"recall, faces ≥ 32 px, all poses and colours: {hits / frames:.3f} ({hits}/{frames} frames); "
-                   f"false faces on face frames: {false / all_frames:.3f} / frame")
+        for suffix, label in (("", "without the veto"), ("_veto", "with the veto")):
+            hits = sum(int(r["hits" + suffix]) for r in big)  # type: ignore[call-overload]
+            false = sum(int(r["false" + suffix]) for r in rows)  # type: ignore[call-overload]
+            out.append(f"recall, faces ≥ 32 px, all poses and colours, {label}: {hits / frames:.3f} "
+                       f"({hits}/{frames} frames); false faces on face frames: {false / all_frames:.3f} / frame")
     if free:
         frames = sum(int(r["frames"]) for r in free)  # type: ignore[call-overload]
         minutes = frames / FPS / 60.0
-        face_frames = sum(int(r["face_frames"]) for r in free)  # type: ignore[call-overload]
-        appeared = sum(int(r["appeared"]) for r in free)  # type: ignore[call-overload]
-        worst = sorted(free, key=lambda r: -int(r["face_frames"]))[:4]  # type: ignore[call-overload]
-        out.append(f"face-free: {frames} frames ({minutes:.1f} min at {FPS:g} fps): {face_frames / minutes:.1f} "
-                   f"false face-frames / min, {appeared / minutes:.1f} false face.appeared / min; most: "
-                   + ", ".join(f"{r['photo']}/{r['layout']} {r['face_frames']}" for r in worst))
+        for suffix, label in (("", "without the veto"), ("_veto", "with the veto")):
+            face_frames = sum(int(r["face_frames" + suffix]) for r in free)  # type: ignore[call-overload]
+            appeared = sum(int(r["appeared" + suffix]) for r in free)  # type: ignore[call-overload]
+            worst = sorted(free, key=lambda r: -int(r["face_frames" + suffix]))[:4]  # type: ignore[call-overload]
+            out.append(f"face-free, {label}: {frames} frames ({minutes:.1f} min at {FPS:g} fps): "
+                       f"{face_frames / minutes:.1f} false face-frames / min, {appeared / minutes:.1f} false "
+                       "face.appeared / min; most: "
+                       + ", ".join(f"{r['photo']}/{r['layout']} {r['face_frames' + suffix]}" for r in worst))
     ms = np.asarray(frame_ms)
     out.append(f"Perception.process, ms / frame (640×480, faces only): p50 {np.percentile(ms, 50):.1f}, "
                f"p90 {np.percentile(ms, 90):.1f}, p99 {np.percentile(ms, 99):.1f}; model runs / frame: "

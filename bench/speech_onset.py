@@ -1,6 +1,6 @@
 """How long after a voice starts do the fused speech events say so? Onset delays, measured.
 
-    .venv/bin/python bench/speech_onset.py [--sessions 6] [--duration 30] [--cache DIR] [--json OUT]
+    .venv/bin/python bench/speech_onset.py [--sessions 6] [--duration 30] [--first-seed N] [--cache DIR] [--json OUT]
 
 Generated sessions (held-out media, seeds from `FIRST_SEED`, none used by the tests or by
 training) go through the perceive node in-process exactly as the demo graph feeds it
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, default=6)
     ap.add_argument("--duration", type=float, default=30.0)
+    ap.add_argument("--first-seed", type=int, default=FIRST_SEED, help="seed of the first session")
     ap.add_argument("--cache", type=Path, default=None, help="model pack directory (default: the user cache)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.sessions):
             path = Path(tmp) / f"s{i}.mcap"
-            sample.generate(path, seed=FIRST_SEED + i, duration_s=args.duration)
+            sample.generate(path, seed=args.first_seed + i, duration_s=args.duration)
             events, speech = perceive(path, args.cache)
             labels, boxes, texts = demo.read_truth(path)
             s = demo_report.score_events(events, labels, boxes, texts)

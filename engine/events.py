@@ -4,7 +4,11 @@ One `EventTracker` per event type; every tick it gets the score of each key (a f
 track, a query, or the single key of a global event like ``speech.offscreen``). For a key:
 
 - it starts when its score has stayed >= `on` for `min_duration_ns` of event time; the
-  event's `start_ns` is the first tick of that run (not when it was confirmed). A slow
+  event's `start_ns` is the first tick of that run (not when it was confirmed). A
+  flickering score (the fusion head's `speaking` swings 0.9 → 0.3 → 0.8 from tick to
+  tick while a voice starts) can keep its run through short dips: a tick below `on` at
+  most `bridge_ns` after the run's last tick at or above `on` does not end the run (it
+  cannot confirm it either; 0: every dip ends the run). A slow
   score (the fusion head sees 600 ms of audio) can be dated by a fast detector: an
   observation's `since_ns` (the VAD's speech onset) at most `backdate_ns` before the run's
   first tick starts the run there instead, for `start_ns` and for `min_duration_ns`;
@@ -50,11 +54,15 @@ class EventRule:
     update_every_ns: int = 0
     #: how far before the score's run an observation's `since_ns` may date it (0: never)
     backdate_ns: int = 0
+    #: a tick below `on` this soon after the run's last tick at or above `on` keeps the run
+    #: (0: any dip ends it)
+    bridge_ns: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.off <= self.on <= 1.0:
             raise ValueError(f"{self.type}: need 0 <= off ({self.off}) <= on ({self.on}) <= 1")
-        if min(self.min_duration_ns, self.hold_ns, self.cooldown_ns, self.update_every_ns, self.backdate_ns) < 0:
+        if min(self.min_duration_ns, self.hold_ns, self.cooldown_ns, self.update_every_ns, self.backdate_ns,
+               self.bridge_ns) < 0:
             raise ValueError(f"{self.type}: durations must be >= 0")
 
 
@@ -104,6 +112,7 @@ class Event:
 class _KeyState:
     above_since: int | None = None
     above_refs: tuple[Ref, ...] = ()
+    above_last: int = 0  # the run's last tick at or above `on`
     active: bool = False
     event_id: str = ""
     start_ns: int = 0
@@ -171,12 +180,17 @@ class EventTracker:
         rule = self.rule
         score = obs.score if obs is not None else 0.0
         if not state.active:
-            if score < rule.on or (state.cooldown_until is not None and t_ns < state.cooldown_until):
+            if state.cooldown_until is not None and t_ns < state.cooldown_until:
                 state.above_since, state.above_refs = None, ()
                 return None
+            if score < rule.on:
+                if obs is None or state.above_since is None or t_ns - state.above_last > rule.bridge_ns:
+                    state.above_since, state.above_refs = None, ()
+                return None  # a short dip (a tick within `bridge_ns` of the run's last) keeps the run
             assert obs is not None
             if state.above_since is None:
                 state.above_since, state.above_refs, state.peak = t_ns, obs.refs, score
+            state.above_last = t_ns
             state.peak = max(state.peak, score)
             if t_ns - state.above_since < rule.min_duration_ns:
                 return None

@@ -18,8 +18,10 @@ Ports
                       one socket, zero-copy, instead of being copied into every tick.
     detections  (out) per tick with a frame: ``{tick, t_ns, frame: {stream, seq},
                       size: [h, w], faces: [{track_id, box, score, keypoints, mouth_open,
-                      speaking}]}`` (boxes x0,y0,x1,y1 and keypoints in frame pixels, clipped
-                      to the frame)
+                      speaking, on_object?}]}`` (boxes x0,y0,x1,y1 and keypoints in frame pixels,
+                      clipped to the frame; ``on_object``: the class of the tracked cat, dog or
+                      motorcycle the face lies on, ``face_veto``: it starts no face or speaker
+                      event, gauge ``faces_vetoed``)
     objects     (out) when an object-detector result enters (every ``objects_period_ms`` of
                       event time, at ``objects_delay_ms`` after its frame): ``{tick, t_ns,
                       frame_t_ns, size: [h, w], objects: [{class, track_id, box, score}]}``, only
@@ -104,7 +106,7 @@ from sensorfuse.perception.encoders import (FACE_MODEL, LANDMARK_MODEL, SCENE_MO
 from sensorfuse.perception.features import TickFeatures, warm_up
 from sensorfuse.perception.fusion import STRATEGIES, manifest_path_for
 from sensorfuse.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
-from sensorfuse.perception.observations import Observer
+from sensorfuse.perception.observations import FACE_VETO, Observer
 from sensorfuse.perception.queries import QueryMatcher
 from sensorfuse.perception.query_life import ActiveQueries
 from sensorfuse.perception.objects import (OBJECT_MODEL, ObjectDetector, ObjectsResult, ObjectStage,
@@ -128,6 +130,9 @@ class RuleParams(msgspec.Struct, forbid_unknown_fields=True):
     update_every_ms: NonNegativeFloat = 0.0
     #: speech events: how far before the score's run the VAD's onset may date the start
     backdate_ms: NonNegativeFloat = 0.0
+    #: a tick below `on` at most this long after the run's last tick at or above `on` keeps
+    #: the run (a flickering score; 0: any dip ends it)
+    bridge_ms: NonNegativeFloat = 0.0
 
     def __post_init__(self) -> None:
         if self.off > self.on:  # hysteresis: an event starts at `on` and ends below `off`
@@ -135,14 +140,18 @@ class RuleParams(msgspec.Struct, forbid_unknown_fields=True):
 
     def rule(self, type_: str) -> EventRule:
         return EventRule(type_, self.on, self.off, round(self.min_duration_ms * MS), round(self.hold_ms * MS),
-                         round(self.cooldown_ms * MS), round(self.update_every_ms * MS), round(self.backdate_ms * MS))
+                         round(self.cooldown_ms * MS), round(self.update_every_ms * MS), round(self.backdate_ms * MS),
+                         round(self.bridge_ms * MS))
 
 
 DEFAULT_RULES: dict[str, RuleParams] = {
     "face": RuleParams(0.5, 0.5, min_duration_ms=150, hold_ms=300),
     # the VAD's onset dates a speech event up to the head's audio window (600 ms) back; for
-    # speaker.active 400 ms (500-600 moved one start onto an earlier utterance: bench/speech_onset.py)
-    "speaker.active": RuleParams(0.6, 0.4, min_duration_ms=200, hold_ms=400, update_every_ms=1000, backdate_ms=400),
+    # speaker.active 400 ms (500-600 moved one start onto an earlier utterance). The head's
+    # `speaking` flickers while a voice starts: one-tick dips (at 15 fps) keep the run, and
+    # 133 ms confirm it (docs/fusion.md, "Speech onsets": bench/speech_onset.py)
+    "speaker.active": RuleParams(0.6, 0.4, min_duration_ms=133, hold_ms=400, update_every_ms=1000, backdate_ms=400,
+                                 bridge_ms=100),
     "speech.offscreen": RuleParams(0.6, 0.4, min_duration_ms=300, hold_ms=400, update_every_ms=1000,
                                    backdate_ms=600),
     "query.match": RuleParams(0.6, 0.4, min_duration_ms=130, hold_ms=300, cooldown_ms=60_000),
@@ -213,6 +222,10 @@ class PerceiveNode(Node):
         frame_buffer: PositiveInt = 32  # frames held for ticks still to come (and ticks waiting for frames)
         rules: dict[str, RuleParams] = {}
         classes: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CLASSES))  # [] turns objects off
+        #: a face on a tracked object of these classes (and on no person) starts no face or
+        #: speaker event (docs/fusion.md, "False faces"); default: cat, dog, motorcycle among
+        #: `classes`; [] turns the veto off
+        face_veto: list[str] | None = None
         objects_period_ms: PositiveFloat = 333.0
         #: a run with its tiles takes ~220 ms on one core (docs/objects.md): a result due before
         #: its run is done holds the ticks up
@@ -274,6 +287,10 @@ class PerceiveNode(Node):
     def check(cls, params: Params) -> None:
         """The pack's models, the fusion head and the sound classifier are where `start` will
         look (a missing pack model crashed `start` with a traceback, and was restarted)."""
+        untracked = [c for c in params.face_veto or () if c not in params.classes]
+        if untracked:
+            raise UsageError(f"face_veto: {', '.join(untracked)} not among the tracked classes "
+                             f"({', '.join(params.classes) or 'none'}): only a tracked object can veto a face")
         cache = Path(params.cache) if params.cache else None
         for model in (*PACK_MODELS, *((OBJECT_MODEL,) if params.classes else ())):
             try:
@@ -323,7 +340,9 @@ class PerceiveNode(Node):
         rules = {**DEFAULT_RULES, **p.rules}
         self.trackers = {name: EventTracker(r.rule(name)) for name, r in rules.items()}
         queries = ActiveQueries(round(p.query_ttl_ms * MS), p.max_queries, round(p.query_delay_ms * MS))
-        self.observer = Observer(self.trackers, self.object_stages, matcher, queries, self.perception.text_embedding)
+        veto = p.face_veto if p.face_veto is not None else [c for c in FACE_VETO if c in p.classes]
+        self.observer = Observer(self.trackers, self.object_stages, matcher, queries, self.perception.text_embedding,
+                                 veto)
         #: the `scores` record is built only for a graph that listens to it
         self.scores_wired = "scores" in self.ctx.outputs
         self.thresholds = {name: {"on": r.on, "off": r.off} for name, r in rules.items()}
@@ -467,6 +486,7 @@ class PerceiveNode(Node):
         self.ctx.gauge("audio_blocks", float(self.perception.audio_blocks))
         self.ctx.gauge("ticks", float(first.index + 1))
         obs = self.observer.observe(views)
+        self.ctx.gauge("faces_vetoed", float(self.observer.vetoed_total))
         outs = []
         for i, (camera, feats, scores) in enumerate(views):
             outs += self._outputs(feats, scores, camera, heard=i == 0)
@@ -501,8 +521,10 @@ class PerceiveNode(Node):
         if feats.frame_shape is not None:
             speaking = {tid: float(scores["speaking"][0, i]) for i, tid in enumerate(feats.slot_ids)}
             frame_ref = feats.frame_ref
+            vetoed = self.observer.vetoed
             faces = [{"track_id": f.track_id, "box": f.box, "score": f.score, "keypoints": f.keypoints,
-                      "mouth_open": f.mouth_open, "speaking": round(speaking.get(f.track_id, 0.0), 4)}
+                      "mouth_open": f.mouth_open, "speaking": round(speaking.get(f.track_id, 0.0), 4),
+                      **({"on_object": vetoed[(camera, f.track_id)]} if (camera, f.track_id) in vetoed else {})}
                      for f in feats.faces]
             outs.append(Out.record("detections", {
                 "tick": feats.index, "t_ns": t, **named, "size": list(feats.frame_shape), "faces": faces,

@@ -10,24 +10,52 @@ cameras that have a frame (no face on any camera is speaking), sounds from the f
 camera's perception (which hears for all), and every live query scored by the label-space
 matcher against everything any camera sees and what is heard (docs/queries.md), or by
 the head's relevance (``query_score: head``).
+
+A face that lies on a tracked object of the `face_veto` classes (a cat's face, a
+motorcycle's headlight: both score like faces to both face models) and on no tracked
+person is not observed by the face and speaker rules (`face_on_object`; docs/fusion.md,
+"False faces").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from sensorfuse.engine.events import EventTracker, Observation, Ref
 from sensorfuse.perception.features import TickFeatures
-from sensorfuse.perception.objects import ObjectStage
+from sensorfuse.perception.objects import ObjectStage, TrackedObject
 from sensorfuse.perception.queries import QueryMatcher, perceived
 from sensorfuse.perception.query_life import ActiveQueries
 
 #: Sound classes that become `sound.<class>` events (speech has its own events; background is none).
 SOUND_EVENTS = ("alarm", "tone", "noise")
 View = tuple[str | None, TickFeatures, Mapping[str, Any]]
+#: Tracked objects whose faces are not people's: animals and the headlights of a motorcycle
+#: (the face-free clips of bench/faces.py). Not cars: a driver behind a windscreen lies
+#: on the car, and NanoDet does not always box the driver.
+FACE_VETO = ("cat", "dog", "motorcycle")
+#: a face lies on an object when this fraction of its box is inside the object's box
+ON_OBJECT = 0.5
+
+
+def _inside(box: Sequence[float], other: Sequence[float]) -> float:
+    """The fraction of `box`'s area inside `other`."""
+    w = max(0.0, min(box[2], other[2]) - max(box[0], other[0]))
+    h = max(0.0, min(box[3], other[3]) - max(box[1], other[1]))
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return w * h / area if area > 0 else 0.0
+
+
+def face_on_object(box: Sequence[float], objects: Iterable[TrackedObject], veto: Sequence[str]) -> str | None:
+    """The class of the object of a `veto` class the face `box` lies on, when it lies on no
+    person; None when it is a person's face as far as the objects say."""
+    on = [o for o in objects if _inside(box, o.box) >= ON_OBJECT]
+    if any(o.label == "person" for o in on):
+        return None
+    return next((o.label for o in on if o.label in veto), None)
 
 
 def used(views: Iterable[View], modalities: tuple[str, ...]) -> tuple[Ref, ...]:
@@ -51,17 +79,22 @@ class Observer:
 
     def __init__(self, trackers: Mapping[str, EventTracker], object_stages: Mapping[str | None, ObjectStage],
                  matcher: QueryMatcher | None, queries: ActiveQueries,
-                 text_embedding: Callable[[str], np.ndarray]) -> None:
+                 text_embedding: Callable[[str], np.ndarray], face_veto: Sequence[str] = FACE_VETO) -> None:
         self.trackers = trackers
         self.object_stages = object_stages
         self.matcher = matcher
         self.queries = queries
         self.text_embedding = text_embedding
+        self.face_veto = tuple(face_veto)
         self.last_sound: dict[str, float] = {}
+        #: this tick's faces not observed, (camera, track id) -> the object class they lie on
+        self.vetoed: dict[tuple[str | None, int], str] = {}
+        self.vetoed_total = 0  # face observations declined so far
 
     def observe(self, views: list[View]) -> dict[str, dict[str, Observation]]:
         """Rule -> key -> observation for one tick."""
         obs: dict[str, dict[str, Observation]] = {name: {} for name in self.trackers}
+        self.vetoed = {}
         for camera, feats, scores in views:
             self._camera(obs, camera, feats, scores)
         _, first, first_scores = views[0]
@@ -95,11 +128,22 @@ class Observer:
         view = [(camera, feats, scores)]
         seen = used(view, ("vision",))
         boxes = {f.track_id: f.box for f in feats.faces}
+        stage = self.object_stages.get(camera)
+        current = stage.current if stage is not None else None
         if feats.present["vision"]:
+            on = {f.track_id: face_on_object(f.box, current.objects, self.face_veto)
+                  for f in feats.faces} if current is not None and self.face_veto else {}
+            vetoed = {(camera, tid): label for tid, label in on.items() if label is not None}
+            self.vetoed.update(vetoed)
+            self.vetoed_total += len(vetoed)
             for f in feats.faces:  # a face's score is its detector confidence
+                if (camera, f.track_id) in self.vetoed:
+                    continue
                 obs["face"][f"{prefix}track:{f.track_id}"] = Observation(
                     f.score, ("vision",), seen, {"track_id": f.track_id, "box": f.box, **named})
             for i, tid in enumerate(feats.slot_ids):
+                if (camera, tid) in self.vetoed:
+                    continue
                 obs["speaker.active"][f"{prefix}track:{tid}"] = Observation(
                     float(scores["speaking"][0, i]), sensors, used(view, sensors),
                     {"track_id": tid, "box": boxes[tid], **named}, feats.speech_since_ns)
@@ -109,8 +153,6 @@ class Observer:
                 last = face.last_observation(key)
                 if last is not None and key.startswith(f"{prefix}track:"):
                     obs["face"][key] = last
-        stage = self.object_stages.get(camera)
-        current = stage.current if stage is not None else None
         for o in current.objects if current is not None else ():  # the last result holds until the next
             obs["object"][f"{prefix}track:{o.track_id}"] = Observation(
                 o.score, ("vision",), seen, {"class": o.label, "track_id": o.track_id, "box": o.box, **named})

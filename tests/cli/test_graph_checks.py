@@ -118,6 +118,11 @@ def test_missing_input_files_are_refused_naming_the_param(tmp_path: Path) -> Non
         "sensorfuse: graph files: node player: path: log 'gone.mcap' does not exist"
 
 
+def test_a_face_veto_class_that_is_not_tracked_is_one_line(demo_session: Path) -> None:
+    line = refused(["run"], "demo", "--set", f"player.path={demo_session}", "--set", "perceive.face_veto=[cat, giraffe]")
+    assert line.startswith("sensorfuse: graph demo: node perceive: face_veto: giraffe not among the tracked classes")
+
+
 # -- 3. --set values ---------------------------------------------------------------------------
 
 def test_a_set_value_that_is_not_yaml_is_one_line(tmp_path: Path) -> None:

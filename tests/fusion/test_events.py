@@ -119,3 +119,24 @@ def test_a_fast_detectors_onset_dates_the_start_within_backdate() -> None:
     assert starts(100, 200) == [(400, 600)]  # further back than backdate_ns: not this run's onset
     assert starts(100, 0) == [(400, 600)]  # the rule does not date from onsets
     assert starts(500, 600) == [(400, 600)]  # an onset after the run began says nothing about it
+
+
+def test_a_short_dip_keeps_the_run_within_bridge() -> None:
+    """A flickering score (the head's `speaking` while a voice starts) keeps its run of
+    scores >= `on` through a dip at most `bridge_ns` after the run's last tick above; a
+    longer dip, or a key not observed, ends the run, and a dip tick never confirms it."""
+    def starts(scores: list[float | None], bridge_ms: int) -> list[tuple[int, int]]:
+        tracker = EventTracker(EventRule("x", on=0.6, off=0.4, min_duration_ns=200 * MS, bridge_ns=bridge_ms * MS))
+        events = []
+        for i, score in enumerate(scores):
+            obs = {} if score is None else {"k": Observation(score)}
+            events += tracker.step(i * 67 * MS, obs)
+        return [(e.start_ns // MS, e.t_ns // MS) for e in events if e.phase == "start"]
+
+    flicker = [0.1, 0.9, 0.3, 0.8, 0.9, 0.2, 0.7, 0.7, 0.7, 0.7]
+    assert starts(flicker, 0) == [(402, 603)]  # every dip restarts the run: only the last one
+    # one-tick dips bridged: started at the first 0.9 (and again after it ended below `off`)
+    assert starts(flicker, 100) == [(67, 268), (402, 603)]
+    assert starts([0.1, 0.9, 0.3, 0.3, 0.9, 0.9, 0.9, 0.9], 100) == [(268, 469)]  # two ticks: too long
+    assert starts([0.1, 0.9, None, 0.9, 0.9, 0.9, 0.9], 100) == [(201, 402)]  # unobserved: no bridge
+    assert starts([0.1, 0.9, 0.9, 0.9, 0.3, 0.2], 100) == []  # the dip reached 200 ms, confirms nothing

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sensorfuse.engine import manifest as mf
-from sensorfuse.engine.errors import StartupError
+from sensorfuse.engine.errors import StartupError, UsageError
 from sensorfuse.engine.node import Out
 from sensorfuse.perception import object_tiles
 from sensorfuse.perception.objects import ObjectStage, UnknownClass, check_classes
@@ -138,3 +138,67 @@ def test_unknown_class_fails_start_and_no_classes_turns_objects_off(model_cache:
     for record in with_frames(short_ticks[:12], person_until=12):
         msgs += h.send("ticks", Out.record("ticks", record, record["t_ns"]))
     assert h.node.objects is None and not [m for m in msgs if m.header.stream == "perceive/objects"]
+
+
+def motorcycle_ticks(ticks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ticks with skimage's motorcycle photo filling their 640×480 frames: its headlight
+    scores like a face to both face models (bench/faces.py's face-free clips)."""
+    photo = cv2.cvtColor(cv2.resize(media.load_rgb("motorcycle"), (640, 480)), cv2.COLOR_RGB2BGR)
+    out = []
+    for record in ticks:
+        r = copy.deepcopy(record)
+        r["members"]["frame"].update(data=photo.tobytes(), shape=[480, 640, 3])
+        out.append(r)
+    return out
+
+
+def faces_and_events(model_cache: Path, ticks: list[dict[str, Any]], **params: Any
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    h = NodeHarness(PerceiveNode, {"cache": str(model_cache), **params}, name="perceive", streams=STREAMS)
+    msgs = []
+    for record in ticks:
+        msgs += h.send("ticks", Out.record("ticks", record, record["t_ns"]))
+    msgs += h.finish()
+    assert [e for m in msgs for e in record_errors(m.header.stream, m.record)] == []
+    faces = [f for m in msgs if m.header.stream == "perceive/detections" for f in m.record["faces"]]
+    return faces, [m.record for m in msgs if m.header.stream == "perceive/events"]
+
+
+def test_a_face_on_a_motorcycle_starts_no_face_event(model_cache: Path, short_ticks: list[dict[str, Any]]) -> None:
+    """The headlight is a face to the face models and lies on the motorcycle NanoDet tracks:
+    by default it is published marked `on_object` and starts no face or speaker event; with
+    the veto off it is a face.appeared (what it was before the veto)."""
+    ticks = motorcycle_ticks(short_ticks[:45])  # 3 s
+    faces, events = faces_and_events(model_cache, ticks)
+    assert faces and {f.get("on_object") for f in faces[-10:]} == {"motorcycle"}
+    assert not [e for e in events if e["type"] in ("face.appeared", "speaker.active")]
+    assert any(e["type"] == "object.appeared" and e["subject"]["class"] == "motorcycle" for e in events)
+    faces, events = faces_and_events(model_cache, ticks, face_veto=[])
+    assert faces and not any("on_object" in f for f in faces)
+    assert [e for e in events if e["type"] == "face.appeared"]
+
+
+def test_face_veto_names_only_tracked_classes(model_cache: Path) -> None:
+    with pytest.raises(UsageError, match=r"face_veto: giraffe not among the tracked classes \(person, "):
+        PerceiveNode.check(PerceiveNode.parse_params({"cache": str(model_cache), "face_veto": ["giraffe"]}))
+    PerceiveNode.check(PerceiveNode.parse_params({"cache": str(model_cache), "face_veto": ["cat"]}))
+
+
+def test_face_on_object_needs_a_vetoing_class_and_no_person() -> None:
+    from sensorfuse.perception.objects import TrackedObject
+    from sensorfuse.perception.observations import face_on_object
+
+    face = [100.0, 100.0, 120.0, 120.0]
+    bike = TrackedObject("motorcycle", 1, [90.0, 90.0, 300.0, 200.0], 0.8)
+    rider = TrackedObject("person", 2, [80.0, 20.0, 200.0, 200.0], 0.7)
+    car = TrackedObject("car", 3, [0.0, 0.0, 400.0, 300.0], 0.9)
+    veto = ("cat", "dog", "motorcycle")
+    assert face_on_object(face, [bike], veto) == "motorcycle"
+    assert face_on_object(face, [bike, rider], veto) is None  # a rider's face
+    assert face_on_object(face, [car], veto) is None  # cars do not veto by default (drivers)
+    assert face_on_object(face, [car], ("car",)) == "car"
+    assert face_on_object(face, [bike], ()) is None
+    half_out = TrackedObject("cat", 4, [110.0, 0.0, 300.0, 300.0], 0.6)  # holds half the face: on it
+    assert face_on_object(face, [half_out], veto) == "cat"
+    less = TrackedObject("cat", 5, [111.0, 0.0, 300.0, 300.0], 0.6)  # 45 %: not on it
+    assert face_on_object(face, [less], veto) is None
