@@ -492,7 +492,7 @@ class PerceiveNode(Node):
         stream's watermark has passed ``t - heard_delay_ms``: every line that counts for the
         tick has come, so none is late however far the ticks ran ahead of Whisper."""
         if not self.heard_lockstep:
-            return self._perceive(ticks)
+            return self._perceive(ticks) if ticks else []
         if ticks:
             self.held.append(ticks)
         delay = round(self.params.heard_delay_ms * MS)

@@ -43,6 +43,8 @@ def test_a_heard_line_answers_a_query_about_its_words(model_cache: Path, short_t
             msgs += h.send("heard", Out.record("heard", {"text": "not a line"}, late_at))
             msgs += h.send("heard", Out.text("heard", "  ", late_at))
         msgs += h.send("ticks", Out.record("ticks", record, record["t_ns"]))
+    # not lock-step (drop_oldest): the heard stream's watermark and end hold nothing back
+    assert h.watermark("heard", 2, ticks[-1]["t_ns"]) == [] and h.end("heard") == []
     h.close()
     hello = scores_of(msgs, "text:0")
     assert {i for i, s in hello.items() if s >= 0.6} == {i for i, s in hello.items()
