@@ -7,6 +7,9 @@ anyone, a man, a face...), each of the scene classifier's 1000 ImageNet labels, 
 ("someone is speaking"), and the sound classes (alarm, tone, noise). The concepts it is
 about, its *referents*, are those within `margin` of the best cosine and at least
 `min_similarity`; a query near no concept ("mark this moment") has none and never matches.
+A query about words ("did anyone say hello?", `said_phrase`) is not embedded: its one
+referent is ``said:<phrase>``, present while a line heard lately holds the phrase's words
+(`Perceived.heard`, `sensorfuse.perception.said`).
 
 Per tick the match score is the strongest presence among the referents: an object's
 detector score (a detection at `object_full` counts as sure), a face's score for "person",
@@ -221,12 +224,12 @@ class QueryMatcher:
     def referents(self, text: str, vector: np.ndarray | None = None) -> Referents:
         """The concepts `text` is about (cached per text, bounded); `vector`: its embedding,
         when the caller has it already."""
-        hit = self._cache.get(text)
-        if hit is not None:
-            return hit
+        return _cached(self._cache, text, lambda _: self._find_referents(text, vector), bound=256)
+
+    def _find_referents(self, text: str, vector: np.ndarray | None) -> Referents:
         phrase = said_phrase(text)
         if phrase is not None:  # about words: what was said, not what is perceived
-            return self._remember(Referents(text, (f"{SAID}:{phrase}",), 1.0))
+            return Referents(text, (f"{SAID}:{phrase}",), 1.0)
         asked = core(text)
         if asked != text or vector is None:
             vector = np.asarray(self.embed([asked]), np.float32)[0]
@@ -242,13 +245,7 @@ class QueryMatcher:
             concepts += [c for c in self.kind_of.get(concept, ()) if c not in concepts]
         for concept in list(concepts):
             concepts += [c for c in self.links.get(concept, ()) if c not in concepts]
-        return self._remember(Referents(text, tuple(concepts), round(best, 4)))
-
-    def _remember(self, found: Referents) -> Referents:
-        if len(self._cache) >= 256:  # bounded: drop the oldest entry
-            del self._cache[next(iter(self._cache))]
-        self._cache[found.text] = found
-        return found
+        return Referents(text, tuple(concepts), round(best, 4))
 
     def presence(self, concept: str, now: Perceived) -> float:
         """How sure perception is, in [0, 1], that one (non-scene) concept is present now."""
