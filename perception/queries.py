@@ -7,6 +7,9 @@ anyone, a man, a face...), each of the scene classifier's 1000 ImageNet labels, 
 ("someone is speaking"), and the sound classes (alarm, tone, noise). The concepts it is
 about, its *referents*, are those within `margin` of the best cosine and at least
 `min_similarity`; a query near no concept ("mark this moment") has none and never matches.
+A query about words ("did anyone say hello?", `said_phrase`) is not embedded: its one
+referent is ``said:<phrase>``, present while a line heard lately holds the phrase's words
+(`Perceived.heard`, `sensorfuse.perception.said`).
 
 Per tick the match score is the strongest presence among the referents: an object's
 detector score (a detection at `object_full` counts as sure), a face's score for "person",
@@ -26,10 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import re
 
 import numpy as np
+
+from sensorfuse.perception.said import content_words
 
 #: Other ways people name some COCO classes ("a <class>" is always a phrase).
 OBJECT_SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -65,6 +71,24 @@ REQUEST_WRAPPERS = re.compile(
     r"(?:when|if|whether|once|about)?\s*|(?:can|could|do|did|would)\s+(?:you|i|we)\s+"
     r"(?:see|spot|find|detect|notice|tell)?\s*|(?:watch|look)\s+(?:out\s+)?for\s+|"
     r"(?:you|i|we)\s+(?:see|spot)\s+)+")
+#: A query about words ("did anyone say hello", "has someone mentioned coffee", "was the word
+#: rocket spoken", "did they talk about the weather"): a saying verb and what was said after
+#: it, or what was said before a passive one. "is anyone talking?" has no words after its
+#: verb and stays a speech query.
+SAYING = re.compile(
+    r"\b(?:says?|said|saying|mention(?:s|ed|ing)?|utter(?:s|ed|ing)?|discuss(?:es|ed|ing)?|"
+    r"(?:talk(?:s|ed|ing)?|speak(?:s|ing)?|spoken?|chat(?:s|ted|ting)?)\s+(?:about|of)|"
+    r"(?:bring(?:s|ing)?|brought)\s+up|the\s+(?:words?|phrase))\s+(?P<phrase>.+)$")
+SAID_PASSIVE = re.compile(
+    r"^(?:was|were|is|are|has|have|had)\s+(?P<phrase>.+?)\s+(?:been\s+|being\s+)?"
+    r"(?:said|mentioned|spoken(?:\s+about|\s+of)?|uttered|discussed|brought\s+up|talked\s+about)"
+    r"(?:\s+(?:aloud|out\s+loud|yet|today|by\s+\w+))*$")
+#: Words around a said phrase that are not part of it ("the word rocket spoken aloud").
+SAID_AROUND = re.compile(
+    r"^(?:(?:the\s+)?(?:words?|phrase|name)\s+|(?:something|anything)\s+(?:about|like)\s+|about\s+|that\s+)+|"
+    r"(?:\s+(?:was|were|is|been|being|ever|just|already))*\s+(?:said|spoken|mentioned|uttered|heard)"
+    r"(?:\s+(?:aloud|out\s+loud|yet|today|by\s+\w+))*$|\s+(?:aloud|out\s+loud)$")
+SAID = "said"
 MIN_SIMILARITY = 0.45
 MARGIN = 0.08
 #: A scene label this close to "a <class>" is a kind of that object class ("tabby" of cat):
@@ -83,19 +107,20 @@ class Perceived:
     speech: float = 0.0  # VAD probability (1 while in a speech segment)
     sounds: Mapping[str, float] = field(default_factory=dict)  # sound class → probability
     scene: Mapping[str, float] = field(default_factory=dict)  # scene top-k label → probability
+    heard: Sequence[str] = ()  # the transcribed lines said within the heard window (`perception.said`)
 
 
 def perceived(*, objects: Sequence[tuple[str, float]], faces: Sequence[float], speech_prob: float | None,
               in_speech: bool, sounds: Mapping[str, float] | None,
-              scene_top: Sequence[tuple[str, float]] | None) -> Perceived:
+              scene_top: Sequence[tuple[str, float]] | None, heard: Sequence[str] = ()) -> Perceived:
     """A tick's perception as the matcher reads it: the best score per object class, the
-    best face, speech as the VAD's probability (1 inside its speech segment)."""
+    best face, speech as the VAD's probability (1 inside its speech segment), the lines heard."""
     best: dict[str, float] = {}
     for name, score in objects:
         best[name] = max(best.get(name, 0.0), float(score))
     speech = 1.0 if in_speech else float(speech_prob or 0.0)
     return Perceived(objects=best, face=max(faces, default=0.0), speech=speech, sounds=dict(sounds or {}),
-                     scene={name: float(p) for name, p in scene_top or ()})
+                     scene={name: float(p) for name, p in scene_top or ()}, heard=tuple(heard))
 
 
 @dataclass(frozen=True)
@@ -115,6 +140,27 @@ def core(text: str) -> str:
     return stripped or line
 
 
+def said_phrase(text: str) -> str | None:
+    """What a query about words asks was said ("did anyone say hello?" -> "hello", "was the
+    word rocket spoken" -> "rocket"); None for any other query, and for one whose phrase
+    has no content word ("did anyone say anything?" is about speech)."""
+    line = " ".join(re.sub(r"[\"“”‘’?!.,]", " ", text.lower()).split())
+    found = SAID_PASSIVE.match(line) or SAYING.search(line)
+    if found is None:
+        return None
+    phrase = SAID_AROUND.sub("", found["phrase"]).strip(" '")
+    return phrase if content_words(phrase) else None
+
+
+def _cached(cache: dict[str, Any], key: str, make: Callable[[str], Any], bound: int = 512) -> Any:
+    """`cache[key]`, made on a miss; bounded: the oldest entry goes first."""
+    if key not in cache:
+        if len(cache) >= bound:
+            del cache[next(iter(cache))]
+        cache[key] = make(key)
+    return cache[key]
+
+
 def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
 
@@ -126,8 +172,11 @@ class QueryMatcher:
                  scene_labels: Sequence[str] = (), scene_embeddings: np.ndarray | None = None,
                  min_similarity: float = MIN_SIMILARITY, margin: float = MARGIN,
                  object_full: float = OBJECT_FULL, scene_full: float = SCENE_FULL,
-                 link_similarity: float = LINK_SIMILARITY) -> None:
+                 link_similarity: float = LINK_SIMILARITY, said_similarity: float | None = None) -> None:
         self.embed = embed
+        #: a said phrase is also present in a line this close to it in the text space (a
+        #: topic: "the weather" / "it is sunny"); None: only a line with its words
+        self.said_similarity = said_similarity
         self.min_similarity, self.margin = min_similarity, margin
         self.object_full, self.scene_full = object_full, scene_full
         phrases: list[str] = []
@@ -169,13 +218,18 @@ class QueryMatcher:
         self._owner = np.asarray([index[o] for o in owners])
         self._vectors = np.concatenate(vectors)
         self._cache: dict[str, Referents] = {}
+        self._line_words: dict[str, frozenset[str]] = {}  # heard line or phrase → its content words
+        self._line_vectors: dict[str, np.ndarray] = {}  # heard line or phrase → its unit embedding
 
     def referents(self, text: str, vector: np.ndarray | None = None) -> Referents:
         """The concepts `text` is about (cached per text, bounded); `vector`: its embedding,
         when the caller has it already."""
-        hit = self._cache.get(text)
-        if hit is not None:
-            return hit
+        return _cached(self._cache, text, lambda _: self._find_referents(text, vector), bound=256)
+
+    def _find_referents(self, text: str, vector: np.ndarray | None) -> Referents:
+        phrase = said_phrase(text)
+        if phrase is not None:  # about words: what was said, not what is perceived
+            return Referents(text, (f"{SAID}:{phrase}",), 1.0)
         asked = core(text)
         if asked != text or vector is None:
             vector = np.asarray(self.embed([asked]), np.float32)[0]
@@ -191,11 +245,7 @@ class QueryMatcher:
             concepts += [c for c in self.kind_of.get(concept, ()) if c not in concepts]
         for concept in list(concepts):
             concepts += [c for c in self.links.get(concept, ()) if c not in concepts]
-        found = Referents(text, tuple(concepts), round(best, 4))
-        if len(self._cache) >= 256:  # bounded: drop the oldest entry
-            del self._cache[next(iter(self._cache))]
-        self._cache[text] = found
-        return found
+        return Referents(text, tuple(concepts), round(best, 4))
 
     def presence(self, concept: str, now: Perceived) -> float:
         """How sure perception is, in [0, 1], that one (non-scene) concept is present now."""
@@ -209,7 +259,25 @@ class QueryMatcher:
             return min(1.0, now.speech)
         if kind == "sound":
             return min(1.0, now.sounds.get(name, 0.0))
+        if kind == SAID:
+            return self.said_presence(name, now.heard)
         raise ValueError(f"not a concept the matcher scores one by one: {concept!r}")
+
+    def said_presence(self, phrase: str, heard: Sequence[str]) -> float:
+        """1 when a heard line holds every content word of `phrase` (normalised:
+        `perception.said`), or with `said_similarity` when a line's embedding is that close to
+        the phrase's; else 0."""
+        wanted = _cached(self._line_words, phrase, content_words)
+        if any(wanted <= _cached(self._line_words, line, content_words) for line in heard):
+            return 1.0
+        if self.said_similarity is None or not heard:
+            return 0.0
+        vector = _cached(self._line_vectors, phrase, self._unit_vector)
+        best = max(float(_cached(self._line_vectors, line, self._unit_vector) @ vector) for line in heard)
+        return 1.0 if best >= self.said_similarity else 0.0
+
+    def _unit_vector(self, text: str) -> np.ndarray:
+        return _unit(np.asarray(self.embed([text]), np.float32))[0]
 
     def score(self, referents: Referents, now: Perceived) -> float:
         """The match score of a query at a tick: its most present referent."""

@@ -223,3 +223,18 @@ def rrd_rows(path: Path) -> dict[str, list[tuple[int, dict[str, Any]]]]:
         for i, t in enumerate(times):
             rows.setdefault(chunk.entity_path, []).append((t, {k: v[i] for k, v in columns.items()}))
     return {entity: sorted(r, key=lambda row: row[0]) for entity, r in rows.items()}
+
+
+def ticks_with_lines(ticks: list[dict[str, Any]], lines: dict[int, tuple[int, str]], upto: int) -> list[dict[str, Any]]:
+    """The ticks up to `upto` with their text replaced: from tick i on, line (seq, text) of `lines`
+    (as the aligner repeats its latest text), for 6 ticks."""
+    out = []
+    for record in ticks[:upto]:
+        record = dict(record)
+        members = {k: v for k, v in record["members"].items() if k != "text"}
+        for first, (seq, text) in lines.items():
+            if first <= record["tick"] < first + 6:
+                members["text"] = {"seq": seq, "t_ns": ticks[first]["t_ns"], "dt_ns": 0, "text": text}
+        record["members"] = members
+        out.append(record)
+    return out

@@ -30,6 +30,8 @@ def test_query_params_that_hold_are_accepted(tmp_path: Path, model_cache: Path) 
      "query_delay_ms: expected a query delay below query_ttl_ms (1000.0), got 1000.0"),
     ({"query_score": "clip"}, "query_score: expected one of 'head', 'labels', got 'clip'"),
     ({"query_ttl_ms": -1}, "query_ttl_ms: expected a number >= 0, got -1"),
+    ({"heard_window_ms": 1000, "heard_delay_ms": 1000},
+     "heard_delay_ms: expected a delay below heard_window_ms (1000.0), got 1000.0"),
 ])
 def test_wrong_query_params_are_one_line(tmp_path: Path, model_cache: Path, params: dict[str, object],
                                          expected: str) -> None:

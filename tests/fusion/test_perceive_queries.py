@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -12,25 +11,11 @@ import pytest
 from sensorfuse.engine.node import Out
 from sensorfuse.engine.testing import NodeHarness
 from sensorfuse.nodes.perceive import PerceiveNode
+from sfhelpers import ticks_with_lines as with_lines
 
 pytestmark = pytest.mark.timeout(180)
 STREAMS = {"ticks": "align/ticks", "frame": "cam0/frame", "detections": "perceive/detections",
            "speech": "perceive/speech", "events": "perceive/events", "scores": "perceive/scores"}
-
-
-def with_lines(ticks: list[dict[str, Any]], lines: dict[int, tuple[int, str]], upto: int) -> list[dict[str, Any]]:
-    """The ticks up to `upto` with their text replaced: from tick i on, line (seq, text) of `lines`
-    (as the aligner repeats its latest text), for 6 ticks."""
-    out = []
-    for record in ticks[:upto]:
-        record = copy.copy(record)
-        members = {k: v for k, v in record["members"].items() if k != "text"}
-        for first, (seq, text) in lines.items():
-            if first <= record["tick"] < first + 6:
-                members["text"] = {"seq": seq, "t_ns": ticks[first]["t_ns"], "dt_ns": 0, "text": text}
-        record["members"] = members
-        out.append(record)
-    return out
 
 
 def run(model_cache: Path, ticks: list[dict[str, Any]], **params: Any) -> dict[int, dict[str, Any]]:

@@ -88,6 +88,30 @@ def test_events_and_text_lines_follow_each_transcript(model_cache: Path, tmp_pat
     assert [m.header.t_ns for m in texts] == [rec["end_ns"] for rec in said]
 
 
+def test_heard_carries_every_transcript_whatever_text_lines_says(model_cache: Path, tmp_path: Path) -> None:
+    """`text_lines: questions` keeps statements off `text` (queries), not off `heard` (what
+    was said, for queries about words: docs/queries.md)."""
+    session = tmp_path / "s.mcap"
+    sample.generate(session, seed=1_000_303, duration_s=8)  # a statement, then a question
+    node = NodeHarness(TranscribeNode, {"cache": str(model_cache), "text_lines": "questions"},
+                       streams={"audio": "mic0/audio16k", "transcripts": "perceive/transcripts",
+                                "events": "speech/events", "text": "speech/text", "heard": "speech/heard"})
+    published = []
+    for msg in transcribe_eval.replay(session, ["mic0/audio16k"]):
+        published += node.send("audio", msg, seq=msg.header.seq)
+    published += node.finish()
+    node.close()
+    said = [m.record for m in published if m.header.stream == "perceive/transcripts" and m.record["text"]]
+    heard = [(m.text, m.header.t_ns) for m in published if m.header.stream == "speech/heard"]
+    asked = [m.text for m in published if m.header.stream == "speech/text"]
+    assert heard == [(rec["text"], rec["end_ns"]) for rec in said]
+    from sensorfuse.nodes.transcribe import is_question
+
+    assert asked == [text for text, _ in heard if is_question(text)]
+    assert len(asked) < len(heard), "a statement is heard, not asked"
+    assert node.node.watermark_ns("heard") == node.node.watermark_ns("text") is not None
+
+
 def graph(session: Path, out: Path, cache: Path, *, rate: Any = 1.0, model: str = "default") -> dict[str, Any]:
     return {"name": "speech", "nodes": {
         "player": {"kind": "player", "params": {"path": str(session), "rate": rate, "streams": ["mic0/audio16k"]},
