@@ -17,8 +17,9 @@ Each session goes through the perceive node in-process, as the demo graph feeds 
 (`nodes/perceive_offline.py`), and its events are scored against the session's labels
 with the demo's rules (`demo_report.score_events`). Prints precision and recall per event
 type and split, and the gaps (train − held-out, held-out − varied; per axis with
-`--ablate`). About 20 s per 20 s session on one core of a 2-core laptop-class CPU: the
-default 8 sessions × 3 splits take about 8 minutes.
+`--ablate`). About 20 s per 20 s session on an idle core of a 2-core machine, 28 s with
+the other core busy: the default 8 sessions × 3 splits took 671 s (11 minutes) there;
+each `--ablate` axis adds 8 sessions (split the axes over runs to stay near 10 minutes).
 """
 
 from __future__ import annotations
