@@ -31,7 +31,9 @@ EXAMPLES = {
     "sample": """examples:
   sensorfuse sample -o s.mcap                         # 20 s, seed 0 (training media)
   sensorfuse sample -o eval.mcap --seed 1000003       # held-out media (seeds >= 1000000)
-  sensorfuse sample -o cams.mcap --cameras 4          # cam0..cam3 over one world, faces walk between them""",
+  sensorfuse sample -o cams.mcap --cameras 4          # cam0..cam3 over one world, faces walk between them
+  sensorfuse sample -o v.mcap --seed 1000003 --vary   # its session under other lighting, sizes, insets, ...
+  sensorfuse sample -o l.mcap --vary lighting,sizes   # only these axes of the variety""",
     "log": """examples:
   sensorfuse log info s.mcap
   sensorfuse log export s.mcap --to out/ --start 2 --end 4   # PNG frames, WAV audio, JSONL records/text
@@ -118,6 +120,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fps", type=float, default=15.0, help=f"frames per second, up to {MAX_SAMPLE_FPS:g}")
     p.add_argument("--cameras", type=int, default=1,
                    help="cameras cam0..cam{N-1} side by side over one world, 1 to 8 (default 1)")
+    p.add_argument("--vary", nargs="?", const="all", default=None, metavar="AXES",
+                   help="the seed's session with variety no training session has: all (alone: all) or a comma "
+                        "list of lighting, sizes, insets, camera, voices, faces (docs/replay.md)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(func=cmd_sample)
 
@@ -402,17 +407,20 @@ def _sample_size(args: argparse.Namespace) -> tuple[int, int]:
 def cmd_sample(args: argparse.Namespace) -> int:
     from sensorfuse.engine import files
     from sensorfuse.replay.sample import generate
+    from sensorfuse.replay.sample_vary import parse_axes
 
     size = _sample_size(args)
+    axes = parse_axes(args.vary)
     files.check_output(args.output, force=args.force)  # before the work, not after
     try:
         with progressbar.bar(total=args.duration, desc="sample", unit="s") as bar:
             summary = generate(args.output, seed=args.seed, duration_s=args.duration, size=size, fps=args.fps,
-                               cameras=args.cameras, force=args.force, on_progress=lambda t_s: progressbar.reach(bar, round(t_s, 1)))
+                               cameras=args.cameras, vary=axes, force=args.force, on_progress=lambda t_s: progressbar.reach(bar, round(t_s, 1)))
     except OSError as exc:
         raise SensorfuseError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     streams = ", ".join(f"{k} {v}" for k, v in summary["streams"].items())
-    print(f"wrote {args.output}: seed {args.seed} ({summary['split']} media), {streams}")
+    varied = f", varied: {', '.join(summary['variety']['axes'])}" if axes else ""
+    print(f"wrote {args.output}: seed {args.seed} ({summary['split']} media{varied}), {streams}")
     return 0
 
 

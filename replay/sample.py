@@ -16,6 +16,10 @@ With ``cameras=N`` (N > 1) the frames are ``cam0/frame`` … ``cam{N-1}/frame``,
 by side over one world N views wide, and faces walk from view to view (`sample_rig`);
 the truth about what a camera sees names its ``camera`` (`sample_labels`).
 
+With ``vary`` (`sensorfuse sample --vary`), the seed's session is seen and heard with
+variety no training session has: lighting, subject sizes, insets, camera degradation,
+voices, another face (`sample_vary`).
+
 Seeds: the same seed gives the same session, byte for byte. Seeds below
 `HELDOUT_SEED_BASE` draw train media; seeds at or above it draw held-out media (unseen
 faces, backgrounds, objects, voices and sentences; see `scene.MEDIA_SPLIT`).
@@ -26,7 +30,7 @@ from __future__ import annotations
 import heapq
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,7 @@ import soundfile as sf
 
 from sensorfuse.engine import files, wire
 from sensorfuse.engine.errors import UsageError
-from sensorfuse.replay import sample_rig, scene
+from sensorfuse.replay import sample_rig, sample_vary, scene
 from sensorfuse.replay.mcap_io import HeaderStamper, LogWriter
 
 HELDOUT_SEED_BASE = 1_000_000
@@ -191,19 +195,26 @@ def _cameras(seg: Segment, t: float) -> list[tuple[tuple[float, float], float]]:
 
 class _Session:
     def __init__(self, seed: int, duration_s: float, size: tuple[int, int], fps: float, device_rate: int,
-                 cameras: int = 1) -> None:
+                 cameras: int = 1, vary: frozenset[str] = frozenset()) -> None:
         self.seed, self.duration_s, self.view, self.fps, self.device_rate = seed, duration_s, size, fps, device_rate
         self.cameras = cameras
         self.split = split_of(seed)
         self.world = sample_rig.world_size(size, cameras)
         rng = np.random.default_rng(seed)
         self.segments, self.sounds, self.texts = _script(rng, self.split, duration_s, self.world, size)
+        self.variety: sample_vary.Variety | None = None
+        if vary:  # its own generator, like the rig's: the script above is the seed's, varied or not
+            self.variety, vary_rng = sample_vary.draw(seed, vary, duration_s)
+            sample_vary.vary_scenes(self.variety, vary_rng, self.segments, self.split, self.world)
+            sample_vary.vary_voices(self.variety, vary_rng, self.sounds, self.segments, duration_s)
         if cameras > 1:  # its own generator: the seed's one-camera session stays what it was
             rig_rng = np.random.default_rng([seed, cameras])
             for seg in self.segments:
                 seg.rig = sample_rig.plan(rig_rng, cameras, size, seg.faces)
         n = int(duration_s * RATE16K) // BLOCK * BLOCK
         room = rng.normal(0, 0.003, n).astype(np.float32)  # room tone, -50 dB
+        if self.variety is not None and "voices" in vary:
+            room *= np.float32(self.variety.room_gain)
         self.audio = room
         self.openness: dict[str, np.ndarray] = {}
         for ev in self.sounds:
@@ -238,7 +249,7 @@ class _Session:
             speaking = self._speaker_at(t)
             faces = sample_rig.faces_at(seg.rig, seg.faces, sample_rig.eased(seg.start_s, seg.end_s, t))
             for p in faces:
-                s = scene.sprite(p.sprite)
+                s = p.look()
                 env = self.openness.get(p.subject)
                 openness = float(env[min(len(env) - 1, int(t * RATE16K) // BLOCK)]) if env is not None else 0.0
                 scene.paste(world, scene.open_mouth(s, openness), s.alpha, p)
@@ -250,12 +261,15 @@ class _Session:
                     vb = scene.view_box(p.world_box(), m)
                     frac = scene.visible_fraction(vb, self.view)
                     if frac >= 0.5:
-                        boxes.append({"subject": p.subject, "kind": scene.sprite(p.sprite).kind, "sprite": p.sprite,
+                        boxes.append({"subject": p.subject, "kind": p.look().kind, "sprite": p.sprite,
                                       "box": [round(float(v), 1) for v in vb], "visible": round(float(frac), 3),
                                       "speaking": p.subject == speaking})
                 truth = {"frame": i, "boxes": boxes} if self.cameras == 1 else \
                     {"frame": i, "camera": f"cam{k}", "boxes": boxes}
-                views.append((scene.render(world, m, self.view), truth))
+                frame = scene.render(world, m, self.view)
+                if self.variety is not None:
+                    frame = sample_vary.look(frame, t, self.variety, np.random.default_rng([self.seed, sample_vary.STREAM, i, k]))
+                views.append((frame, truth))
             yield t, views
 
     def _speaker_at(self, t: float) -> str | None:
@@ -267,17 +281,25 @@ class _Session:
 
 def generate(path: str | os.PathLike[str], *, seed: int = 0, duration_s: float = 20.0, size: tuple[int, int] = (320, 240),
              fps: float = 15.0, device_rate: int = 48_000, jpeg_quality: int = 90, cameras: int = 1,
-             force: bool = True, on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+             vary: bool | str | Iterable[str] = False, force: bool = True,
+             on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Write a sample session; returns a summary (counts per stream, split, label counts).
     The file appears only when complete (`files.atomic_output`); with ``force=False`` an
     existing `path` is refused (`UsageError`). `on_progress(seconds)`: how much of the
     session is written, called per message. `cameras` (1..`sample_rig.MAX_CAMERAS`):
-    frame streams ``cam0/frame`` … ``cam{N-1}/frame`` over one world (`sample_rig`)."""
+    frame streams ``cam0/frame`` … ``cam{N-1}/frame`` over one world (`sample_rig`).
+    `vary` (`True`/``"all"``, or axis names: `sample_vary.AXES`): the seed's session with
+    lighting, sizes, insets, camera, voices or faces varied (`sample_vary`); the log's
+    metadata records ``vary`` and the drawn ``variety``. Without it the session is byte for
+    byte what it always was."""
     from sensorfuse.replay.sample_labels import intervals
 
     if not 1 <= cameras <= sample_rig.MAX_CAMERAS:
         raise UsageError(f"cameras wants 1 to {sample_rig.MAX_CAMERAS}, got {cameras}")
-    sess = _Session(seed, duration_s, size, fps, device_rate, cameras)
+    axes = sample_vary.parse_axes(vary)
+    sess = _Session(seed, duration_s, size, fps, device_rate, cameras, axes)
+    if sess.variety is not None and "camera" in axes:
+        jpeg_quality = sess.variety.camera.jpeg_quality
     session_id = f"sample-{seed}"
     header = HeaderStamper(session_id)
     counts = header.counts
@@ -325,6 +347,9 @@ def generate(path: str | os.PathLike[str], *, seed: int = 0, duration_s: float =
                     "duration_s": str(duration_s), "fps": str(fps), "size": f"{size[0]}x{size[1]}"}
         if cameras > 1:
             metadata["cameras"] = str(cameras)
+        if sess.variety is not None:
+            metadata["vary"] = ",".join(sorted(axes))
+            metadata["variety"] = json.dumps(sess.variety.summary(), sort_keys=True)
         log = LogWriter(f, metadata=metadata)
         for _, _, (h, payload, jpeg) in heapq.merge(frame_msgs(), audio_msgs(), text_msgs(),
                                                     key=lambda item: (item[0], item[1])):
@@ -336,5 +361,8 @@ def generate(path: str | os.PathLike[str], *, seed: int = 0, duration_s: float =
             h = header("labels", wire.KIND_RECORD, rec["start_ns"], "sample")
             log.write(h, wire.encode_header(h), wire.encode_record(rec))
         log.finish()
-    return {"path": os.fspath(path), "seed": seed, "split": sess.split, "streams": counts,
-            "labels": {k: sum(1 for r in labels if r["label"] == k) for k in sorted({r["label"] for r in labels})}}
+    summary = {"path": os.fspath(path), "seed": seed, "split": sess.split, "streams": counts,
+               "labels": {k: sum(1 for r in labels if r["label"] == k) for k in sorted({r["label"] for r in labels})}}
+    if sess.variety is not None:
+        summary["variety"] = sess.variety.summary()
+    return summary

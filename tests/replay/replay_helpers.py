@@ -148,3 +148,25 @@ def load_log(path: Path) -> dict[str, list[tuple[Any, Any]]]:
             h, _, payload = m.decode()
             out.setdefault(m.topic, []).append((h, payload))
     return out
+
+
+def mouth_and_loudness(streams: dict[str, list[tuple[Any, Any]]], *, min_width: float = 0.0
+                       ) -> tuple[list[float], list[float]]:
+    """Per frame of a one-camera sample session, for each fully visible speaking face at least
+    `min_width` px wide: the darkness of its mouth region and the audio's loudness then."""
+    import msgspec
+
+    from sensorfuse.replay import sample
+
+    audio = np.concatenate([np.frombuffer(p, np.float32) for _, p in streams["mic0/audio16k"]])
+    darkness, loudness = [], []
+    for (fh, frame), (_, boxes) in zip(streams["cam0/frame"], streams["labels/boxes"]):
+        img = np.frombuffer(frame, np.uint8).reshape(fh.shape)
+        for b in msgspec.msgpack.decode(boxes)["boxes"]:
+            if b["speaking"] and b["visible"] >= 0.99 and b["box"][2] - b["box"][0] >= min_width:
+                x0, y0, x1, y1 = (int(v) for v in b["box"])
+                mouth = img[y0 + (y1 - y0) * 2 // 3:y1, x0 + (x1 - x0) // 4:x1 - (x1 - x0) // 4]
+                darkness.append(-float(mouth.mean()))
+                i = (fh.t_ns - sample.T0_NS) * 16_000 // 1_000_000_000
+                loudness.append(float(np.sqrt(np.mean(audio[i:i + 1067] ** 2))))
+    return darkness, loudness

@@ -12,7 +12,7 @@ import pytest
 
 from sensorfuse.replay import sample, scene
 from sensorfuse.replay.mcap_io import LogReader
-from tests.replay.replay_helpers import load_log
+from tests.replay.replay_helpers import load_log, mouth_and_loudness
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,18 +78,7 @@ def test_speaking_mouth_moves_with_the_speech_envelope(tmp_path: Path) -> None:
     """Mouth-region darkness of the speaking face correlates with audio loudness."""
     path = tmp_path / "m.mcap"
     sample.generate(path, seed=3, duration_s=20.0)
-    streams = load_log(path)
-    audio = np.concatenate([np.frombuffer(p, np.float32) for _, p in streams["mic0/audio16k"]])
-    darkness, loudness = [], []
-    for (fh, frame), (_, boxes) in zip(streams["cam0/frame"], streams["labels/boxes"]):
-        img = np.frombuffer(frame, np.uint8).reshape(fh.shape)
-        for b in msgspec.msgpack.decode(boxes)["boxes"]:
-            if b["speaking"] and b["visible"] >= 0.99:
-                x0, y0, x1, y1 = (int(v) for v in b["box"])
-                mouth = img[y0 + (y1 - y0) * 2 // 3:y1, x0 + (x1 - x0) // 4:x1 - (x1 - x0) // 4]
-                darkness.append(-float(mouth.mean()))
-                i = (fh.t_ns - sample.T0_NS) * 16_000 // 1_000_000_000
-                loudness.append(float(np.sqrt(np.mean(audio[i:i + 1067] ** 2))))
+    darkness, loudness = mouth_and_loudness(load_log(path))
     assert len(darkness) > 20
     assert np.corrcoef(darkness, loudness)[0, 1] > 0.3
 
