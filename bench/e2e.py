@@ -45,7 +45,7 @@ from sensorfuse.perception import Encoders, FusionHead, Perception, label_embedd
 from sensorfuse.perception.features import warm_up
 from sensorfuse.models.fusion import dataset
 from sensorfuse.nodes import demo
-from sensorfuse.nodes.perceive import default_heads_dir, resolve_head
+from sensorfuse.nodes.perceive_setup import default_heads_dir, resolve_head
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:

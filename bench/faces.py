@@ -56,7 +56,8 @@ from sensorfuse.perception.objects import OBJECT_MODEL, ObjectDetector, ObjectSt
 from sensorfuse.perception.observations import FACE_VETO, face_on_object
 from sensorfuse.perception.tracking import iou
 from sensorfuse.models.sources import package_file
-from sensorfuse.nodes.perceive import DEFAULT_CLASSES, DEFAULT_RULES, PerceiveNode
+from sensorfuse.nodes.perceive_setup import DEFAULT_CLASSES, DEFAULT_RULES
+from sensorfuse.nodes.perceive import PerceiveNode
 
 WIDTH, HEIGHT = 640, 480
 FPS = 15.0

@@ -24,7 +24,7 @@ from sensorfuse.engine import manifest as mf
 from sensorfuse.engine import wire
 from sensorfuse.models import media
 from sensorfuse.nodes import demo, demo_objects
-from sensorfuse.nodes.perceive import DEFAULT_CLASSES
+from sensorfuse.nodes.perceive_setup import DEFAULT_CLASSES
 from sensorfuse.perception import object_tiles
 from sensorfuse.perception.objects import OBJECT_MODEL, ObjectDetector
 from sensorfuse.replay.mcap_io import LogReader

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sensorfuse.perception import Encoders, FusionHead
-from sensorfuse.nodes.perceive import default_heads_dir, resolve_head
+from sensorfuse.nodes.perceive_setup import default_heads_dir, resolve_head
 from sensorfuse.replay import query_eval
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "queries"

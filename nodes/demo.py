@@ -42,7 +42,7 @@ from sensorfuse.engine.cli import run_graph
 from sensorfuse.engine.errors import SensorfuseError, UsageError
 from sensorfuse.perception.encoders import FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL
 from sensorfuse.perception.objects import OBJECT_MODEL
-from sensorfuse.nodes.perceive import DEFAULT_CLASSES, outdated
+from sensorfuse.nodes.perceive_setup import DEFAULT_CLASSES, outdated
 from sensorfuse.nodes import demo_objects, demo_report, transcribe_eval
 
 DEMO_SEED = 1_000_042
@@ -151,7 +151,7 @@ def demo_dir() -> Path:
 
 def pack_to_build(cache: Path) -> list[str]:
     """The models the demo needs that `cache` lacks, or holds from an older recipe that
-    perceive cannot use (face models with a batch of 1: `perceive.outdated`). Read from the
+    perceive cannot use (face models with a batch of 1: `perceive_setup.outdated`). Read from the
     manifests only: the runtime has none of the build tools `models.pack` imports."""
     out = []
     for model in NEEDED:

@@ -11,7 +11,7 @@ From the run's outputs (events JSONL, the perception recording) and the session 
   per-tick score the event rule sees where the recording has it (face: detector score and
   speaking probability per track in ``perceive/detections``; sound classes in
   ``perceive/sound``), the scores of the event phases as dots, and the rule's on/off
-  thresholds (`sensorfuse.nodes.perceive.DEFAULT_RULES`);
+  thresholds (`sensorfuse.nodes.perceive_setup.DEFAULT_RULES`);
 - a few key frames: the session's frame at the start of the first events, with the face
   boxes, track ids and speaking probability perceive detected in it.
 
@@ -140,7 +140,7 @@ def build(*, session: Path, events: list[dict[str, Any]], labels: list[dict[str,
           perception_log: Path, summary: dict[str, Any]) -> HtmlReport:
     """The report page. `events`: event records; `labels`: the truth of the replayed span
     (None: the session has no labels); `summary`: `sensorfuse.nodes.demo.summarize`'s."""
-    from sensorfuse.nodes.perceive import DEFAULT_RULES  # here: perceive imports the inference runtime
+    from sensorfuse.nodes.perceive_setup import DEFAULT_RULES  # here: it imports the inference runtime
 
     perception = read_perception(perception_log)
     times = sorted({e["t_ns"] for e in events} | {d["t_ns"] for d in perception["detections"]}

@@ -98,7 +98,7 @@ def _shipped_models() -> Check:
     from sensorfuse.engine.errors import StartupError
     from sensorfuse.perception import FusionHead
     from sensorfuse.perception.sound import SoundClassifier
-    from sensorfuse.nodes.perceive import default_heads_dir, default_sound_manifest, resolve_head
+    from sensorfuse.nodes.perceive_setup import default_heads_dir, default_sound_manifest, resolve_head
 
     try:
         head = FusionHead(resolve_head("default", default_heads_dir()))

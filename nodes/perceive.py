@@ -91,9 +91,7 @@ Config example::
 
 from __future__ import annotations
 
-import importlib.resources
 import itertools
-import json
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -106,17 +104,15 @@ import msgspec
 from sensorfuse.engine import wire
 from sensorfuse.engine import manifest as mf
 from sensorfuse.engine.errors import StartupError, UsageError
-from sensorfuse.engine.events import EventRule, EventTracker, Observation
+from sensorfuse.engine.events import EventTracker, Observation
 from sensorfuse.engine.inference import NonFiniteOutput
 from sensorfuse.engine.node import InputSpec, Node, Out, OutputSpec
 from sensorfuse.engine.params import NonNegativeFloat, PositiveFloat, PositiveInt, Probability, param_error
 from sensorfuse.perception import (Encoders, FusionHead, Perception, Ports, label_embeddings, object_tiles,
                                    tick_from_record)
 from sensorfuse.perception.cameras import CameraSet
-from sensorfuse.perception.encoders import (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, TEXT_MODEL, VAD_MODEL,
-                                                   to_rgb)
+from sensorfuse.perception.encoders import to_rgb
 from sensorfuse.perception.features import TickFeatures, warm_up
-from sensorfuse.perception.fusion import STRATEGIES, manifest_path_for
 from sensorfuse.perception.join import FRAME_NOT_RECEIVED, FrameJoin, FrameRef, Joined
 from sensorfuse.perception.observations import FACE_VETO, Observer
 from sensorfuse.perception.queries import QueryMatcher
@@ -126,92 +122,10 @@ from sensorfuse.perception.objects import (OBJECT_MODEL, ObjectDetector, Objects
                                                   UnknownClass, check_classes, default_tiles_per_run)
 from sensorfuse.perception.sound import SoundClassifier
 from sensorfuse.perception.ticks import BadTick, TickInput, attach_frame, camera_ticks
+from sensorfuse.nodes.perceive_setup import (DEFAULT_CLASSES, DEFAULT_RULES, MS, PACK_MODELS, RuleParams,
+                                            default_heads_dir, default_sound_manifest, outdated, resolve_head)
 
-MS = 1_000_000
 END_OF_STREAM = 2**63 - 1  # a watermark past every capture time
-#: the model pack `Encoders` opens
-PACK_MODELS = (FACE_MODEL, LANDMARK_MODEL, SCENE_MODEL, VAD_MODEL, TEXT_MODEL)
-#: models the face pipeline runs on several crops in one call (`sensorfuse.perception.faces`)
-BATCHED_MODELS = (FACE_MODEL, LANDMARK_MODEL)
-
-
-class RuleParams(msgspec.Struct, forbid_unknown_fields=True):
-    on: Probability
-    off: Probability
-    min_duration_ms: NonNegativeFloat = 0.0
-    hold_ms: NonNegativeFloat = 0.0
-    cooldown_ms: NonNegativeFloat = 0.0
-    update_every_ms: NonNegativeFloat = 0.0
-    #: speech events: how far before the score's run the VAD's onset may date the start
-    backdate_ms: NonNegativeFloat = 0.0
-    #: a tick below `on` at most this long after the run's last tick at or above `on` keeps
-    #: the run (a flickering score; 0: any dip ends it)
-    bridge_ms: NonNegativeFloat = 0.0
-
-    def __post_init__(self) -> None:
-        if self.off > self.on:  # hysteresis: an event starts at `on` and ends below `off`
-            raise param_error("off", f"a score <= on ({self.on})", self.off)
-
-    def rule(self, type_: str) -> EventRule:
-        return EventRule(type_, self.on, self.off, round(self.min_duration_ms * MS), round(self.hold_ms * MS),
-                         round(self.cooldown_ms * MS), round(self.update_every_ms * MS), round(self.backdate_ms * MS),
-                         round(self.bridge_ms * MS))
-
-
-DEFAULT_RULES: dict[str, RuleParams] = {
-    "face": RuleParams(0.5, 0.5, min_duration_ms=150, hold_ms=300),
-    # the VAD's onset dates a speech event up to the head's audio window (600 ms) back; for
-    # speaker.active 400 ms (500-600 moved one start onto an earlier utterance). The head's
-    # `speaking` flickers while a voice starts: one-tick dips (at 15 fps) keep the run, and
-    # 133 ms confirm it (docs/fusion.md, "Speech onsets": bench/speech_onset.py)
-    "speaker.active": RuleParams(0.6, 0.4, min_duration_ms=133, hold_ms=400, update_every_ms=1000, backdate_ms=400,
-                                 bridge_ms=100),
-    "speech.offscreen": RuleParams(0.6, 0.4, min_duration_ms=300, hold_ms=400, update_every_ms=1000,
-                                   backdate_ms=600),
-    "query.match": RuleParams(0.6, 0.4, min_duration_ms=130, hold_ms=300, cooldown_ms=60_000),
-    "sound": RuleParams(0.6, 0.4, min_duration_ms=200, hold_ms=300, update_every_ms=1000),
-    # results enter every objects_period_ms (333): seen in two runs in a row to start, and
-    # missed in two to end. `off` is below the detector's min_score (0.35): a detection never
-    # scores under it, so an object ends by going unseen, not by a score grazing 0.35. `on`
-    # 0.46: at 0.5 a cat of the demo scored 0.5007 once object tiles came (within the 0.003
-    # every demo score must keep from its threshold: tests/fusion/test_event_margins.py);
-    # the nearest demo scores to 0.46 are 0.4535 and 0.4662.
-    "object": RuleParams(0.46, 0.3, min_duration_ms=300, hold_ms=700),
-}
-#: Object classes perceive reports unless configured (`classes`): people, animals and vehicles.
-DEFAULT_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck", "cat", "dog")
-
-
-def outdated(model: str, manifest: mf.Manifest) -> bool:
-    """A face model built by an older sensorfuse: it takes a batch of 1, and the face
-    pipeline runs its crops in batches (`sensorfuse models build` rebuilds it)."""
-    return model in BATCHED_MODELS and bool(manifest.inputs) and manifest.inputs[0].shape[:1] == [1]
-
-
-def default_heads_dir() -> Path:
-    """The heads shipped with the package (models/fusion/data); no torch is imported."""
-    return Path(str(importlib.resources.files("sensorfuse.models.fusion") / "data"))
-
-
-def default_sound_manifest() -> Path:
-    """The sound-event classifier shipped with the package (models/sound/data)."""
-    return Path(str(importlib.resources.files("sensorfuse.models.sound") / "data" / "sound_events.manifest.json"))
-
-
-def resolve_head(head: str, heads_dir: Path) -> Path:
-    if head.endswith(".json"):
-        return Path(head)
-    if head == "default":
-        pointer = heads_dir / "fusion_default.json"
-        try:
-            head = json.loads(pointer.read_text())["strategy"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise StartupError(f"no default fusion head in {heads_dir} ({exc}); run `sensorfuse fusion train`") from None
-    if head not in STRATEGIES:
-        raise StartupError(f"head {head!r}: use default, {', '.join(STRATEGIES)} or a manifest path")
-    return manifest_path_for(heads_dir, head)
-
-
 class PerceiveNode(Node):
     class Params(msgspec.Struct, forbid_unknown_fields=True):
         head: str = "default"
