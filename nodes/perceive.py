@@ -291,6 +291,8 @@ class PerceiveNode(Node):
         self.scores_wired = "scores" in self.ctx.outputs
         self.thresholds = {name: {"on": r.on, "off": r.off} for name, r in rules.items()}
         self.last_t: int | None = None
+        self.ended: set[str] = set()  # input ports whose streams have ended
+        self.finished = False
         #: event_id -> (record of its last phase, t_ns) for every open event (`snapshot`)
         self.open_events: dict[str, tuple[dict[str, Any], int]] = {}
         self.join: FrameJoin[TickInput, wire.Message] = FrameJoin(capacity=p.frame_buffer)
@@ -411,7 +413,13 @@ class PerceiveNode(Node):
         if port == "heard":
             self.heard_watermark = END_OF_STREAM
             return self._when_heard([])
-        return self._run(self.join.end_frames()) if port == "frame" else []
+        self.ended.add(port)
+        outs = self._run(self.join.end_frames()) if port == "frame" else []
+        if not self.heard_lockstep and self.ended >= {"ticks", *(("frame",) if self.frame_wired else ())}:
+            # the ticks are over: end the events now, not when the transcriber (still
+            # decoding the last sentence) ends the heard stream; no later line could count
+            outs += self.finish()
+        return outs
 
     def watermark(self, port: str, seq: int, t_ns: int) -> Iterable[Out]:
         if port != "heard":
@@ -490,7 +498,11 @@ class PerceiveNode(Node):
             outs.append(self._scores_out(first, obs))
         return [*outs, *self._events(first.t_ns, obs)]
 
-    def finish(self) -> Iterable[Out]:
+    def finish(self) -> list[Out]:
+        """End of input: ticks still waiting are perceived and every open event ends (once)."""
+        if self.finished:
+            return []
+        self.finished = True
         outs = self._run(self.join.end_frames())
         self.heard_watermark = END_OF_STREAM  # every input has ended: no line is coming
         outs += self._when_heard([])

@@ -137,3 +137,23 @@ def test_a_spoken_word_answers_a_typed_query_in_real_processes(demo_session: Pat
     assert said[0]["end_ns"] + delay <= window[0]["start_ns"] < said[0]["end_ns"] + delay + 150 * MS, (window, said)
     assert not [e for e in matches if "banana" in e["subject"]["query"]], matches
     assert gauges["heard_late"] == 0 and gauges["heard_lines"] >= 1, gauges
+
+
+def test_events_end_when_the_ticks_do_not_when_the_heard_stream_does(model_cache: Path,
+                                                                      short_ticks: list[dict[str, Any]]) -> None:
+    """The transcriber ends its heard stream only after decoding the last sentence (~0.4 s
+    after the ticks end in the demo); not lock-step, no line could count any more: the open
+    events end with the ticks, once."""
+    h = NodeHarness(PerceiveNode, {"cache": str(model_cache), "classes": []}, name="perceive", streams=STREAMS)
+    msgs = []
+    for record in short_ticks[:45]:
+        msgs += h.send("ticks", Out.record("ticks", record, record["t_ns"]))
+    events = [m.record for m in msgs if m.header.stream == "perceive/events"]
+    still_open = {e["event_id"] for e in events if e["phase"] == "start"} - {e["event_id"] for e in events
+                                                                             if e["phase"] == "end"}
+    assert still_open, "the test needs an event open at the end"
+    assert h.end("frame") == []
+    ended = [m.record for m in h.end("ticks") if m.header.stream == "perceive/events"]
+    assert {e["event_id"] for e in ended if e["phase"] == "end"} == still_open
+    assert h.end("heard") == [] and h.finish() == []
+    h.close()
