@@ -72,8 +72,8 @@ the node. A referenced frame that never arrives (dropped on the way, or no ``fra
 wired) is counted (``frame_not_received`` / ``frame_not_wired``, on the frame stream); the
 tick goes on without vision. A model (pack, head or sound classifier) that outputs NaN/Inf
 makes its tick count as missing (``bad_output`` on the ticks stream, naming the model and
-output): no outputs for it, event state unchanged. At the end of input every active
-event is ended.
+output): no outputs for it, event state unchanged. When the ticks (and frames) end, every
+active event is ended (not lock-step on `heard`: without waiting for the transcriber's last line).
 
 Config example::
 
