@@ -126,6 +126,8 @@ from sensorfuse.nodes.perceive_setup import (DEFAULT_CLASSES, DEFAULT_RULES, MS,
                                             default_heads_dir, default_sound_manifest, outdated, resolve_head)
 
 END_OF_STREAM = 2**63 - 1  # a watermark past every capture time
+
+
 class PerceiveNode(Node):
     class Params(msgspec.Struct, forbid_unknown_fields=True):
         head: str = "default"

@@ -30,6 +30,7 @@ from sensorfuse.perception.objects import ObjectStage, TrackedObject
 from sensorfuse.perception.queries import QueryMatcher, perceived
 from sensorfuse.perception.query_life import ActiveQueries
 from sensorfuse.perception.said import HeardLines
+from sensorfuse.perception.tracking import intersection
 
 #: Sound classes that become `sound.<class>` events (speech has its own events; background is none).
 SOUND_EVENTS = ("alarm", "tone", "noise")
@@ -42,18 +43,13 @@ FACE_VETO = ("cat", "dog", "motorcycle")
 ON_OBJECT = 0.5
 
 
-def _inside(box: Sequence[float], other: Sequence[float]) -> float:
-    """The fraction of `box`'s area inside `other`."""
-    w = max(0.0, min(box[2], other[2]) - max(box[0], other[0]))
-    h = max(0.0, min(box[3], other[3]) - max(box[1], other[1]))
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    return w * h / area if area > 0 else 0.0
-
-
 def face_on_object(box: Sequence[float], objects: Iterable[TrackedObject], veto: Sequence[str]) -> str | None:
     """The class of the object of a `veto` class the face `box` lies on, when it lies on no
     person; None when it is a person's face as far as the objects say."""
-    on = [o for o in objects if _inside(box, o.box) >= ON_OBJECT]
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    if area <= 0:
+        return None
+    on = [o for o in objects if intersection(box, o.box) >= ON_OBJECT * area]
     if any(o.label == "person" for o in on):
         return None
     return next((o.label for o in on if o.label in veto), None)
